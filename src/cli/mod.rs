@@ -1,0 +1,56 @@
+//! Command-line interface: one file per command; each parses flags, calls the library, prints.
+
+mod fetch;
+mod fill_mask;
+mod hidden;
+mod info;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fairnc", version, about = "Neural collapse, bias benchmarks and NC3-regularised debiasing for language models")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download and unpack the pinned data and model bundles into the cache.
+    Fetch(fetch::Args),
+    /// Describe a model: family, size, vocabulary, head, tying.
+    Info(info::Args),
+    /// Predict the masked token(s) of a sentence, as transformers' fill-mask pipeline.
+    FillMask(fill_mask::Args),
+    /// Write the last-layer hidden states of each input line to a safetensors file.
+    Hidden(hidden::Args),
+}
+
+/// Options every command that loads a model shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// `minilm` (the embedded default), a checkpoint directory, or hf:ORG/NAME.
+    #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
+    pub model: String,
+    /// Seed for a newly created LM head and for dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<crate::model::LanguageModel> {
+        let dir = crate::model::resolve::resolve(&self.model)?;
+        let opts = crate::model::LoadOptions { seed: self.seed, ..Default::default() };
+        crate::model::LanguageModel::load(&dir, &opts)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Fetch(a) => fetch::run(a),
+        Command::Info(a) => info::run(a),
+        Command::FillMask(a) => fill_mask::run(a),
+        Command::Hidden(a) => hidden::run(a),
+    }
+}

@@ -1,0 +1,19 @@
+//! Data provisioning: the cache, the pinned bundles, and typed readers of the datasets in them.
+
+pub mod bundle;
+pub mod download;
+
+pub use bundle::Bundle;
+use std::path::PathBuf;
+
+/// The cache root: `$FAIRNC_HOME`, else `~/.cache/fairnc`.
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("FAIRNC_HOME") {
+        return PathBuf::from(h);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("fairnc")
+}

@@ -1,0 +1,12 @@
+//! fairnc: neural collapse on fairness words, bias benchmarks, and NC3-regularised debiasing
+//! for BERT, RoBERTa, DistilBERT and GPT-2 checkpoints.
+//!
+//! Data flows one way: text → tokens ([`model`]) → hidden states → statistics, scores or
+//! losses → results → reports ([`report`]). The binary in `src/main.rs` is a thin shell over
+//! this library.
+
+pub mod cli;
+pub mod data;
+pub mod model;
+pub mod report;
+pub mod util;

@@ -1,0 +1,11 @@
+use clap::Parser;
+
+fn main() {
+    let cli = fairnc::cli::Cli::parse();
+    if let Err(e) = fairnc::cli::run(cli) {
+        // One line: the file and the problem, as the context chain reads.
+        let msg = format!("{e:#}").replace('\n', " ");
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}

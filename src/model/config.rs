@@ -1,0 +1,249 @@
+//! `config.json` → one typed configuration for the four supported families.
+//!
+//! Hugging Face uses different key names per family (`hidden_size` vs `dim` vs `n_embd`);
+//! everything downstream sees only [`ModelConfig`].
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Bert,
+    Roberta,
+    DistilBert,
+    Gpt2,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Bert => "bert",
+            Family::Roberta => "roberta",
+            Family::DistilBert => "distilbert",
+            Family::Gpt2 => "gpt2",
+        }
+    }
+
+    /// The module prefix Hugging Face puts before the backbone weights in a `*ForMaskedLM` /
+    /// `*LMHeadModel` checkpoint (absent in bare-backbone checkpoints).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::Bert => "bert.",
+            Family::Roberta => "roberta.",
+            Family::DistilBert => "distilbert.",
+            Family::Gpt2 => "transformer.",
+        }
+    }
+
+    pub fn kind(self) -> ModelKind {
+        match self {
+            Family::Gpt2 => ModelKind::Causal,
+            _ => ModelKind::Masked,
+        }
+    }
+
+    /// The architecture name `transformers` instantiates for the LM-headed model.
+    pub fn lm_architecture(self) -> &'static str {
+        match self {
+            Family::Bert => "BertForMaskedLM",
+            Family::Roberta => "RobertaForMaskedLM",
+            Family::DistilBert => "DistilBertForMaskedLM",
+            Family::Gpt2 => "GPT2LMHeadModel",
+        }
+    }
+}
+
+/// Masked LMs predict the token at a position from its own hidden state; causal LMs predict the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Masked,
+    Causal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU, x·Φ(x) (BERT family's "gelu").
+    GeluErf,
+    /// tanh approximation (GPT-2's "gelu_new").
+    GeluTanh,
+    Relu,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_positions: usize,
+    /// BERT/RoBERTa token-type table size; 0 for families without one.
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub activation: Activation,
+    /// Dropout after embeddings and on residual branches (GPT-2: `embd_pdrop`/`resid_pdrop`).
+    pub hidden_dropout: f32,
+    pub attention_dropout: f32,
+    pub pad_token_id: Option<u32>,
+    /// The parsed file, kept so that saving writes back every key we do not interpret.
+    pub raw: Value,
+}
+
+impl ModelConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let raw: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        Self::from_value(raw).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn from_value(raw: Value) -> Result<Self> {
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .context("no \"model_type\" key")?
+            .to_string();
+        let family = match model_type.as_str() {
+            "bert" => Family::Bert,
+            "roberta" => Family::Roberta,
+            "distilbert" => Family::DistilBert,
+            "gpt2" => Family::Gpt2,
+            other => bail!(
+                "unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2)"
+            ),
+        };
+        let get = |key: &str| -> Result<usize> {
+            raw.get(key)
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+                .with_context(|| format!("missing or non-integer \"{key}\""))
+        };
+        let get_f = |key: &str, default: f64| -> f64 {
+            raw.get(key).and_then(Value::as_f64).unwrap_or(default)
+        };
+        let act = |key: &str, default: &str| -> Result<Activation> {
+            let name = raw.get(key).and_then(Value::as_str).unwrap_or(default);
+            Ok(match name {
+                "gelu" | "gelu_python" => Activation::GeluErf,
+                "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+                "relu" => Activation::Relu,
+                other => bail!("unsupported activation \"{other}\" in \"{key}\""),
+            })
+        };
+        let pad = raw.get("pad_token_id").and_then(Value::as_u64).map(|v| v as u32);
+        let cfg = match family {
+            Family::Bert | Family::Roberta => ModelConfig {
+                family,
+                vocab_size: get("vocab_size")?,
+                hidden_size: get("hidden_size")?,
+                num_layers: get("num_hidden_layers")?,
+                num_heads: get("num_attention_heads")?,
+                intermediate_size: get("intermediate_size")?,
+                max_positions: get("max_position_embeddings")?,
+                type_vocab_size: get("type_vocab_size").unwrap_or(2),
+                layer_norm_eps: get_f("layer_norm_eps", 1e-12),
+                activation: act("hidden_act", "gelu")?,
+                hidden_dropout: get_f("hidden_dropout_prob", 0.1) as f32,
+                attention_dropout: get_f("attention_probs_dropout_prob", 0.1) as f32,
+                pad_token_id: pad.or(Some(if family == Family::Roberta { 1 } else { 0 })),
+                raw: Value::Null,
+            },
+            Family::DistilBert => ModelConfig {
+                family,
+                vocab_size: get("vocab_size")?,
+                hidden_size: get("dim")?,
+                num_layers: get("n_layers")?,
+                num_heads: get("n_heads")?,
+                intermediate_size: get("hidden_dim")?,
+                max_positions: get("max_position_embeddings")?,
+                type_vocab_size: 0,
+                // DistilBERT hard-codes its LayerNorm epsilon.
+                layer_norm_eps: 1e-12,
+                activation: act("activation", "gelu")?,
+                hidden_dropout: get_f("dropout", 0.1) as f32,
+                attention_dropout: get_f("attention_dropout", 0.1) as f32,
+                pad_token_id: pad.or(Some(0)),
+                raw: Value::Null,
+            },
+            Family::Gpt2 => {
+                let d = get("n_embd")?;
+                let inner = raw.get("n_inner").and_then(Value::as_u64).map(|v| v as usize);
+                ModelConfig {
+                    family,
+                    vocab_size: get("vocab_size")?,
+                    hidden_size: d,
+                    num_layers: get("n_layer")?,
+                    num_heads: get("n_head")?,
+                    intermediate_size: inner.unwrap_or(4 * d),
+                    max_positions: get("n_positions")?,
+                    type_vocab_size: 0,
+                    layer_norm_eps: get_f("layer_norm_epsilon", 1e-5),
+                    activation: act("activation_function", "gelu_new")?,
+                    hidden_dropout: get_f("resid_pdrop", 0.1) as f32,
+                    attention_dropout: get_f("attn_pdrop", 0.1) as f32,
+                    pad_token_id: pad,
+                    raw: Value::Null,
+                }
+            }
+        };
+        if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
+            bail!(
+                "hidden size {} is not divisible by {} attention heads",
+                cfg.hidden_size,
+                cfg.num_heads
+            );
+        }
+        Ok(ModelConfig { raw, ..cfg })
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// Number of positions a sequence may use. RoBERTa's table starts at `padding_idx + 1`.
+    pub fn usable_positions(&self) -> usize {
+        match self.family {
+            Family::Roberta => self.max_positions - self.pad_token_id.unwrap_or(1) as usize - 1,
+            _ => self.max_positions,
+        }
+    }
+
+    /// Override dropout rates (the Dropout debiasing method, or `--dropout 0`).
+    pub fn set_dropout(&mut self, hidden: f32, attention: f32) {
+        self.hidden_dropout = hidden;
+        self.attention_dropout = attention;
+    }
+
+    /// The config as it should be written next to a saved checkpoint.
+    pub fn to_saved_json(&self) -> Value {
+        let mut raw = self.raw.clone();
+        if let Value::Object(map) = &mut raw {
+            map.insert(
+                "architectures".into(),
+                Value::Array(vec![Value::String(self.family.lm_architecture().into())]),
+            );
+            let (hk, ak) = match self.family {
+                Family::Bert | Family::Roberta => ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+                Family::DistilBert => ("dropout", "attention_dropout"),
+                Family::Gpt2 => ("resid_pdrop", "attn_pdrop"),
+            };
+            map.insert(hk.into(), round_json(self.hidden_dropout));
+            map.insert(ak.into(), round_json(self.attention_dropout));
+            if self.family == Family::Gpt2 {
+                map.insert("embd_pdrop".into(), round_json(self.hidden_dropout));
+            }
+        }
+        raw
+    }
+}
+
+fn round_json(x: f32) -> Value {
+    // f32 → f64 would print 0.15000000596; round to the precision users typed.
+    let v = (x as f64 * 1e6).round() / 1e6;
+    serde_json::json!(v)
+}

@@ -1,0 +1,186 @@
+//! BERT, RoBERTa and DistilBERT: the same post-LayerNorm encoder with an MLM head, differing
+//! only in weight names, position ids and token-type embeddings.
+
+use super::batch::Batch;
+use super::config::{Activation, Family, ModelConfig};
+use super::layers::{Dropout, Exec, MASKED, activate, attention, layer_norm, linear, split_heads};
+use super::layout::{encoder_layer_names, encoder_names};
+use super::weights::ParamStore;
+use anyhow::Result;
+use candle_core::{DType, Tensor, Var};
+
+pub struct Linear {
+    pub w: Var,
+    pub b: Var,
+}
+
+impl Linear {
+    pub fn from(store: &ParamStore, name: &str) -> Self {
+        Linear {
+            w: store.var(&format!("{name}.weight")).clone(),
+            b: store.var(&format!("{name}.bias")).clone(),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        linear(x, self.w.as_tensor(), self.b.as_tensor())
+    }
+}
+
+pub struct Norm {
+    pub w: Var,
+    pub b: Var,
+}
+
+impl Norm {
+    pub fn from(store: &ParamStore, name: &str) -> Self {
+        Norm {
+            w: store.var(&format!("{name}.weight")).clone(),
+            b: store.var(&format!("{name}.bias")).clone(),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, eps: f64, exec: Exec) -> Result<Tensor> {
+        layer_norm(x, &self.w, &self.b, eps, exec)
+    }
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ln_attn: Norm,
+    ff_in: Linear,
+    ff_out: Linear,
+    ln_out: Norm,
+}
+
+pub struct Encoder {
+    cfg: ModelConfig,
+    pub word: Var,
+    position: Var,
+    token_type: Option<Var>,
+    ln: Norm,
+    layers: Vec<Layer>,
+    head_dense: Linear,
+    head_ln: Norm,
+    head_bias: Var,
+    head_activation: Activation,
+}
+
+impl Encoder {
+    pub fn new(cfg: &ModelConfig, store: &ParamStore) -> Self {
+        let n = encoder_names(cfg.family);
+        let layers = (0..cfg.num_layers)
+            .map(|i| {
+                let l = encoder_layer_names(cfg.family, i);
+                Layer {
+                    q: Linear::from(store, &l.q),
+                    k: Linear::from(store, &l.k),
+                    v: Linear::from(store, &l.v),
+                    o: Linear::from(store, &l.o),
+                    ln_attn: Norm::from(store, &l.ln_attn),
+                    ff_in: Linear::from(store, &l.ff_in),
+                    ff_out: Linear::from(store, &l.ff_out),
+                    ln_out: Norm::from(store, &l.ln_out),
+                }
+            })
+            .collect();
+        Encoder {
+            cfg: cfg.clone(),
+            word: store.var(&n.word).clone(),
+            position: store.var(&n.position).clone(),
+            token_type: n.token_type.as_ref().map(|t| store.var(t).clone()),
+            ln: Norm::from(store, &n.ln),
+            layers,
+            head_dense: Linear::from(store, n.head_dense),
+            head_ln: Norm::from(store, n.head_ln),
+            head_bias: store.var(n.head_bias).clone(),
+            // RoBERTa's LM head hard-codes exact GELU; BERT and DistilBERT follow the config.
+            head_activation: if cfg.family == Family::Roberta {
+                Activation::GeluErf
+            } else {
+                cfg.activation
+            },
+        }
+    }
+
+    /// Position ids: 0..T, except RoBERTa, which counts non-padding tokens from `pad + 1`
+    /// and gives padding the id `pad` (as `create_position_ids_from_input_ids`).
+    fn position_ids(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, t) = batch.input_ids.dims2()?;
+        let dev = batch.input_ids.device();
+        if self.cfg.family != Family::Roberta {
+            return Ok(Tensor::arange(0u32, t as u32, dev)?.unsqueeze(0)?.repeat((b, 1))?);
+        }
+        let pad = self.cfg.pad_token_id.unwrap_or(1);
+        let mut out = Vec::with_capacity(b * t);
+        for row in &batch.ids {
+            let mut count = 0;
+            for j in 0..t {
+                let tok = row.get(j).copied().unwrap_or(pad);
+                if tok != pad {
+                    count += 1;
+                    out.push(pad + count);
+                } else {
+                    out.push(pad);
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (b, t), dev)?)
+    }
+
+    pub fn hidden(&self, batch: &Batch, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t) = batch.input_ids.dims2()?;
+        let d = cfg.hidden_size;
+        let flat = batch.input_ids.flatten_all()?;
+        let mut x = self.word.as_tensor().embedding(&flat)?;
+        let pos = self.position_ids(batch)?.flatten_all()?;
+        x = (x + self.position.as_tensor().embedding(&pos)?)?;
+        if let Some(tt) = &self.token_type {
+            // Single-segment input: every token has type 0.
+            x = x.broadcast_add(&tt.as_tensor().narrow(0, 0, 1)?)?;
+        }
+        let x = x.reshape((b, t, d))?;
+        let mut x = dropout.apply(&self.ln.forward(&x, cfg.layer_norm_eps, exec)?, cfg.hidden_dropout, exec)?;
+        let mask = ((1.0 - &batch.attention_mask)? * MASKED as f64)?
+            .to_dtype(DType::F32)?
+            .reshape((b, 1, 1, t))?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, &mask, dropout, exec)?;
+        }
+        Ok(x)
+    }
+
+    fn layer(&self, l: &Layer, x: &Tensor, mask: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let d = cfg.hidden_size;
+        // One matmul for Q, K and V; the concatenation is differentiable, so each keeps its gradient.
+        let w = Tensor::cat(&[l.q.w.as_tensor(), l.k.w.as_tensor(), l.v.w.as_tensor()], 0)?;
+        let bias = Tensor::cat(&[l.q.b.as_tensor(), l.k.b.as_tensor(), l.v.b.as_tensor()], 0)?;
+        let qkv = linear(x, &w, &bias)?;
+        let q = split_heads(&qkv.narrow(2, 0, d)?, cfg.num_heads)?;
+        let k = split_heads(&qkv.narrow(2, d, d)?, cfg.num_heads)?;
+        let v = split_heads(&qkv.narrow(2, 2 * d, d)?, cfg.num_heads)?;
+        let ctx = attention(&q, &k, &v, mask, dropout, cfg.attention_dropout, exec)?;
+        let a = dropout.apply(&l.o.forward(&ctx)?, cfg.hidden_dropout, exec)?;
+        let x = l.ln_attn.forward(&(x + a)?, cfg.layer_norm_eps, exec)?;
+        let f = activate(&l.ff_in.forward(&x)?, cfg.activation)?;
+        let f = dropout.apply(&l.ff_out.forward(&f)?, cfg.hidden_dropout, exec)?;
+        l.ln_out.forward(&(x + f)?, cfg.layer_norm_eps, exec)
+    }
+
+    /// The MLM head's transform (dense → activation → LayerNorm) of hidden rows `[N, D]`.
+    pub fn head_transform(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
+        let y = activate(&self.head_dense.forward(rows)?, self.head_activation)?;
+        self.head_ln.forward(&y, self.cfg.layer_norm_eps, exec)
+    }
+
+    /// Vocabulary logits `[N, V]` of hidden rows `[N, D]`.
+    pub fn logits(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
+        let feats = self.head_transform(rows, exec)?;
+        linear(&feats, self.word.as_tensor(), self.head_bias.as_tensor())
+    }
+}

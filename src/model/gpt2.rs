@@ -1,0 +1,110 @@
+//! GPT-2: pre-LayerNorm causal decoder with Conv1D (`[in, out]`) weights and a head tied to `wte`.
+
+use super::batch::Batch;
+use super::config::ModelConfig;
+use super::encoder::Norm;
+use super::layers::{Dropout, Exec, MASKED, activate, attention, conv1d, split_heads};
+use super::layout::gpt2_layer_prefix;
+use super::weights::ParamStore;
+use anyhow::Result;
+use candle_core::{Device, Tensor, Var};
+
+struct Conv1D {
+    w: Var,
+    b: Var,
+}
+
+impl Conv1D {
+    fn from(store: &ParamStore, name: &str) -> Self {
+        Conv1D {
+            w: store.var(&format!("{name}.weight")).clone(),
+            b: store.var(&format!("{name}.bias")).clone(),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        conv1d(x, self.w.as_tensor(), self.b.as_tensor())
+    }
+}
+
+struct Block {
+    ln_1: Norm,
+    attn: Conv1D,
+    attn_proj: Conv1D,
+    ln_2: Norm,
+    fc: Conv1D,
+    proj: Conv1D,
+}
+
+pub struct Gpt2 {
+    cfg: ModelConfig,
+    pub wte: Var,
+    wpe: Var,
+    blocks: Vec<Block>,
+    ln_f: Norm,
+}
+
+impl Gpt2 {
+    pub fn new(cfg: &ModelConfig, store: &ParamStore) -> Self {
+        let blocks = (0..cfg.num_layers)
+            .map(|i| {
+                let l = gpt2_layer_prefix(i);
+                Block {
+                    ln_1: Norm::from(store, &format!("{l}.ln_1")),
+                    attn: Conv1D::from(store, &format!("{l}.attn.c_attn")),
+                    attn_proj: Conv1D::from(store, &format!("{l}.attn.c_proj")),
+                    ln_2: Norm::from(store, &format!("{l}.ln_2")),
+                    fc: Conv1D::from(store, &format!("{l}.mlp.c_fc")),
+                    proj: Conv1D::from(store, &format!("{l}.mlp.c_proj")),
+                }
+            })
+            .collect();
+        Gpt2 {
+            cfg: cfg.clone(),
+            wte: store.var("transformer.wte.weight").clone(),
+            wpe: store.var("transformer.wpe.weight").clone(),
+            blocks,
+            ln_f: Norm::from(store, "transformer.ln_f"),
+        }
+    }
+
+    /// Additive causal mask `[1, 1, T, T]`. Padding is on the right, so a real token never sees
+    /// a padded one and no padding mask is needed for the positions that are read.
+    fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
+        let data: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { MASKED } else { 0.0 }))
+            .collect();
+        Ok(Tensor::from_vec(data, (1, 1, t, t), dev)?)
+    }
+
+    pub fn hidden(&self, batch: &Batch, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t) = batch.input_ids.dims2()?;
+        let dev = batch.input_ids.device();
+        let x = self.wte.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
+        let pos = Tensor::arange(0u32, t as u32, dev)?;
+        let x = x.reshape((b, t, cfg.hidden_size))?.broadcast_add(&self.wpe.as_tensor().embedding(&pos)?)?;
+        let mut x = dropout.apply(&x, cfg.hidden_dropout, exec)?;
+        let mask = Self::causal_mask(t, dev)?;
+        let d = cfg.hidden_size;
+        for blk in &self.blocks {
+            let h = blk.ln_1.forward(&x, cfg.layer_norm_eps, exec)?;
+            let qkv = blk.attn.forward(&h)?;
+            let q = split_heads(&qkv.narrow(2, 0, d)?, cfg.num_heads)?;
+            let k = split_heads(&qkv.narrow(2, d, d)?, cfg.num_heads)?;
+            let v = split_heads(&qkv.narrow(2, 2 * d, d)?, cfg.num_heads)?;
+            let ctx = attention(&q, &k, &v, &mask, dropout, cfg.attention_dropout, exec)?;
+            let a = dropout.apply(&blk.attn_proj.forward(&ctx)?, cfg.hidden_dropout, exec)?;
+            x = (x + a)?;
+            let h = blk.ln_2.forward(&x, cfg.layer_norm_eps, exec)?;
+            let m = blk.proj.forward(&activate(&blk.fc.forward(&h)?, cfg.activation)?)?;
+            x = (x + dropout.apply(&m, cfg.hidden_dropout, exec)?)?;
+        }
+        self.ln_f.forward(&x, cfg.layer_norm_eps, exec)
+    }
+
+    /// Vocabulary logits `[N, V]` of final hidden rows `[N, D]` (GPT-2's head has no bias).
+    pub fn logits(&self, rows: &Tensor) -> Result<Tensor> {
+        Ok(rows.matmul(&self.wte.as_tensor().t()?)?)
+    }
+}

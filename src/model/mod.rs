@@ -1,0 +1,239 @@
+//! Checkpoint directory → [`LanguageModel`]: BERT, RoBERTa, DistilBERT or GPT-2 with its
+//! tokenizer, trainable end to end, whose LM head is tied to the word embeddings.
+//!
+//! Only this module knows how a family lays out its weights; everything else sees
+//! [`LanguageModel`].
+
+pub mod batch;
+pub mod config;
+pub mod encoder;
+pub mod gpt2;
+pub mod layers;
+pub mod layout;
+pub mod resolve;
+pub mod tokenizer;
+pub mod weights;
+
+pub use batch::{Batch, plan_by_length};
+pub use config::{Family, ModelConfig, ModelKind};
+pub use layers::Exec;
+pub use tokenizer::{Encoded, TextTokenizer};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor, Var};
+use layers::Dropout;
+use std::path::{Path, PathBuf};
+use weights::{ParamStore, TensorFiles};
+
+enum Arch {
+    Encoder(encoder::Encoder),
+    Gpt2(gpt2::Gpt2),
+}
+
+/// What to do with a text longer than the position table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Cut it and warn once.
+    Truncate,
+    /// Refuse it.
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Seed for a newly created head and for dropout masks.
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { device: Device::Cpu, seed: 0 }
+    }
+}
+
+pub struct LanguageModel {
+    pub config: ModelConfig,
+    pub tokenizer: TextTokenizer,
+    pub params: ParamStore,
+    pub dir: PathBuf,
+    pub device: Device,
+    arch: Arch,
+    dropout: Dropout,
+    warned_truncation: std::sync::atomic::AtomicBool,
+}
+
+impl LanguageModel {
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("{}: model directory does not exist", dir.display());
+        }
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = TextTokenizer::from_dir(dir, config.family, config.pad_token_id)?;
+        let mut files = TensorFiles::open(dir, &opts.device)?;
+        let specs = layout::param_specs(&config);
+        let mut params = ParamStore::load(&mut files, &specs, &config, opts.seed)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            bail!(
+                "{}: tokenizer has {} tokens but the embedding {} has only {} rows",
+                tokenizer.source.display(),
+                tokenizer.vocab_size(),
+                files.primary.display(),
+                config.vocab_size
+            );
+        }
+        if tokenizer.vocab_size() < config.vocab_size {
+            params.notes.push(format!(
+                "embedding has {} rows, tokenizer {} tokens: {} rows are never used",
+                config.vocab_size,
+                tokenizer.vocab_size(),
+                config.vocab_size - tokenizer.vocab_size()
+            ));
+        }
+        let arch = match config.family {
+            Family::Gpt2 => Arch::Gpt2(gpt2::Gpt2::new(&config, &params)),
+            _ => Arch::Encoder(encoder::Encoder::new(&config, &params)),
+        };
+        Ok(LanguageModel {
+            config,
+            tokenizer,
+            params,
+            dir: dir.to_path_buf(),
+            device: opts.device.clone(),
+            arch,
+            dropout: Dropout::new(opts.seed ^ 0xD50_0D),
+            warned_truncation: false.into(),
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        self.config.family
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        self.config.family.kind()
+    }
+
+    /// Longest sequence, special tokens included, that the position table allows.
+    pub fn max_len(&self) -> usize {
+        self.config.usable_positions()
+    }
+
+    pub fn dropout_rng(&self) -> &Dropout {
+        &self.dropout
+    }
+
+    /// Tokenizes texts with special tokens, cutting (with one warning) or refusing texts that
+    /// do not fit `max_len` (at most the position table).
+    pub fn encode(&self, texts: &[&str], max_len: usize, overflow: Overflow) -> Result<Vec<Encoded>> {
+        let max_len = max_len.min(self.max_len());
+        let encoded = self.tokenizer.encode_all(texts, max_len)?;
+        if let Some(i) = encoded.iter().position(|e| e.truncated) {
+            match overflow {
+                Overflow::Error => bail!(
+                    "text {} is longer than {max_len} tokens: {:?}",
+                    i + 1,
+                    crate::util::text::preview(texts[i], 60)
+                ),
+                Overflow::Truncate => {
+                    if !self.warned_truncation.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        let n = encoded.iter().filter(|e| e.truncated).count();
+                        eprintln!("warning: {n} text(s) longer than {max_len} tokens were truncated");
+                    }
+                }
+            }
+        }
+        Ok(encoded)
+    }
+
+    pub fn batch(&self, rows: Vec<Vec<u32>>) -> Result<Batch> {
+        Batch::new(rows, self.tokenizer.pad_id, &self.device)
+    }
+
+    /// Last-layer hidden states `[B, T, D]` (GPT-2: after `ln_f`).
+    pub fn hidden(&self, batch: &Batch, exec: Exec) -> Result<Tensor> {
+        match &self.arch {
+            Arch::Encoder(m) => m.hidden(batch, &self.dropout, exec),
+            Arch::Gpt2(m) => m.hidden(batch, &self.dropout, exec),
+        }
+    }
+
+    /// The classifier `W [V, D]`: the LM head's decoder, which is the word-embedding `Var`.
+    pub fn classifier(&self) -> &Var {
+        match &self.arch {
+            Arch::Encoder(m) => &m.word,
+            Arch::Gpt2(m) => &m.wte,
+        }
+    }
+
+    /// Features the classifier reads: the MLM head transform of hidden rows `[N, D]` for
+    /// masked LMs (the Fairness-NC measurement point); the rows themselves for GPT-2.
+    pub fn head_features(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
+        match &self.arch {
+            Arch::Encoder(m) => m.head_transform(rows, exec),
+            Arch::Gpt2(_) => Ok(rows.clone()),
+        }
+    }
+
+    /// Vocabulary logits `[N, V]` of hidden rows `[N, D]`.
+    pub fn logits_rows(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
+        match &self.arch {
+            Arch::Encoder(m) => m.logits(rows, exec),
+            Arch::Gpt2(m) => m.logits(rows),
+        }
+    }
+
+    /// Logits `[N, V]` at chosen `(row, position)` pairs of a hidden-state batch `[B, T, D]`.
+    /// Only the selected rows go through the vocabulary projection.
+    pub fn logits_at(&self, hidden: &Tensor, positions: &[(usize, usize)], exec: Exec) -> Result<Tensor> {
+        let (b, t, d) = hidden.dims3()?;
+        let idx: Vec<u32> = positions
+            .iter()
+            .map(|&(r, p)| {
+                if r >= b || p >= t {
+                    bail!("position ({r}, {p}) outside a [{b}, {t}] batch");
+                }
+                Ok((r * t + p) as u32)
+            })
+            .collect::<Result<_>>()?;
+        let idx = Tensor::from_vec(idx, positions.len(), hidden.device())?;
+        let rows = hidden.reshape((b * t, d))?.index_select(&idx, 0)?;
+        self.logits_rows(&rows, exec)
+    }
+
+    /// Every trainable parameter, by Hugging Face name.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.params.vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.params.num_parameters()
+    }
+
+    /// Saves weights, config and tokenizer files so that `transformers` loads the directory
+    /// with `AutoModelForMaskedLM` / `AutoModelForCausalLM` unchanged.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("{}: cannot create directory", out.display()))?;
+        self.params.save(&out.join("model.safetensors"))?;
+        let cfg = serde_json::to_string_pretty(&self.config.to_saved_json())?;
+        crate::util::fs::write_atomic(&out.join("config.json"), cfg.as_bytes())?;
+        for name in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.txt",
+            "vocab.json",
+            "merges.txt",
+        ] {
+            let src = self.dir.join(name);
+            let dst = out.join(name);
+            if src.exists() && src != dst {
+                let bytes = std::fs::read(&src)
+                    .with_context(|| format!("{}: cannot read", src.display()))?;
+                crate::util::fs::write_atomic(&dst, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+}

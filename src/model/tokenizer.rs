@@ -1,0 +1,260 @@
+//! Tokenizers for the four families, from `tokenizer.json` or from the slow vocabulary files.
+//!
+//! A `tokenizer.json` may carry its own padding and truncation (MiniLM's pads every input to
+//! 128); both are switched off here and done by [`super::batch`], so token counts never drift.
+
+use super::config::Family;
+use anyhow::{Context, Result, anyhow, bail};
+use rayon::prelude::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// A text after tokenization, with the special tokens the family adds.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// Character offsets into the text (special tokens have (0, 0)).
+    pub offsets: Vec<(usize, usize)>,
+    /// Index of the pre-tokenized word each token came from (None for special tokens).
+    pub word_ids: Vec<Option<u32>>,
+    /// True when the text was cut to fit the position table.
+    pub truncated: bool,
+}
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pub family: Family,
+    pub pad_id: u32,
+    /// The mask token and its id (masked LMs only).
+    pub mask: Option<(String, u32)>,
+    /// GPT-2's `<|endoftext|>`, used as BOS when scoring a sentence's first token.
+    pub bos_id: Option<u32>,
+    /// Ids never treated as words: [CLS], [SEP], [PAD], [MASK], [UNK], `<s>`, `</s>`...
+    pub special_ids: BTreeSet<u32>,
+    /// How many special tokens a single sequence gets ([CLS] + [SEP] = 2 for BERT).
+    pub added_per_sequence: usize,
+    /// Where it was read from, for messages.
+    pub source: PathBuf,
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Special-token strings of each family, in the roles [`TextTokenizer`] needs.
+struct Specials {
+    pad: &'static str,
+    mask: Option<&'static str>,
+    unk: &'static str,
+    cls: &'static str,
+    sep: &'static str,
+}
+
+fn specials(family: Family) -> Specials {
+    match family {
+        Family::Bert | Family::DistilBert => {
+            Specials { pad: "[PAD]", mask: Some("[MASK]"), unk: "[UNK]", cls: "[CLS]", sep: "[SEP]" }
+        }
+        Family::Roberta => {
+            Specials { pad: "<pad>", mask: Some("<mask>"), unk: "<unk>", cls: "<s>", sep: "</s>" }
+        }
+        Family::Gpt2 => Specials {
+            pad: "<|endoftext|>",
+            mask: None,
+            unk: "<|endoftext|>",
+            cls: "<|endoftext|>",
+            sep: "<|endoftext|>",
+        },
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` if present, else builds one from `vocab.txt` (WordPiece) or
+    /// `vocab.json` + `merges.txt` (byte-level BPE).
+    pub fn from_dir(dir: &Path, family: Family, pad_from_config: Option<u32>) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let (mut inner, source) = if json.exists() {
+            let t = Tokenizer::from_file(&json)
+                .map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
+            (t, json)
+        } else {
+            build_from_vocab(dir, family)?
+        };
+        inner
+            .with_truncation(None)
+            .map_err(|e| anyhow!("{}: cannot disable truncation ({e})", source.display()))?;
+        inner.with_padding(None);
+        let sp = specials(family);
+        let id = |tok: &str| inner.token_to_id(tok);
+        let pad_id = match family {
+            Family::Gpt2 => pad_from_config.or_else(|| id(sp.pad)),
+            _ => id(sp.pad).or(pad_from_config),
+        }
+        .with_context(|| format!("{}: no padding token {}", source.display(), sp.pad))?;
+        let mask = match sp.mask {
+            Some(m) => Some((
+                m.to_string(),
+                id(m).with_context(|| format!("{}: no mask token {m}", source.display()))?,
+            )),
+            None => None,
+        };
+        let bos_id = (family == Family::Gpt2).then(|| id("<|endoftext|>")).flatten();
+        let mut special_ids: BTreeSet<u32> = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(i, _)| i)
+            .collect();
+        for tok in [sp.pad, sp.unk, sp.cls, sp.sep].into_iter().chain(sp.mask) {
+            if let Some(i) = id(tok) {
+                special_ids.insert(i);
+            }
+        }
+        let added_per_sequence = inner
+            .get_post_processor()
+            .map(|pp| tokenizers::tokenizer::PostProcessor::added_tokens(pp, false))
+            .unwrap_or(0);
+        Ok(TextTokenizer {
+            inner,
+            family,
+            pad_id,
+            mask,
+            bos_id,
+            special_ids,
+            added_per_sequence,
+            source,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| anyhow!("cannot decode: {e}"))
+    }
+
+    /// Tokens of `text` without special tokens (word look-ups, StereoSet fillers).
+    pub fn tokenize_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("{}: cannot tokenize {text:?}: {e}", self.source.display()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Tokenizes one text with the family's special tokens, keeping at most `max_len` tokens
+    /// in all (the content is cut, the special tokens kept).
+    pub fn encode(&self, text: &str, max_len: usize) -> Result<Encoded> {
+        let mut enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("{}: cannot tokenize {text:?}: {e}", self.source.display()))?;
+        let room = max_len.saturating_sub(self.added_per_sequence);
+        let truncated = enc.get_ids().len() > room;
+        if truncated {
+            enc.truncate(room, 0, tokenizers::TruncationDirection::Right);
+        }
+        let enc = self
+            .inner
+            .post_process(enc, None, true)
+            .map_err(|e| anyhow!("{}: cannot add special tokens: {e}", self.source.display()))?;
+        Ok(Encoded {
+            ids: enc.get_ids().to_vec(),
+            offsets: enc.get_offsets().to_vec(),
+            word_ids: enc.get_word_ids().to_vec(),
+            truncated,
+        })
+    }
+
+    /// [`Self::encode`] over many texts in parallel, in order.
+    pub fn encode_all(&self, texts: &[&str], max_len: usize) -> Result<Vec<Encoded>> {
+        texts.par_iter().map(|t| self.encode(t, max_len)).collect()
+    }
+}
+
+fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> {
+    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::processors::bert::BertProcessing;
+    use tokenizers::processors::roberta::RobertaProcessing;
+
+    let config = read_json(&dir.join("tokenizer_config.json"));
+    let flag = |key: &str, default: bool| {
+        config.as_ref().and_then(|c| c.get(key)).and_then(|v| v.as_bool()).unwrap_or(default)
+    };
+    match family {
+        Family::Bert | Family::DistilBert => {
+            let vocab = dir.join("vocab.txt");
+            if !vocab.exists() {
+                bail!("{}: no tokenizer.json or vocab.txt", dir.display());
+            }
+            let vs = vocab.to_string_lossy().to_string();
+            let model = WordPiece::from_file(&vs)
+                .unk_token("[UNK]".into())
+                .build()
+                .map_err(|e| anyhow!("{}: not a valid WordPiece vocabulary ({e})", vocab.display()))?;
+            let mut t = Tokenizer::new(model);
+            let lower = flag("do_lower_case", true);
+            t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower)))
+                .map_err(|e| anyhow!("{e}"))?;
+            t.with_pre_tokenizer(Some(BertPreTokenizer));
+            let id = |s: &str| {
+                t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()))
+            };
+            let (sep, cls) = (id("[SEP]")?, id("[CLS]")?);
+            t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+            t.with_decoder(Some(WordPieceDecoder::default()));
+            Ok((t, vocab))
+        }
+        Family::Roberta | Family::Gpt2 => {
+            let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+            if !vocab.exists() || !merges.exists() {
+                bail!("{}: no tokenizer.json, or vocab.json + merges.txt", dir.display());
+            }
+            let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+                .build()
+                .map_err(|e| anyhow!("{}: not a valid BPE vocabulary ({e})", vocab.display()))?;
+            let mut t = Tokenizer::new(model);
+            let prefix = flag("add_prefix_space", false);
+            t.with_pre_tokenizer(Some(ByteLevel::new(prefix, true, true)));
+            t.with_decoder(Some(ByteLevelDecoder::default()));
+            if family == Family::Roberta {
+                let id = |s: &str| {
+                    t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()))
+                };
+                let (sep, cls) = (id("</s>")?, id("<s>")?);
+                t.with_post_processor(Some(
+                    RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
+                        .trim_offsets(true)
+                        .add_prefix_space(prefix),
+                ));
+                let specials: Vec<tokenizers::AddedToken> = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+                    .iter()
+                    .map(|s| tokenizers::AddedToken::from(s.to_string(), true))
+                    .collect();
+                t.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
+            } else {
+                t.with_post_processor(Some(ByteLevel::new(prefix, true, true)));
+                t.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>".to_string(), true)])
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            Ok((t, vocab))
+        }
+    }
+}

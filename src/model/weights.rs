@@ -1,0 +1,332 @@
+//! Reading checkpoint tensors (single or sharded safetensors) into trainable `Var`s, and
+//! writing them back in the Hugging Face layout.
+//!
+//! Only this module and the per-family layouts in `layout.rs` know tensor names.
+
+use super::config::{Family, ModelConfig};
+use super::layout::{ParamRole, ParamSpec};
+use crate::util::rng::SplitMix;
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor, Var};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One tensor read from disk, remembered with the file it came from (for error messages).
+struct RawTensor {
+    tensor: Tensor,
+    file: PathBuf,
+}
+
+/// Every tensor of a checkpoint, by normalised name.
+pub struct TensorFiles {
+    tensors: BTreeMap<String, RawTensor>,
+    /// The file named in messages about the checkpoint as a whole.
+    pub primary: PathBuf,
+}
+
+/// Tensors that are buffers, not parameters, in some checkpoints; never loaded or saved.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with("position_ids")
+        || name.ends_with(".attn.bias")
+        || name.ends_with(".attn.masked_bias")
+}
+
+/// Old TensorFlow-converted BERT files call LayerNorm parameters gamma/beta.
+fn normalise_name(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix(".gamma") {
+        format!("{stem}.weight")
+    } else if let Some(stem) = name.strip_suffix(".beta") {
+        format!("{stem}.bias")
+    } else {
+        name.to_string()
+    }
+}
+
+impl TensorFiles {
+    /// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
+    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let files: Vec<PathBuf> = if single.exists() {
+            vec![single]
+        } else if index.exists() {
+            let text = std::fs::read_to_string(&index)
+                .with_context(|| format!("{}: cannot read", index.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", index.display()))?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .with_context(|| format!("{}: no \"weight_map\" object", index.display()))?;
+            let mut shards: Vec<PathBuf> = map
+                .values()
+                .filter_map(|f| f.as_str())
+                .map(|f| dir.join(f))
+                .collect();
+            shards.sort();
+            shards.dedup();
+            if shards.is_empty() {
+                bail!("{}: \"weight_map\" lists no files", index.display());
+            }
+            shards
+        } else if dir.join("pytorch_model.bin").exists() {
+            bail!(
+                "{}: only PyTorch pickle weights found; fairnc reads safetensors (convert with \
+                 `transformers`: model.save_pretrained(dir, safe_serialization=True))",
+                dir.join("pytorch_model.bin").display()
+            );
+        } else {
+            bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display());
+        };
+        let mut tensors = BTreeMap::new();
+        for file in &files {
+            read_safetensors(file, device, &mut tensors)?;
+        }
+        Ok(TensorFiles { tensors, primary: files[0].clone() })
+    }
+
+    fn describe(&self) -> String {
+        self.primary.display().to_string()
+    }
+
+    /// Finds a tensor under its canonical name or without the family prefix.
+    fn take(&mut self, name: &str, family: Family) -> Option<RawTensor> {
+        if let Some(t) = self.tensors.remove(name) {
+            return Some(t);
+        }
+        let bare = name.strip_prefix(family.prefix())?;
+        self.tensors.remove(bare)
+    }
+}
+
+fn read_safetensors(
+    file: &Path,
+    device: &Device,
+    out: &mut BTreeMap<String, RawTensor>,
+) -> Result<()> {
+    let handle =
+        std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+    // SAFETY: the map is read-only and dropped before this function returns; a concurrent
+    // writer truncating the file is the same hazard every safetensors reader accepts.
+    let mmap = unsafe { memmap2::Mmap::map(&handle) }
+        .with_context(|| format!("{}: cannot map", file.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&mmap).map_err(|e| {
+        anyhow::anyhow!("{}: not a valid safetensors file ({e})", file.display())
+    })?;
+    for (name, view) in st.tensors() {
+        if is_buffer(&name) {
+            continue;
+        }
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            safetensors::Dtype::F64 => DType::F64,
+            safetensors::Dtype::I64 => DType::I64,
+            other => bail!("{}: tensor {name} has unsupported dtype {other:?}", file.display()),
+        };
+        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .with_context(|| format!("{}: tensor {name} cannot be read", file.display()))?;
+        out.insert(normalise_name(&name), RawTensor { tensor: t, file: file.to_path_buf() });
+    }
+    Ok(())
+}
+
+/// The trainable parameters of a model, by canonical Hugging Face name.
+pub struct ParamStore {
+    pub vars: BTreeMap<String, Var>,
+    /// Checkpoint tensors the model does not use (e.g. BERT's pooler), written back on save.
+    pub extras: BTreeMap<String, Tensor>,
+    /// True when the checkpoint had no LM head and one was created.
+    pub new_head: bool,
+    /// Notes for the user about what loading did (ignored untied decoder, unused rows...).
+    pub notes: Vec<String>,
+}
+
+impl ParamStore {
+    pub fn var(&self, name: &str) -> &Var {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("layout bug: parameter {name} was not loaded"))
+    }
+
+    pub fn load(
+        files: &mut TensorFiles,
+        specs: &[ParamSpec],
+        cfg: &ModelConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let family = cfg.family;
+        let mut vars = BTreeMap::new();
+        let mut notes = Vec::new();
+        // Head parameters are all present or all absent; a half head is a broken file.
+        let head: Vec<&ParamSpec> = specs.iter().filter(|s| s.role == ParamRole::Head).collect();
+        let head_present: Vec<bool> = head
+            .iter()
+            .map(|s| {
+                files.tensors.contains_key(&s.name)
+                    || s.name
+                        .strip_prefix(family.prefix())
+                        .is_some_and(|b| files.tensors.contains_key(b))
+            })
+            .collect();
+        let new_head = !head.is_empty() && head_present.iter().all(|p| !p);
+        if !new_head && head_present.iter().any(|p| !p) {
+            let missing: Vec<&str> = head
+                .iter()
+                .zip(&head_present)
+                .filter(|(_, p)| !**p)
+                .map(|(s, _)| s.name.as_str())
+                .collect();
+            bail!("{}: LM head is incomplete, missing {}", files.describe(), missing.join(", "));
+        }
+        let mut rng = SplitMix::new(seed);
+        for spec in specs {
+            let tensor = match spec.role {
+                ParamRole::Head if new_head => spec.init.create(&spec.shape, &mut rng)?,
+                _ => {
+                    let raw = files.take(&spec.name, family).with_context(|| {
+                        format!("{}: missing tensor {}", files.describe(), spec.name)
+                    })?;
+                    if raw.tensor.dims() != spec.shape.as_slice() {
+                        bail!(
+                            "{}: tensor {} has shape {:?}, expected {:?}",
+                            raw.file.display(),
+                            spec.name,
+                            raw.tensor.dims(),
+                            spec.shape
+                        );
+                    }
+                    raw.tensor
+                }
+            };
+            vars.insert(spec.name.clone(), Var::from_tensor(&tensor.contiguous()?)?);
+        }
+        // The LM decoder is tied to the word embeddings: one Var. A stored copy must agree.
+        let (tied_name, embedding_name) = super::layout::tied_names(family);
+        if let Some(raw) = files.take(tied_name, family) {
+            let emb = vars[embedding_name].as_tensor();
+            let same = raw.tensor.dims() == emb.dims()
+                && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
+            if !same {
+                notes.push(format!(
+                    "{tied_name} differs from {embedding_name}; fairnc ties them and uses the embeddings"
+                ));
+            }
+        }
+        // Some files store the decoder bias twice (as `decoder.bias` too); drop the copy.
+        if let Some(dup) = super::layout::duplicate_bias_name(family) {
+            files.take(dup, family);
+        }
+        if new_head {
+            notes.push("checkpoint has no LM head: created one (transform initialised, decoder tied to the embeddings, zero bias); it is not pretrained".into());
+        }
+        let extras = std::mem::take(&mut files.tensors)
+            .into_iter()
+            .map(|(name, raw)| {
+                let name = if name.starts_with(family.prefix()) || is_head_name(&name) {
+                    name
+                } else {
+                    format!("{}{name}", family.prefix())
+                };
+                (name, raw.tensor)
+            })
+            .collect();
+        Ok(ParamStore { vars, extras, new_head, notes })
+    }
+
+    /// Writes every parameter and extra tensor (not the tied decoder copy) as safetensors with
+    /// the metadata `transformers` requires, atomically (temp file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (name, var) in &self.vars {
+            tensors.push((name.clone(), var.as_tensor().contiguous()?));
+        }
+        for (name, t) in &self.extras {
+            tensors.push((name.clone(), t.contiguous()?));
+        }
+        save_tensors(&tensors, path)
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.vars.values().map(|v| v.elem_count()).sum()
+    }
+}
+
+fn is_head_name(name: &str) -> bool {
+    name.starts_with("cls.") || name.starts_with("lm_head") || name.starts_with("vocab_")
+}
+
+/// A tensor as safetensors wants to see it.
+struct Bytes {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl safetensors::View for &Bytes {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Writes named tensors (f32, i64 or u32) to `path` atomically with `{"format": "pt"}` metadata.
+pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let mut owned: Vec<(String, Bytes)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.contiguous()?;
+        let (dtype, data) = match t.dtype() {
+            DType::F32 => (
+                safetensors::Dtype::F32,
+                t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            DType::I64 => (
+                safetensors::Dtype::I64,
+                t.flatten_all()?.to_vec1::<i64>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            DType::U32 => (
+                safetensors::Dtype::I64,
+                t.flatten_all()?
+                    .to_vec1::<u32>()?
+                    .iter()
+                    .flat_map(|x| (*x as i64).to_le_bytes())
+                    .collect(),
+            ),
+            other => bail!("cannot save tensor {name} of dtype {other:?}"),
+        };
+        owned.push((name.clone(), Bytes { dtype, shape: t.dims().to_vec(), data }));
+    }
+    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    let bytes = safetensors::serialize(owned.iter().map(|(n, b)| (n.as_str(), b)), Some(metadata))
+        .map_err(|e| anyhow::anyhow!("{}: cannot serialise ({e})", path.display()))?;
+    crate::util::fs::write_atomic(path, &bytes)
+}
+
+/// Reads a small safetensors file fully into named f32/i64 tensors (fixtures, `hidden` output).
+pub fn load_tensors(path: &Path, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+    let mut raw = BTreeMap::new();
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e})", path.display()))?;
+    for (name, view) in st.tensors() {
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::I64 => DType::I64,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            other => bail!("{}: tensor {name} has unsupported dtype {other:?}", path.display()),
+        };
+        raw.insert(name, Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?);
+    }
+    Ok(raw)
+}

@@ -1,0 +1,3 @@
+//! Writers of results: JSON, CSV, Markdown, plots, and progress display.
+
+pub mod progress;

@@ -1,0 +1,5 @@
+//! Helpers shared by every layer: atomic files, seeded randomness, message text.
+
+pub mod fs;
+pub mod rng;
+pub mod text;
