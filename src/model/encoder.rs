@@ -131,12 +131,19 @@ impl Encoder {
         Ok(Tensor::from_vec(out, (b, t), dev)?)
     }
 
-    pub fn hidden(&self, batch: &Batch, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+    /// Word-embedding rows of the batch's tokens, `[B, T, D]`.
+    pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, t) = batch.input_ids.dims2()?;
+        let x = self.word.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
+        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+    }
+
+    /// Last-layer hidden states from the batch's word-embedding rows `[B, T, D]`.
+    pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (b, t) = batch.input_ids.dims2()?;
         let d = cfg.hidden_size;
-        let flat = batch.input_ids.flatten_all()?;
-        let mut x = self.word.as_tensor().embedding(&flat)?;
+        let mut x = words.reshape((b * t, d))?;
         let pos = self.position_ids(batch)?.flatten_all()?;
         x = (x + self.position.as_tensor().embedding(&pos)?)?;
         if let Some(tt) = &self.token_type {

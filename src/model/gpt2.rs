@@ -77,13 +77,20 @@ impl Gpt2 {
         Ok(Tensor::from_vec(data, (1, 1, t, t), dev)?)
     }
 
-    pub fn hidden(&self, batch: &Batch, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
-        let cfg = &self.cfg;
+    /// Word-embedding rows of the batch's tokens, `[B, T, D]`.
+    pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
         let (b, t) = batch.input_ids.dims2()?;
-        let dev = batch.input_ids.device();
         let x = self.wte.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
+        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+    }
+
+    /// Final hidden states (after `ln_f`) from the batch's word-embedding rows `[B, T, D]`.
+    pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (_, t) = batch.input_ids.dims2()?;
+        let dev = batch.input_ids.device();
         let pos = Tensor::arange(0u32, t as u32, dev)?;
-        let x = x.reshape((b, t, cfg.hidden_size))?.broadcast_add(&self.wpe.as_tensor().embedding(&pos)?)?;
+        let x = words.broadcast_add(&self.wpe.as_tensor().embedding(&pos)?)?;
         let mut x = dropout.apply(&x, cfg.hidden_dropout, exec)?;
         let mask = Self::causal_mask(t, dev)?;
         let d = cfg.hidden_size;

@@ -152,9 +152,24 @@ impl LanguageModel {
 
     /// Last-layer hidden states `[B, T, D]` (GPT-2: after `ln_f`).
     pub fn hidden(&self, batch: &Batch, exec: Exec) -> Result<Tensor> {
+        self.hidden_from_words(batch, &self.word_embeddings(batch)?, exec)
+    }
+
+    /// The input path of the tied matrix: word-embedding rows of the batch `[B, T, D]`.
+    /// With [`Self::hidden_from_words`] it splits [`Self::hidden`] in two, so that callers can
+    /// perturb the input embeddings or read their gradient.
+    pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
         match &self.arch {
-            Arch::Encoder(m) => m.hidden(batch, &self.dropout, exec),
-            Arch::Gpt2(m) => m.hidden(batch, &self.dropout, exec),
+            Arch::Encoder(m) => m.word_embeddings(batch),
+            Arch::Gpt2(m) => m.word_embeddings(batch),
+        }
+    }
+
+    /// Last-layer hidden states from given word-embedding rows `[B, T, D]`.
+    pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, exec: Exec) -> Result<Tensor> {
+        match &self.arch {
+            Arch::Encoder(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
+            Arch::Gpt2(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
         }
     }
 
