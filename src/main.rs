@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() {
+    fairnc::util::alloc::tune();
     let cli = fairnc::cli::Cli::parse();
     if let Err(e) = fairnc::cli::run(cli) {
         // One line: the file and the problem, as the context chain reads.

@@ -3,7 +3,7 @@
 
 use super::batch::Batch;
 use super::config::{Activation, Family, ModelConfig};
-use super::layers::{Dropout, Exec, MASKED, activate, attention, layer_norm, linear, split_heads};
+use super::layers::{Dropout, Exec, MASKED, activate, layer_norm, linear, self_attention};
 use super::layout::{encoder_layer_names, encoder_names};
 use super::weights::ParamStore;
 use anyhow::Result;
@@ -22,8 +22,8 @@ impl Linear {
         }
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, self.w.as_tensor(), self.b.as_tensor())
+    pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
+        linear(x, self.w.as_tensor(), self.b.as_tensor(), exec)
     }
 }
 
@@ -163,31 +163,27 @@ impl Encoder {
 
     fn layer(&self, l: &Layer, x: &Tensor, mask: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
         let cfg = &self.cfg;
-        let d = cfg.hidden_size;
         // One matmul for Q, K and V; the concatenation is differentiable, so each keeps its gradient.
         let w = Tensor::cat(&[l.q.w.as_tensor(), l.k.w.as_tensor(), l.v.w.as_tensor()], 0)?;
         let bias = Tensor::cat(&[l.q.b.as_tensor(), l.k.b.as_tensor(), l.v.b.as_tensor()], 0)?;
-        let qkv = linear(x, &w, &bias)?;
-        let q = split_heads(&qkv.narrow(2, 0, d)?, cfg.num_heads)?;
-        let k = split_heads(&qkv.narrow(2, d, d)?, cfg.num_heads)?;
-        let v = split_heads(&qkv.narrow(2, 2 * d, d)?, cfg.num_heads)?;
-        let ctx = attention(&q, &k, &v, mask, dropout, cfg.attention_dropout, exec)?;
-        let a = dropout.apply(&l.o.forward(&ctx)?, cfg.hidden_dropout, exec)?;
+        let qkv = linear(x, &w, &bias, exec)?;
+        let ctx = self_attention(&qkv, mask, cfg.num_heads, dropout, cfg.attention_dropout, exec)?;
+        let a = dropout.apply(&l.o.forward(&ctx, exec)?, cfg.hidden_dropout, exec)?;
         let x = l.ln_attn.forward(&(x + a)?, cfg.layer_norm_eps, exec)?;
-        let f = activate(&l.ff_in.forward(&x)?, cfg.activation)?;
-        let f = dropout.apply(&l.ff_out.forward(&f)?, cfg.hidden_dropout, exec)?;
+        let f = activate(&l.ff_in.forward(&x, exec)?, cfg.activation, exec)?;
+        let f = dropout.apply(&l.ff_out.forward(&f, exec)?, cfg.hidden_dropout, exec)?;
         l.ln_out.forward(&(x + f)?, cfg.layer_norm_eps, exec)
     }
 
     /// The MLM head's transform (dense → activation → LayerNorm) of hidden rows `[N, D]`.
     pub fn head_transform(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
-        let y = activate(&self.head_dense.forward(rows)?, self.head_activation)?;
+        let y = activate(&self.head_dense.forward(rows, exec)?, self.head_activation, exec)?;
         self.head_ln.forward(&y, self.cfg.layer_norm_eps, exec)
     }
 
     /// Vocabulary logits `[N, V]` of hidden rows `[N, D]`.
     pub fn logits(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
         let feats = self.head_transform(rows, exec)?;
-        linear(&feats, self.word.as_tensor(), self.head_bias.as_tensor())
+        linear(&feats, self.word.as_tensor(), self.head_bias.as_tensor(), exec)
     }
 }

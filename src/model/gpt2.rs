@@ -3,7 +3,7 @@
 use super::batch::Batch;
 use super::config::ModelConfig;
 use super::encoder::Norm;
-use super::layers::{Dropout, Exec, MASKED, activate, attention, conv1d, split_heads};
+use super::layers::{Dropout, Exec, MASKED, activate, conv1d, self_attention};
 use super::layout::gpt2_layer_prefix;
 use super::weights::ParamStore;
 use anyhow::Result;
@@ -22,8 +22,8 @@ impl Conv1D {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        conv1d(x, self.w.as_tensor(), self.b.as_tensor())
+    fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
+        conv1d(x, self.w.as_tensor(), self.b.as_tensor(), exec)
     }
 }
 
@@ -93,18 +93,14 @@ impl Gpt2 {
         let x = words.broadcast_add(&self.wpe.as_tensor().embedding(&pos)?)?;
         let mut x = dropout.apply(&x, cfg.hidden_dropout, exec)?;
         let mask = Self::causal_mask(t, dev)?;
-        let d = cfg.hidden_size;
         for blk in &self.blocks {
             let h = blk.ln_1.forward(&x, cfg.layer_norm_eps, exec)?;
-            let qkv = blk.attn.forward(&h)?;
-            let q = split_heads(&qkv.narrow(2, 0, d)?, cfg.num_heads)?;
-            let k = split_heads(&qkv.narrow(2, d, d)?, cfg.num_heads)?;
-            let v = split_heads(&qkv.narrow(2, 2 * d, d)?, cfg.num_heads)?;
-            let ctx = attention(&q, &k, &v, &mask, dropout, cfg.attention_dropout, exec)?;
-            let a = dropout.apply(&blk.attn_proj.forward(&ctx)?, cfg.hidden_dropout, exec)?;
+            let qkv = blk.attn.forward(&h, exec)?;
+            let ctx = self_attention(&qkv, &mask, cfg.num_heads, dropout, cfg.attention_dropout, exec)?;
+            let a = dropout.apply(&blk.attn_proj.forward(&ctx, exec)?, cfg.hidden_dropout, exec)?;
             x = (x + a)?;
             let h = blk.ln_2.forward(&x, cfg.layer_norm_eps, exec)?;
-            let m = blk.proj.forward(&activate(&blk.fc.forward(&h)?, cfg.activation)?)?;
+            let m = blk.proj.forward(&activate(&blk.fc.forward(&h, exec)?, cfg.activation, exec)?, exec)?;
             x = (x + dropout.apply(&m, cfg.hidden_dropout, exec)?)?;
         }
         self.ln_f.forward(&x, cfg.layer_norm_eps, exec)

@@ -6,7 +6,8 @@
 use super::config::Activation;
 use crate::util::rng::SplitMix;
 use anyhow::Result;
-use candle_core::{D, Tensor, Var};
+use super::kernels;
+use candle_core::{D, DType, Tensor, Var};
 use std::sync::Mutex;
 
 /// How a forward pass runs.
@@ -23,8 +24,16 @@ impl Exec {
     pub const TRAIN: Exec = Exec { dropout: true, grad: true };
 }
 
+/// True when the fused CPU inference kernels apply.
+fn fast_path(x: &Tensor, exec: Exec) -> bool {
+    !exec.grad && x.device().is_cpu() && x.dtype() == DType::F32
+}
+
 /// `x · Wᵀ + b` for a PyTorch `nn.Linear` weight `[out, in]`, over the last dimension.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, exec: Exec) -> Result<Tensor> {
+    if fast_path(x, exec) {
+        return Ok(x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, b, &kernels::LinearBias { transposed: true })?);
+    }
     let dims = x.dims().to_vec();
     let din = *dims.last().expect("linear on a scalar");
     let rows = x.elem_count() / din;
@@ -35,7 +44,10 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 /// `x · W + b` for a GPT-2 `Conv1D` weight stored as `[in, out]`.
-pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor, exec: Exec) -> Result<Tensor> {
+    if fast_path(x, exec) {
+        return Ok(x.contiguous()?.apply_op3_no_bwd(w, b, &kernels::LinearBias { transposed: false })?);
+    }
     let dims = x.dims().to_vec();
     let din = *dims.last().expect("conv1d on a scalar");
     let rows = x.elem_count() / din;
@@ -61,8 +73,11 @@ pub fn softmax_last(x: &Tensor, exec: Exec) -> Result<Tensor> {
     })
 }
 
-pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+pub fn activate(x: &Tensor, act: Activation, exec: Exec) -> Result<Tensor> {
     Ok(match act {
+        Activation::GeluErf if fast_path(x, exec) => {
+            x.contiguous()?.apply_op1_no_bwd(&kernels::GeluErf)?
+        }
         Activation::GeluErf => x.gelu_erf()?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
@@ -107,28 +122,28 @@ impl Dropout {
     }
 }
 
-/// Scaled dot-product attention over `[B, H, T, dh]` inputs with an additive mask that
-/// broadcasts to `[B, H, T, T]`; returns `[B, T, H·dh]`.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    dropout: &Dropout,
-    p: f32,
-    exec: Exec,
-) -> Result<Tensor> {
-    let (b, h, t, dh) = q.dims4()?;
-    let scale = 1.0 / (dh as f64).sqrt();
+/// Multi-head scaled dot-product attention from the fused projection `qkv [B, T, 3D]`
+/// (Q, K, V side by side) with an additive mask broadcasting to `[B, H, T, T]`; returns the
+/// merged context `[B, T, D]`.
+pub fn self_attention(qkv: &Tensor, mask: &Tensor, heads: usize, dropout: &Dropout, p: f32, exec: Exec) -> Result<Tensor> {
+    let (b, t, d3) = qkv.dims3()?;
+    let d = d3 / 3;
+    let scale = 1.0 / ((d / heads) as f64).sqrt();
+    if fast_path(qkv, exec) && !(exec.dropout && p > 0.0) {
+        let op = kernels::FusedAttention { heads, scale: scale as f32 };
+        return Ok(qkv.contiguous()?.apply_op2_no_bwd(&mask.contiguous()?, &op)?);
+    }
+    let q = split_heads(&qkv.narrow(2, 0, d)?, heads)?;
+    let k = split_heads(&qkv.narrow(2, d, d)?, heads)?;
+    let v = split_heads(&qkv.narrow(2, 2 * d, d)?, heads)?;
     let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-    let probs = softmax_last(&scores, exec)?;
-    let probs = dropout.apply(&probs, p, exec)?;
-    let ctx = probs.matmul(v)?; // [B, H, T, dh]
-    Ok(ctx.transpose(1, 2)?.reshape((b, t, h * dh))?)
+    let probs = dropout.apply(&softmax_last(&scores, exec)?, p, exec)?;
+    let ctx = probs.matmul(&v)?; // [B, H, T, dh]
+    Ok(ctx.transpose(1, 2)?.reshape((b, t, d))?)
 }
 
 /// `[B, T, H·dh]` → `[B, H, T, dh]`, contiguous.
-pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, t, d) = x.dims3()?;
     Ok(x.reshape((b, t, heads, d / heads))?.transpose(1, 2)?.contiguous()?)
 }

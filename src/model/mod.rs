@@ -8,6 +8,7 @@ pub mod batch;
 pub mod config;
 pub mod encoder;
 pub mod gpt2;
+pub mod kernels;
 pub mod layers;
 pub mod layout;
 pub mod resolve;

@@ -1,5 +1,6 @@
 //! Helpers shared by every layer: atomic files, seeded randomness, message text.
 
+pub mod alloc;
 pub mod fs;
 pub mod rng;
 pub mod text;

@@ -1,0 +1,15 @@
+//! Allocator tuning for the tensor workload.
+//!
+//! Every op allocates a fresh output buffer of megabytes. glibc serves such sizes with `mmap`
+//! and returns them on free, so each op pays page faults and kernel zeroing anew; keeping them
+//! in the heap lets the next op reuse the pages (measured: about 5% of a MiniLM forward pass).
+
+/// Call once at program start.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
