@@ -6,7 +6,9 @@
 //! this library.
 
 pub mod cli;
+pub mod collapse;
 pub mod data;
 pub mod model;
 pub mod report;
 pub mod util;
+pub mod words;

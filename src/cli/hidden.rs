@@ -23,6 +23,9 @@ pub struct Args {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// `hidden`: last-layer states; `head`: their MLM head transform (what the decoder reads).
+    #[arg(long, value_enum, default_value = "hidden")]
+    features: crate::collapse::Features,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -46,6 +49,13 @@ pub fn run(args: Args) -> Result<()> {
     for group in plan_by_length(&lengths, args.batch_size.max(1), 64 * 128) {
         let batch = m.batch(group.iter().map(|&i| enc[i].ids.clone()).collect())?;
         let h = m.hidden(&batch, Exec::INFER)?;
+        let h = match args.features {
+            crate::collapse::Features::Hidden => h,
+            crate::collapse::Features::Head => {
+                let (b, t, d) = h.dims3()?;
+                m.head_features(&h.reshape((b * t, d))?, Exec::INFER)?.reshape((b, t, d))?
+            }
+        };
         for (row, &i) in group.iter().enumerate() {
             let len = lengths[i];
             let v: Vec<f32> = h.get(row)?.narrow(0, 0, len)?.flatten_all()?.to_vec1()?;

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per command; each parses flags, calls the library, prints.
 
+mod collapse;
 mod fetch;
 mod fill_mask;
 mod hidden;
@@ -25,6 +26,9 @@ enum Command {
     FillMask(fill_mask::Args),
     /// Write the last-layer hidden states of each input line to a safetensors file.
     Hidden(hidden::Args),
+    /// Neural-collapse statistics on fairness words (or the whole vocabulary).
+    #[command(args_conflicts_with_subcommands = true)]
+    Collapse(collapse::Args),
 }
 
 /// Options every command that loads a model shares.
@@ -52,5 +56,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::Hidden(a) => hidden::run(a),
+        Command::Collapse(a) => collapse::run(a),
     }
 }

@@ -1,6 +1,7 @@
 //! Data provisioning: the cache, the pinned bundles, and typed readers of the datasets in them.
 
 pub mod bundle;
+pub mod corpus;
 pub mod download;
 
 pub use bundle::Bundle;

@@ -60,28 +60,25 @@ fn gelu_erf_kernel(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// One softmax row: `probs = softmax(scores · scale + mask)`. Reductions run in 8 lanes so
-/// that they vectorise (a single float accumulator would force sequential order).
+/// One softmax row: `probs = softmax(scores · scale + mask)`.
+///
+/// Element j always accumulates into lane j mod 8 and the lanes are combined in a fixed
+/// order, so a row's result does not depend on how much padding follows it (masked entries
+/// add exact zeros): the same text gives the same numbers in any batch.
 #[inline(always)]
 fn softmax_row_kernel(scores: &[f32], mask: &[f32], scale: f32, out: &mut [f32]) {
     const L: usize = 8;
     let n = out.len();
-    let split = n - n % L;
     let mut maxv = [f32::NEG_INFINITY; L];
-    for ((o, s), m) in out[..split].chunks_exact_mut(L).zip(scores.chunks_exact(L)).zip(mask.chunks_exact(L)) {
-        for l in 0..L {
-            let v = s[l].mul_add(scale, m[l]);
-            o[l] = v;
-            maxv[l] = if v > maxv[l] { v } else { maxv[l] };
-        }
-    }
-    let mut max = maxv.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    for j in split..n {
+    for (j, o) in out.iter_mut().enumerate() {
         let v = scores[j].mul_add(scale, mask[j]);
-        out[j] = v;
-        max = if v > max { v } else { max };
+        *o = v;
+        let l = j % L;
+        maxv[l] = if v > maxv[l] { v } else { maxv[l] };
     }
+    let max = maxv.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
     let mut sumv = [0f32; L];
+    let split = n - n % L;
     for o in out[..split].chunks_exact_mut(L) {
         for l in 0..L {
             let e = exp_approx(o[l] - max);
@@ -89,12 +86,12 @@ fn softmax_row_kernel(scores: &[f32], mask: &[f32], scale: f32, out: &mut [f32])
             sumv[l] += e;
         }
     }
-    let mut sum: f32 = sumv.iter().sum();
-    for o in &mut out[split..] {
+    for (l, o) in out[split..].iter_mut().enumerate() {
         let e = exp_approx(*o - max);
         *o = e;
-        sum += e;
+        sumv[l] += e;
     }
+    let sum = ((sumv[0] + sumv[1]) + (sumv[2] + sumv[3])) + ((sumv[4] + sumv[5]) + (sumv[6] + sumv[7]));
     let inv = 1.0 / sum;
     for o in out.iter_mut() {
         *o *= inv;
@@ -152,6 +149,9 @@ impl CustomOp1 for GeluErf {
     }
 }
 
+/// Below this many rows GEMM switches to special small-size paths with different rounding.
+const MIN_ROWS: usize = 32;
+
 /// A raw pointer that tasks writing disjoint parts of one buffer may share.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
@@ -194,29 +194,53 @@ impl CustomOp2 for FusedAttention {
         let dh = d / h;
         let mut out = vec![0f32; b * t * d];
         let dst = SharedMut(out.as_mut_ptr());
+        // GEMM takes other code paths for very small sizes, whose rounding differs; short
+        // sequences are therefore computed in zero-padded buffers of MIN_ROWS rows so that a
+        // text gets the same numbers alone as in a long batch.
+        let tp = t.max(MIN_ROWS);
         (0..b * h).into_par_iter().for_each_init(
-            || (vec![0f32; t * t], vec![0f32; t * t]),
-            |(scores, probs), task| {
+            || (vec![0f32; tp * tp], vec![0f32; tp * tp], vec![0f32; 3 * tp * dh], vec![0f32; tp * dh]),
+            |(scores, probs, qkv_pad, out_pad), task| {
                 let (bi, hi) = (task / h, task % h);
                 let base = bi * t * d3 + hi * dh;
-                let (q, k, v) = (qkv[base..].as_ptr(), qkv[base + d..].as_ptr(), qkv[base + 2 * d..].as_ptr());
-                // SAFETY: the views stay inside `qkv` (rows of stride 3D, dh columns from the
-                // head's offset); `scores` is T×T; the output block of this (row, head) is
-                // written by this task alone.
+                // (pointer, row stride) of Q, K and V for this (row, head).
+                let (q, k, v, rs) = if t >= MIN_ROWS {
+                    (qkv[base..].as_ptr(), qkv[base + d..].as_ptr(), qkv[base + 2 * d..].as_ptr(), d3)
+                } else {
+                    for part in 0..3 {
+                        for i in 0..t {
+                            let src = base + part * d + i * d3;
+                            qkv_pad[(part * tp + i) * dh..(part * tp + i + 1) * dh].copy_from_slice(&qkv[src..src + dh]);
+                        }
+                    }
+                    let p = qkv_pad.as_ptr();
+                    // SAFETY: offsets within the 3·tp·dh buffer.
+                    unsafe { (p, p.add(tp * dh), p.add(2 * tp * dh), dh) }
+                };
+                // SAFETY: the views stay inside their buffers (tp rows of stride `rs`, dh
+                // columns); `scores`/`probs` are tp×tp; this task alone writes its output block.
                 unsafe {
                     // scores = Q · Kᵀ
-                    gemm::gemm(t, t, dh, scores.as_mut_ptr(), 1, t as isize, false,
-                        q, 1, d3 as isize, k, d3 as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                    gemm::gemm(tp, tp, dh, scores.as_mut_ptr(), 1, tp as isize, false,
+                        q, 1, rs as isize, k, rs as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
                 }
                 for i in 0..t {
                     let m_off = ((if bm == 1 { 0 } else { bi }) * mq + if mq == 1 { 0 } else { i }) * t;
-                    softmax_row(&scores[i * t..(i + 1) * t], &mask[m_off..m_off + t], self.scale, &mut probs[i * t..(i + 1) * t]);
+                    softmax_row(&scores[i * tp..i * tp + t], &mask[m_off..m_off + t], self.scale, &mut probs[i * tp..i * tp + t]);
                 }
                 let o = dst;
                 unsafe {
-                    // context block = P · V
-                    gemm::gemm(t, dh, t, o.0.add(bi * t * d + hi * dh), 1, d as isize, false,
-                        probs.as_ptr(), 1, t as isize, v, 1, d3 as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                    if t >= MIN_ROWS {
+                        // context block = P · V, written in place
+                        gemm::gemm(t, dh, t, o.0.add(bi * t * d + hi * dh), 1, d as isize, false,
+                            probs.as_ptr(), 1, tp as isize, v, 1, rs as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                    } else {
+                        gemm::gemm(tp, dh, tp, out_pad.as_mut_ptr(), 1, dh as isize, false,
+                            probs.as_ptr(), 1, tp as isize, v, 1, rs as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                        for i in 0..t {
+                            std::ptr::copy_nonoverlapping(out_pad.as_ptr().add(i * dh), o.0.add(bi * t * d + i * d + hi * dh), dh);
+                        }
+                    }
                 }
             },
         );
@@ -246,17 +270,29 @@ impl CustomOp3 for LinearBias {
             bail!("{}: x {:?}, w {:?}, b {:?} do not fit", self.name(), l1.shape(), l2.shape(), l3.shape());
         }
         let rows = x.len() / din;
-        let mut out = Vec::with_capacity(rows * dout);
-        for _ in 0..rows {
+        // Tiny inputs are padded to MIN_ROWS zero rows: GEMM's small-size paths round
+        // differently, and a row must come out the same in any batch.
+        let padded;
+        let (x, gemm_rows) = if rows < MIN_ROWS {
+            let mut p = x.to_vec();
+            p.resize(MIN_ROWS * din, 0.0);
+            padded = p;
+            (padded.as_slice(), MIN_ROWS)
+        } else {
+            (x, rows)
+        };
+        let mut out = Vec::with_capacity(gemm_rows * dout);
+        for _ in 0..gemm_rows {
             out.extend_from_slice(bias);
         }
         // Element (i, j) of W as the right-hand side [din, dout]: W[j, i] or W[i, j].
         let (w_cs, w_rs) = if self.transposed { (din as isize, 1) } else { (1, dout as isize) };
         // SAFETY: all three buffers have the sizes checked above.
         unsafe {
-            gemm::gemm(rows, dout, din, out.as_mut_ptr(), 1, dout as isize, true,
+            gemm::gemm(gemm_rows, dout, din, out.as_mut_ptr(), 1, dout as isize, true,
                 x.as_ptr(), 1, din as isize, w.as_ptr(), w_cs, w_rs, 1.0, 1.0, false, false, false, threads());
         }
+        out.truncate(rows * dout);
         let mut shape = dims.to_vec();
         *shape.last_mut().unwrap() = dout;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -319,6 +355,42 @@ mod tests {
             let want = p.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, t, d)).unwrap();
             let got = qkv.apply_op2_no_bwd(&mask, &FusedAttention { heads: h, scale: 0.3 }).unwrap();
             assert!(max_diff(&got, &want) < 1e-5);
+        }
+    }
+
+    /// A sequence's attention output is bit-for-bit the same whatever padding follows it.
+    #[test]
+    fn fused_attention_ignores_padding_exactly() {
+        use candle_core::{DType, Device, Tensor};
+        for (h, dh) in [(4usize, 8usize), (12, 32)] {
+            let d = h * dh;
+            for t in [5usize, 11, 16, 20, 33, 50] {
+                for big in [t, 30, 40, 64, 128].into_iter().filter(|&b| b >= t) {
+                    let qkv = randn(&[1, big, 3 * d], 3);
+                    let ms = Tensor::zeros((1, 1, 1, t), DType::F32, &Device::Cpu).unwrap();
+                    let ml: Vec<f32> = (0..big).map(|j| if j < t { 0.0 } else { -1e9 }).collect();
+                    let ml = Tensor::from_vec(ml, (1, 1, 1, big), &Device::Cpu).unwrap();
+                    let op = FusedAttention { heads: h, scale: 0.3 };
+                    let a: Vec<f32> = qkv.narrow(1, 0, t).unwrap().contiguous().unwrap().apply_op2_no_bwd(&ms, &op).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                    let b: Vec<f32> = qkv.apply_op2_no_bwd(&ml, &op).unwrap().narrow(1, 0, t).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                    assert!(a == b, "h={h} dh={dh} t={t} padded to {big}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn linear_rows_do_not_depend_on_the_batch() {
+        for (k, n) in [(32usize, 96usize), (64, 32), (384, 1152), (1536, 384)] {
+            let x = randn(&[50, k], 7);
+            let w = randn(&[n, k], 8);
+            let b = randn(&[n], 9);
+            let op = LinearBias { transposed: true };
+            let all: Vec<Vec<f32>> = x.apply_op3_no_bwd(&w, &b, &op).unwrap().to_vec2().unwrap();
+            for m in 1..50 {
+                let part: Vec<Vec<f32>> = x.narrow(0, 0, m).unwrap().apply_op3_no_bwd(&w, &b, &op).unwrap().to_vec2().unwrap();
+                assert!(part.iter().zip(&all).all(|(p, a)| p == a), "k={k} n={n} m={m}");
+            }
         }
     }
 

@@ -282,6 +282,11 @@ impl safetensors::View for &Bytes {
 
 /// Writes named tensors (f32, i64 or u32) to `path` atomically with `{"format": "pt"}` metadata.
 pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    save_tensors_with_metadata(tensors, path, HashMap::new())
+}
+
+/// [`save_tensors`] with extra metadata entries beside `format`.
+pub fn save_tensors_with_metadata(tensors: &[(String, Tensor)], path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
     let mut owned: Vec<(String, Bytes)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.contiguous()?;
@@ -306,7 +311,7 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
         };
         owned.push((name.clone(), Bytes { dtype, shape: t.dims().to_vec(), data }));
     }
-    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    metadata.insert("format".to_string(), "pt".to_string());
     let bytes = safetensors::serialize(owned.iter().map(|(n, b)| (n.as_str(), b)), Some(metadata))
         .map_err(|e| anyhow::anyhow!("{}: cannot serialise ({e})", path.display()))?;
     crate::util::fs::write_atomic(path, &bytes)
@@ -314,8 +319,16 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
 
 /// Reads a small safetensors file fully into named f32/i64 tensors (fixtures, `hidden` output).
 pub fn load_tensors(path: &Path, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+    Ok(load_tensors_with_metadata(path, device)?.0)
+}
+
+/// [`load_tensors`] plus the file's metadata.
+pub fn load_tensors_with_metadata(path: &Path, device: &Device) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
     let mut raw = BTreeMap::new();
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e})", path.display()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e})", path.display()))?;
     for (name, view) in st.tensors() {
@@ -328,5 +341,5 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<BTreeMap<String, Ten
         };
         raw.insert(name, Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?);
     }
-    Ok(raw)
+    Ok((raw, metadata))
 }

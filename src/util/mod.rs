@@ -2,5 +2,6 @@
 
 pub mod alloc;
 pub mod fs;
+pub mod hash;
 pub mod rng;
 pub mod text;

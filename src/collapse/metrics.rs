@@ -1,0 +1,258 @@
+//! The neural-collapse metrics of METHOD §4, from class statistics, in f64.
+//!
+//! Pairwise statistics run over tiles of the class-mean Gram matrix, so a full-vocabulary
+//! class set (30k classes, 450M pairs) needs memory for two tiles only.
+
+use serde::{Deserialize, Serialize};
+
+/// How the metrics are defined: METHOD §4 by default, or the Fairness-NC release's variants.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricConvention {
+    /// Exponent p in the CDNV denominator ‖μ_i − μ_j‖^(2p).
+    pub cdnv_power: u32,
+    /// Equinorm over ‖μ̃_c‖² instead of ‖μ̃_c‖.
+    pub equinorm_squared: bool,
+    /// Log-kernel over centred unit means û (true) or uncentred μ_c/‖μ_c‖ (the release).
+    pub logkernel_centred: bool,
+}
+
+impl MetricConvention {
+    pub const DEFAULT: MetricConvention = MetricConvention { cdnv_power: 1, equinorm_squared: false, logkernel_centred: true };
+    pub const FAIRNESS_NC: MetricConvention = MetricConvention { cdnv_power: 2, equinorm_squared: true, logkernel_centred: false };
+}
+
+/// One class of S' (n_c ≥ min_count) as the metrics see it.
+#[derive(Debug, Clone)]
+pub struct ClassInput {
+    pub n: u64,
+    pub mean: Vec<f64>,
+    pub var: f64,
+    /// The class's classifier row w_c.
+    pub w: Vec<f64>,
+    pub ncc_positions: u64,
+    pub ncc_agree: u64,
+}
+
+/// Metric values; `None` where the metric is not computable (fewer than two classes, no
+/// held-out positions, a zero norm).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub cdnv: Option<f64>,
+    pub equinorm_cov: Option<f64>,
+    pub equiangular_mean: Option<f64>,
+    pub equiangular_std: Option<f64>,
+    pub logkernel_mean: Option<f64>,
+    pub logkernel_std: Option<f64>,
+    pub duality_mean: Option<f64>,
+    pub duality_dist: Option<f64>,
+    pub duality_std: Option<f64>,
+    pub duality_cov: Option<f64>,
+    pub ncc_agreement: Option<f64>,
+}
+
+/// Per-class values: s_c = ⟨û_c, ŵ_c⟩ and ‖ŵ_c − û_c‖ (None when K < 2).
+#[derive(Debug, Clone)]
+pub struct PerClass {
+    pub duality: Vec<Option<f64>>,
+    pub duality_dist: Vec<Option<f64>>,
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+fn unit(a: &[f64]) -> Option<Vec<f64>> {
+    let n = norm(a);
+    (n > 0.0 && n.is_finite()).then(|| a.iter().map(|x| x / n).collect())
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// Standard deviation with divisor `len − ddof`.
+pub fn std(xs: &[f64], ddof: usize) -> Option<f64> {
+    if xs.len() <= ddof {
+        return None;
+    }
+    let m = mean(xs)?;
+    Some((xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - ddof) as f64).sqrt())
+}
+
+/// Running mean and (population) std of a stream of values, two-pass free: Welford's update.
+#[derive(Default)]
+struct Welford {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Welford {
+    fn push(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.mean)
+    }
+
+    fn pop_std(&self) -> Option<f64> {
+        (self.n > 0).then(|| (self.m2 / self.n as f64).sqrt())
+    }
+}
+
+const TILE: usize = 1024;
+
+/// Calls `f(i, j, gram_ij)` for every pair i < j of rows, with the Gram entries of `a` (rows
+/// of length `d`, row-major) computed tile by tile in parallel but delivered in a fixed order.
+fn for_pairs(a: &[Vec<f64>], mut f: impl FnMut(usize, usize, f64)) {
+    use rayon::prelude::*;
+    let k = a.len();
+    for i0 in (0..k).step_by(TILE) {
+        let i1 = (i0 + TILE).min(k);
+        for j0 in (i0..k).step_by(TILE) {
+            let j1 = (j0 + TILE).min(k);
+            let tile: Vec<Vec<f64>> = (i0..i1)
+                .into_par_iter()
+                .map(|i| (j0.max(i + 1)..j1.max(i + 1)).map(|j| dot(&a[i], &a[j])).collect())
+                .collect();
+            for (ii, row) in tile.iter().enumerate() {
+                let i = i0 + ii;
+                for (jj, &g) in row.iter().enumerate() {
+                    f(i, j0.max(i + 1) + jj, g);
+                }
+            }
+        }
+    }
+}
+
+pub fn compute(classes: &[ClassInput], conv: MetricConvention) -> (Metrics, PerClass) {
+    let k = classes.len();
+    let d = classes.first().map_or(0, |c| c.mean.len());
+    let mut m = Metrics::default();
+    let positions: u64 = classes.iter().map(|c| c.ncc_positions).sum();
+    if positions > 0 {
+        m.ncc_agreement = Some(classes.iter().map(|c| c.ncc_agree).sum::<u64>() as f64 / positions as f64);
+    }
+    let none = PerClass { duality: vec![None; k], duality_dist: vec![None; k] };
+    if k < 2 {
+        return (m, none);
+    }
+    let mu_g: Vec<f64> = (0..d).map(|j| classes.iter().map(|c| c.mean[j]).sum::<f64>() / k as f64).collect();
+    let centred: Vec<Vec<f64>> = classes.iter().map(|c| c.mean.iter().zip(&mu_g).map(|(a, b)| a - b).collect()).collect();
+    let norms: Vec<f64> = centred.iter().map(|v| norm(v)).collect();
+    let eq_vals: Vec<f64> = norms.iter().map(|n| if conv.equinorm_squared { n * n } else { *n }).collect();
+    if let (Some(s), Some(mn)) = (std(&eq_vals, 0), mean(&eq_vals)) {
+        m.equinorm_cov = (mn > 0.0).then(|| s / mn);
+    }
+    let Some(units): Option<Vec<Vec<f64>>> = centred.iter().map(|v| unit(v)).collect() else {
+        return (m, none); // a class mean equals the global mean: directions undefined
+    };
+
+    // CDNV from the centred Gram matrix: ‖μ_i − μ_j‖² = ‖μ̃_i‖² + ‖μ̃_j‖² − 2⟨μ̃_i, μ̃_j⟩.
+    let mut cdnv = Welford::default();
+    let mut zero_distance = false;
+    for_pairs(&centred, |i, j, g| {
+        let dist2 = (norms[i] * norms[i] + norms[j] * norms[j] - 2.0 * g).max(0.0);
+        if dist2 == 0.0 {
+            zero_distance = true;
+        }
+        let den = if conv.cdnv_power == 1 { dist2 } else { dist2.powi(conv.cdnv_power as i32) };
+        cdnv.push((classes[i].var + classes[j].var) / 2.0 / den);
+    });
+    m.cdnv = if zero_distance { None } else { cdnv.mean() };
+
+    let mut angles = Welford::default();
+    for_pairs(&units, |_, _, g| angles.push(g));
+    m.equiangular_mean = angles.mean();
+    m.equiangular_std = angles.pop_std();
+
+    let kernel_vecs: Option<Vec<Vec<f64>>> = if conv.logkernel_centred {
+        Some(units.clone())
+    } else {
+        classes.iter().map(|c| unit(&c.mean)).collect()
+    };
+    if let Some(v) = kernel_vecs {
+        let mut lk = Welford::default();
+        let mut degenerate = false;
+        for_pairs(&v, |_, _, g| {
+            // Unit vectors: ‖v_i − v_j‖² = 2 − 2⟨v_i, v_j⟩.
+            let dist2 = (2.0 - 2.0 * g).max(0.0);
+            if dist2 == 0.0 {
+                degenerate = true;
+            }
+            lk.push(-0.5 * dist2.ln());
+        });
+        if !degenerate {
+            m.logkernel_mean = lk.mean();
+            m.logkernel_std = lk.pop_std();
+        }
+    }
+
+    let mut s = Vec::with_capacity(k);
+    let mut dist = Vec::with_capacity(k);
+    for (c, u) in classes.iter().zip(&units) {
+        match unit(&c.w) {
+            Some(w) => {
+                s.push(Some(dot(u, &w)));
+                let diff: Vec<f64> = w.iter().zip(u).map(|(a, b)| a - b).collect();
+                dist.push(Some(norm(&diff)));
+            }
+            None => {
+                s.push(None);
+                dist.push(None);
+            }
+        }
+    }
+    if let (Some(sv), Some(dv)) = (s.iter().copied().collect::<Option<Vec<f64>>>(), dist.iter().copied().collect::<Option<Vec<f64>>>()) {
+        m.duality_mean = mean(&sv);
+        m.duality_dist = mean(&dv);
+        m.duality_std = std(&sv, 1);
+        m.duality_cov = match (m.duality_std, m.duality_mean) {
+            (Some(sd), Some(mn)) if mn != 0.0 => Some(sd / mn.abs()),
+            _ => None,
+        };
+    }
+    (m, PerClass { duality: s, duality_dist: dist })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(mean: Vec<f64>, var: f64, w: Vec<f64>) -> ClassInput {
+        ClassInput { n: 3, mean, var, w, ncc_positions: 2, ncc_agree: 1 }
+    }
+
+    #[test]
+    fn simplex_is_collapsed() {
+        // Three means on an equilateral triangle around the origin, classifier rows aligned.
+        let r3 = 3f64.sqrt();
+        let means = [vec![1.0, 0.0], vec![-0.5, r3 / 2.0], vec![-0.5, -r3 / 2.0]];
+        let cls: Vec<ClassInput> = means.iter().map(|m| class(m.clone(), 0.0, m.iter().map(|x| 2.0 * x).collect())).collect();
+        let (m, per) = compute(&cls, MetricConvention::DEFAULT);
+        assert!((m.equiangular_mean.unwrap() + 0.5).abs() < 1e-12);
+        assert!(m.equiangular_std.unwrap() < 1e-12);
+        assert!(m.equinorm_cov.unwrap() < 1e-12);
+        assert!((m.duality_mean.unwrap() - 1.0).abs() < 1e-12);
+        assert!(m.duality_std.unwrap() < 1e-12);
+        assert_eq!(m.cdnv, Some(0.0));
+        assert_eq!(m.ncc_agreement, Some(0.5));
+        assert!(per.duality.iter().all(|s| (s.unwrap() - 1.0).abs() < 1e-12));
+    }
+
+    #[test]
+    fn one_class_gives_no_pairwise_metrics() {
+        let (m, _) = compute(&[class(vec![1.0, 2.0], 0.5, vec![1.0, 0.0])], MetricConvention::DEFAULT);
+        assert_eq!(m.cdnv, None);
+        assert_eq!(m.duality_std, None);
+        assert_eq!(m.ncc_agreement, Some(0.5));
+    }
+}

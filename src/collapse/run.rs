@@ -1,0 +1,370 @@
+//! Running the statistics over a corpus with a model: batching, labelling, feature
+//! extraction, the three passes (1 and 2 share a forward pass), checkpoints and shards.
+//!
+//! The corpus is cut into blocks of consecutive texts; batches never cross a block, so each
+//! text meets the same batch whether the run is whole or sharded, and a shard is a range of
+//! blocks.
+
+use super::shard::{self, Header, Identity, Shard};
+use super::stats::{ClassStats, Decisions};
+use super::{Features, Target};
+use crate::data::corpus::Corpus;
+use crate::model::{Exec, LanguageModel, Overflow, plan_by_length};
+use crate::words::ClassSet;
+use anyhow::{Context, Result, bail};
+use candle_core::Tensor;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub target: Target,
+    pub features: Features,
+    pub max_len: usize,
+    pub batch_size: usize,
+    pub heldout: f64,
+    pub min_count: u64,
+    /// Texts per block.
+    pub block: usize,
+    /// Time between checkpoints of a pass.
+    pub checkpoint_every: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            target: Target::Same,
+            features: Features::Hidden,
+            max_len: 128,
+            batch_size: 64,
+            heldout: 0.2,
+            min_count: 1,
+            block: 256,
+            checkpoint_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Labels and features of the class-labelled positions of a batch of texts.
+pub struct Collector<'a> {
+    pub model: &'a LanguageModel,
+    pub classes: &'a ClassSet,
+    /// token id → index into `classes` (or -1).
+    lookup: Vec<i32>,
+    pub opts: RunOptions,
+}
+
+/// Fingerprint of what a model computes for these classes: its config and classifier rows.
+fn model_fingerprint(model: &LanguageModel, w: &[f32]) -> String {
+    let mut bytes = model.config.raw.to_string().into_bytes();
+    bytes.extend(w.iter().flat_map(|x| x.to_le_bytes()));
+    crate::util::hash::hex_digest(&bytes)
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(model: &'a LanguageModel, classes: &'a ClassSet, opts: RunOptions) -> Self {
+        let mut lookup = vec![-1i32; model.config.vocab_size.max(model.tokenizer.vocab_size())];
+        for (i, c) in classes.classes.iter().enumerate() {
+            if let Some(slot) = lookup.get_mut(c.id as usize) {
+                *slot = i as i32;
+            }
+        }
+        Collector { model, classes, lookup, opts }
+    }
+
+    /// The classifier rows `[K·D]` of the classes.
+    pub fn classifier_rows(&self) -> Result<Vec<f32>> {
+        let ids = Tensor::new(self.classes.ids().as_slice(), &self.model.device)?;
+        Ok(self.model.classifier().as_tensor().index_select(&ids, 0)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// (class index, flat position) of every labelled position of `rows` padded to `t`.
+    pub fn labelled_positions(&self, rows: &[Vec<u32>], t: usize) -> (Vec<usize>, Vec<u32>) {
+        let mut labels = Vec::new();
+        let mut flat = Vec::new();
+        for (r, ids) in rows.iter().enumerate() {
+            for p in 0..ids.len() {
+                let label = match self.opts.target {
+                    Target::Same => ids[p],
+                    Target::Next => match ids.get(p + 1) {
+                        Some(&next) => next,
+                        None => continue,
+                    },
+                };
+                if let Some(&c) = self.lookup.get(label as usize) {
+                    if c >= 0 {
+                        labels.push(c as usize);
+                        flat.push((r * t + p) as u32);
+                    }
+                }
+            }
+        }
+        (labels, flat)
+    }
+
+    /// Features `[N, D]` (row-major) of the labelled positions of one batch, with their labels.
+    pub fn batch_features(&self, rows: Vec<Vec<u32>>) -> Result<(Vec<usize>, Vec<f32>)> {
+        let m = self.model;
+        let batch = m.batch(rows)?;
+        let (labels, flat) = self.labelled_positions(&batch.ids, batch.seq_len);
+        if labels.is_empty() {
+            return Ok((labels, Vec::new()));
+        }
+        let hidden = m.hidden(&batch, Exec::INFER)?;
+        let (b, t, d) = hidden.dims3()?;
+        let idx = Tensor::new(flat.as_slice(), &m.device)?;
+        let rows = hidden.reshape((b * t, d))?.index_select(&idx, 0)?;
+        let feats = match self.opts.features {
+            Features::Hidden => rows,
+            Features::Head => m.head_features(&rows, Exec::INFER)?,
+        };
+        Ok((labels, feats.flatten_all()?.to_vec1()?))
+    }
+
+    /// Runs `f` on the features of every batch of the given texts (one block).
+    fn for_batches(&self, texts: &[&str], mut f: impl FnMut(&[usize], &[f32]) -> Result<()>) -> Result<usize> {
+        let enc = self.model.encode(texts, self.opts.max_len, Overflow::Truncate)?;
+        let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
+        let tokens = lengths.iter().sum();
+        for group in plan_by_length(&lengths, self.opts.batch_size.max(1), self.opts.batch_size.max(1) * self.opts.max_len) {
+            let (labels, feats) = self.batch_features(group.iter().map(|&i| enc[i].ids.clone()).collect())?;
+            if !labels.is_empty() {
+                f(&labels, &feats)?;
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+/// Nearest-class-mean and linear decisions for feature rows, in f64.
+pub struct Decider {
+    /// Indices (into the class set) of S'.
+    kept: Vec<i64>,
+    w: Tensor,
+    mu: Tensor,
+    mu_sq: Tensor,
+}
+
+impl Decider {
+    pub fn new(stats: &ClassStats, w: &[f32], min_count: u64) -> Result<Self> {
+        let d = stats.dim;
+        let k = stats.num_classes();
+        let mut kept = vec![-1i64; k];
+        let mut wv = Vec::new();
+        let mut mv = Vec::new();
+        let mut n = 0;
+        for c in 0..k {
+            if stats.counts[c] >= min_count.max(1) {
+                kept[c] = n;
+                n += 1;
+                wv.extend(w[c * d..(c + 1) * d].iter().map(|&x| x as f64));
+                mv.extend(stats.mean(c));
+            }
+        }
+        let dev = candle_core::Device::Cpu;
+        let n = n as usize;
+        let mu = Tensor::from_vec(mv, (n, d), &dev)?;
+        let mu_sq = mu.sqr()?.sum(1)?;
+        Ok(Decider { kept, w: Tensor::from_vec(wv, (n, d), &dev)?, mu, mu_sq })
+    }
+
+    pub fn add(&self, labels: &[usize], feats: &[f32], out: &mut Decisions) -> Result<()> {
+        let d = self.w.dim(1)?;
+        let rows: Vec<(usize, usize)> = labels.iter().enumerate().filter(|(_, c)| self.kept[**c] >= 0).map(|(i, c)| (i, *c)).collect();
+        for chunk in rows.chunks(512) {
+            let x: Vec<f64> = chunk.iter().flat_map(|(i, _)| feats[i * d..(i + 1) * d].iter().map(|&v| v as f64)).collect();
+            let x = Tensor::from_vec(x, (chunk.len(), d), &candle_core::Device::Cpu)?;
+            let linear: Vec<Vec<f64>> = x.matmul(&self.w.t()?)?.to_vec2()?;
+            // ‖h − μ‖² up to the per-row constant ‖h‖²: ‖μ‖² − 2⟨h, μ⟩.
+            let dist: Vec<Vec<f64>> = self.mu_sq.unsqueeze(0)?.broadcast_sub(&(x.matmul(&self.mu.t()?)? * 2.0)?)?.to_vec2()?;
+            for (((_, c), lin), dis) in chunk.iter().zip(&linear).zip(&dist) {
+                let argmax = lin.iter().enumerate().fold(0, |b, (j, v)| if *v > lin[b] { j } else { b });
+                let argmin = dis.iter().enumerate().fold(0, |b, (j, v)| if *v < dis[b] { j } else { b });
+                out.positions[*c] += 1;
+                out.agree[*c] += (argmax == argmin) as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One pass over a range of blocks, for statistics or decisions.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Pass {
+    Stats,
+    Decisions,
+}
+
+/// The files a run keeps in its output directory.
+pub fn stats_path(dir: &Path) -> PathBuf {
+    dir.join("stats.safetensors")
+}
+pub fn decisions_path(dir: &Path) -> PathBuf {
+    dir.join("decisions.safetensors")
+}
+fn partial_path(dir: &Path, pass: Pass) -> PathBuf {
+    dir.join(match pass {
+        Pass::Stats => ".partial-stats.safetensors",
+        Pass::Decisions => ".partial-decisions.safetensors",
+    })
+}
+
+pub struct Run<'a> {
+    pub collector: Collector<'a>,
+    pub corpus: &'a Corpus,
+    pub identity: Identity,
+    pub w: Vec<f32>,
+    pub blocks: (usize, usize),
+    pub out: PathBuf,
+    /// Stored in shard headers for `merge` (class set and settings).
+    pub info: serde_json::Value,
+}
+
+impl<'a> Run<'a> {
+    /// Prepares a run over shard `shard = (i, n)` of the corpus (or all of it).
+    pub fn new(collector: Collector<'a>, corpus: &'a Corpus, shard: Option<(usize, usize)>, out: &Path) -> Result<Self> {
+        let w = collector.classifier_rows()?;
+        let o = &collector.opts;
+        let n_blocks = corpus.texts.len().div_ceil(o.block);
+        let blocks = match shard {
+            None => (0, n_blocks),
+            Some((i, n)) => {
+                if n == 0 || i >= n {
+                    bail!("--shard {i}/{n}: expected i/n with 0 ≤ i < n");
+                }
+                (i * n_blocks / n, (i + 1) * n_blocks / n)
+            }
+        };
+        let identity = Identity {
+            model: model_fingerprint(collector.model, &w),
+            classes: collector.classes.ids(),
+            class_set: collector.classes.name.clone(),
+            target: o.target,
+            features: o.features,
+            max_len: o.max_len,
+            corpus: corpus.name.clone(),
+            corpus_texts: corpus.texts.len(),
+            heldout: o.heldout,
+            block: o.block,
+        };
+        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+        Ok(Run { collector, corpus, identity, w, blocks, out: out.to_path_buf(), info: serde_json::Value::Null })
+    }
+
+    fn texts_of_block(&self, b: usize, pass: Pass) -> Vec<&str> {
+        let block = self.collector.opts.block;
+        let f = self.collector.opts.heldout;
+        let end = ((b + 1) * block).min(self.corpus.texts.len());
+        (b * block..end)
+            .filter(|&i| (pass == Pass::Decisions) == crate::data::corpus::Corpus::is_heldout(i, f))
+            .map(|i| self.corpus.texts[i].as_str())
+            .collect()
+    }
+
+    fn header(&self, kind: &str, next_block: Option<usize>, means: Option<String>) -> Header {
+        let done_to = next_block.unwrap_or(self.blocks.1);
+        Header {
+            kind: kind.into(),
+            identity: self.identity.clone(),
+            blocks: vec![(self.blocks.0, done_to)],
+            means,
+            min_count: (kind == "decisions").then_some(self.collector.opts.min_count),
+            next_block,
+            info: Some(self.info.clone()),
+        }
+    }
+
+    /// Statistics (passes 1 and 2) over this run's blocks, resuming from a checkpoint or
+    /// reusing a finished shard with the same identity.
+    pub fn stats(&self) -> Result<ClassStats> {
+        let final_path = stats_path(&self.out);
+        if let Ok(Shard::Stats(h, s, _)) = shard::read(&final_path) {
+            if h.identity == self.identity && h.blocks == vec![self.blocks] {
+                return Ok(s);
+            }
+        }
+        let d = self.collector.model.config.hidden_size;
+        let k = self.collector.classes.classes.len();
+        let partial = partial_path(&self.out, Pass::Stats);
+        let (mut stats, start) = match shard::read(&partial) {
+            Ok(Shard::Stats(h, s, _)) if h.identity == self.identity && h.blocks.first().map(|b| b.0) == Some(self.blocks.0) => {
+                let next = h.next_block.unwrap_or(self.blocks.0);
+                eprintln!("resuming statistics at block {next} of {}..{}", self.blocks.0, self.blocks.1);
+                (s, next)
+            }
+            _ => (ClassStats::new(k, d), self.blocks.0),
+        };
+        self.blocks_loop(Pass::Stats, start, &mut stats, |s, labels, feats| s.add(labels, feats), |run, s, next| {
+            shard::write_stats(&partial, &run.header("stats", Some(next), None), s, &run.w)
+        })?;
+        shard::write_stats(&final_path, &self.header("stats", None, None), &stats, &self.w)?;
+        let _ = std::fs::remove_file(&partial);
+        Ok(stats)
+    }
+
+    /// Decisions (pass 3) over the held-out texts of this run's blocks, against the means of
+    /// `means` (the merged statistics of the whole corpus).
+    pub fn decisions(&self, means: &ClassStats) -> Result<Decisions> {
+        let fp = means.fingerprint();
+        let final_path = decisions_path(&self.out);
+        if let Ok(Shard::Decisions(h, d)) = shard::read(&final_path) {
+            if h.identity == self.identity && h.means.as_deref() == Some(&fp) && h.blocks == vec![self.blocks] && h.min_count == Some(self.collector.opts.min_count) {
+                return Ok(d);
+            }
+        }
+        let decider = Decider::new(means, &self.w, self.collector.opts.min_count)?;
+        let partial = partial_path(&self.out, Pass::Decisions);
+        let k = self.collector.classes.classes.len();
+        let (mut dec, start) = match shard::read(&partial) {
+            Ok(Shard::Decisions(h, d)) if h.identity == self.identity && h.means.as_deref() == Some(&fp) && h.min_count == Some(self.collector.opts.min_count) => {
+                let next = h.next_block.unwrap_or(self.blocks.0);
+                eprintln!("resuming decisions at block {next}");
+                (d, next)
+            }
+            _ => (Decisions::new(k), self.blocks.0),
+        };
+        self.blocks_loop(Pass::Decisions, start, &mut dec, |d, labels, feats| decider.add(labels, feats, d), |run, d, next| {
+            shard::write_decisions(&partial, &run.header("decisions", Some(next), Some(fp.clone())), d)
+        })?;
+        shard::write_decisions(&final_path, &self.header("decisions", None, Some(fp)), &dec)?;
+        let _ = std::fs::remove_file(&partial);
+        Ok(dec)
+    }
+
+    /// Feeds every labelled batch of blocks `start..` to `add`, checkpointing `state` now and
+    /// then with the next block to do.
+    fn blocks_loop<S>(
+        &self,
+        pass: Pass,
+        start: usize,
+        state: &mut S,
+        add: impl Fn(&mut S, &[usize], &[f32]) -> Result<()>,
+        checkpoint: impl Fn(&Self, &S, usize) -> Result<()>,
+    ) -> Result<()> {
+        let total: usize = (start..self.blocks.1).map(|b| self.texts_of_block(b, pass).len()).sum();
+        let what = match pass {
+            Pass::Stats => "statistics",
+            Pass::Decisions => "held-out decisions",
+        };
+        let bar = crate::report::progress::items_bar(total as u64, what);
+        let began = Instant::now();
+        let mut last = Instant::now();
+        let mut tokens = 0usize;
+        for b in start..self.blocks.1 {
+            let texts = self.texts_of_block(b, pass);
+            if texts.is_empty() {
+                continue;
+            }
+            tokens += self.collector.for_batches(&texts, |labels, feats| add(state, labels, feats))?;
+            bar.inc(texts.len() as u64);
+            bar.set_prefix(format!("{:.0} tok/s", tokens as f64 / began.elapsed().as_secs_f64()));
+            if last.elapsed() >= self.collector.opts.checkpoint_every && b + 1 < self.blocks.1 {
+                checkpoint(self, state, b + 1)?;
+                last = Instant::now();
+            }
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+}
+

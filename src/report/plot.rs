@@ -1,0 +1,101 @@
+//! Plots, drawn twice (PNG and SVG) from one description, with a bundled font so that PNGs
+//! render the same on machines without system fonts.
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            // The bundled file is valid; a failure would only lose text in PNGs.
+            let _ = plotters::style::register_font(FAMILY, style, FONT);
+        }
+    });
+}
+
+/// Colours for groups, in order.
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+];
+
+/// One labelled value of a dot plot.
+pub struct Dot {
+    pub label: String,
+    pub value: f64,
+    pub group: usize,
+}
+
+/// A horizontal dot plot: one row per dot (sorted as given), coloured by group, with a vertical
+/// line at each group's mean. Written as `<stem>.png` and `<stem>.svg`.
+pub fn dot_plot(stem: &Path, title: &str, x_label: &str, dots: &[Dot], groups: &[String]) -> Result<()> {
+    register_font();
+    let height = (110 + 22 * dots.len()).clamp(260, 3400) as u32;
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    draw_dots(BitMapBackend::new(&png, (900, height)).into_drawing_area(), title, x_label, dots, groups)?;
+    draw_dots(SVGBackend::new(&svg, (900, height)).into_drawing_area(), title, x_label, dots, groups)?;
+    Ok(())
+}
+
+fn draw_dots<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, dots: &[Dot], groups: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw plot: {e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let (lo, hi) = dots.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), d| (a.min(d.value), b.max(d.value)));
+    let pad = ((hi - lo) * 0.08).max(0.02);
+    let (lo, hi) = if lo.is_finite() { (lo - pad, hi + pad) } else { (-1.0, 1.0) };
+    let n = dots.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(150)
+        .build_cartesian_2d(lo..hi, (0..n).into_segmented())
+        .map_err(err)?;
+    let labels: Vec<String> = dots.iter().map(|d| d.label.clone()).collect();
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_labels(n)
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .label_style((FAMILY, 12))
+        .disable_y_mesh()
+        .draw()
+        .map_err(err)?;
+    for (g, name) in groups.iter().enumerate() {
+        let color = PALETTE[g % PALETTE.len()];
+        let vals: Vec<f64> = dots.iter().filter(|d| d.group == g).map(|d| d.value).collect();
+        let points = dots.iter().enumerate().filter(|(_, d)| d.group == g).map(|(i, d)| Circle::new((d.value, SegmentValue::CenterOf(i)), 4, color.filled()));
+        chart.draw_series(points).map_err(err)?.label(name.clone()).legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        if !vals.is_empty() {
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            chart.draw_series(LineSeries::new([(m, SegmentValue::Exact(0)), (m, SegmentValue::Last)], color.stroke_width(1))).map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FAMILY, 13))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
