@@ -5,6 +5,7 @@
 //! losses → results → reports ([`report`]). The binary in `src/main.rs` is a thin shell over
 //! this library.
 
+pub mod bench;
 pub mod cli;
 pub mod collapse;
 pub mod data;

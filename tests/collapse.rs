@@ -173,3 +173,14 @@ fn bad_inputs_are_named() {
     assert!(r["metrics"]["ncc_agreement"].is_number());
     assert!(!std::fs::read_to_string(tmp.path().join("o/collapse.json")).unwrap().contains("NaN"));
 }
+
+#[test]
+fn full_vocabulary_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().display().to_string();
+    let r = run_ok(&["collapse", "--model", model_dir("bert").to_str().unwrap(), "--words", "vocabulary", "--corpus", &corpus(), "--output", &out]);
+    let k = r["counts"]["K"].as_u64().unwrap();
+    assert!(k > 100, "{k}");
+    assert!(r["metrics"]["cdnv"].is_number() && r["metrics"]["ncc_agreement"].is_number());
+    assert!(r["groups"].as_object().unwrap().is_empty());
+}

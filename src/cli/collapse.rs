@@ -176,7 +176,10 @@ fn collect(a: RunArgs) -> Result<()> {
         return Ok(());
     }
     let decisions = run.decisions(&stats)?;
-    let result = assemble(&classes, &stats, Some(&decisions), &run.w, settings);
+    let mut result = assemble(&classes, &stats, Some(&decisions), &run.w, settings);
+    if result.settings.features == Features::Head && model.params.new_head {
+        result.notes.push(format!("{} has no pretrained MLM head: head features come from a newly initialised transform", a.model.model));
+    }
     finish(&output, &result, started)
 }
 

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per command; each parses flags, calls the library, prints.
 
 mod collapse;
+mod eval;
 mod fetch;
 mod fill_mask;
 mod hidden;
@@ -29,6 +30,8 @@ enum Command {
     /// Neural-collapse statistics on fairness words (or the whole vocabulary).
     #[command(args_conflicts_with_subcommands = true)]
     Collapse(collapse::Args),
+    /// Bias benchmarks: CrowS-Pairs, StereoSet intrasentence, SEAT.
+    Eval(eval::Args),
 }
 
 /// Options every command that loads a model shares.
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::FillMask(a) => fill_mask::run(a),
         Command::Hidden(a) => hidden::run(a),
         Command::Collapse(a) => collapse::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }

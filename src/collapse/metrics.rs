@@ -110,15 +110,19 @@ impl Welford {
 
 const TILE: usize = 1024;
 
-/// Calls `f(i, j, gram_ij)` for every pair i < j of rows, with the Gram entries of `a` (rows
-/// of length `d`, row-major) computed tile by tile in parallel but delivered in a fixed order.
-fn for_pairs(a: &[Vec<f64>], mut f: impl FnMut(usize, usize, f64)) {
+/// Calls `f(i, j, gram_ij)` for every pair i < j of rows, with the Gram entries of `a`
+/// computed tile by tile in parallel but delivered in a fixed order.
+fn for_pairs(a: &[Vec<f64>], f: impl FnMut(usize, usize, f64)) {
+    for_pairs_tiled(a, TILE, f)
+}
+
+fn for_pairs_tiled(a: &[Vec<f64>], tile: usize, mut f: impl FnMut(usize, usize, f64)) {
     use rayon::prelude::*;
     let k = a.len();
-    for i0 in (0..k).step_by(TILE) {
-        let i1 = (i0 + TILE).min(k);
-        for j0 in (i0..k).step_by(TILE) {
-            let j1 = (j0 + TILE).min(k);
+    for i0 in (0..k).step_by(tile) {
+        let i1 = (i0 + tile).min(k);
+        for j0 in (i0..k).step_by(tile) {
+            let j1 = (j0 + tile).min(k);
             let tile: Vec<Vec<f64>> = (i0..i1)
                 .into_par_iter()
                 .map(|i| (j0.max(i + 1)..j1.max(i + 1)).map(|j| dot(&a[i], &a[j])).collect())
@@ -246,6 +250,24 @@ mod tests {
         assert_eq!(m.cdnv, Some(0.0));
         assert_eq!(m.ncc_agreement, Some(0.5));
         assert!(per.duality.iter().all(|s| (s.unwrap() - 1.0).abs() < 1e-12));
+    }
+
+    #[test]
+    fn tiles_visit_every_pair_once() {
+        let a: Vec<Vec<f64>> = (0..11).map(|i| vec![i as f64, 1.0]).collect();
+        let mut seen = Vec::new();
+        for_pairs_tiled(&a, 3, |i, j, g| {
+            assert_eq!(g, (i * j) as f64 + 1.0);
+            seen.push((i, j));
+        });
+        let mut want = Vec::new();
+        for i in 0..11 {
+            for j in i + 1..11 {
+                want.push((i, j));
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, want);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub block: usize,
     /// Time between checkpoints of a pass.
     pub checkpoint_every: Duration,
+    /// Abort a pass after this many blocks, as a killed run would (tests of resumption).
+    pub stop_after_blocks: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -41,6 +43,7 @@ impl Default for RunOptions {
             min_count: 1,
             block: 256,
             checkpoint_every: Duration::from_secs(60),
+            stop_after_blocks: None,
         }
     }
 }
@@ -361,6 +364,9 @@ impl<'a> Run<'a> {
             if last.elapsed() >= self.collector.opts.checkpoint_every && b + 1 < self.blocks.1 {
                 checkpoint(self, state, b + 1)?;
                 last = Instant::now();
+            }
+            if self.collector.opts.stop_after_blocks == Some(b + 1 - start) {
+                bail!("stopped after {} blocks", b + 1 - start);
             }
         }
         bar.finish_and_clear();

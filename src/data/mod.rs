@@ -2,6 +2,9 @@
 
 pub mod bundle;
 pub mod corpus;
+pub mod crows;
+pub mod seat;
+pub mod stereoset;
 pub mod download;
 
 pub use bundle::Bundle;

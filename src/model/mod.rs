@@ -147,6 +147,12 @@ impl LanguageModel {
         Ok(encoded)
     }
 
+    /// Tokenizes texts, cutting those longer than `max_len` without a warning: for callers
+    /// that check [`Encoded::truncated`] and skip such texts themselves.
+    pub fn encode_quiet(&self, texts: &[&str], max_len: usize) -> Result<Vec<Encoded>> {
+        self.tokenizer.encode_all(texts, max_len.min(self.max_len()))
+    }
+
     pub fn batch(&self, rows: Vec<Vec<u32>>) -> Result<Batch> {
         Batch::new(rows, self.tokenizer.pad_id, &self.device)
     }

@@ -1,5 +1,6 @@
 //! Writers of results: JSON, CSV, Markdown, plots, and progress display.
 
 pub mod collapse;
+pub mod eval;
 pub mod plot;
 pub mod progress;

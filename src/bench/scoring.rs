@@ -1,0 +1,109 @@
+//! Batched language-model scoring: log-probabilities of tokens at masked positions (masked
+//! LMs) or of every token given its prefix (causal LMs). Callers describe all their
+//! variants at once; this plans length-sorted batches and maps results back.
+
+use crate::model::{Exec, LanguageModel, plan_by_length};
+use anyhow::{Result, bail};
+use candle_core::Tensor;
+
+/// A sequence with one position to score: log p(`target` | `ids`) read at `position`
+/// (where the caller has put the mask token).
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub ids: Vec<u32>,
+    pub position: usize,
+    pub target: u32,
+}
+
+/// Most padded tokens per forward pass.
+const MAX_BATCH_TOKENS: usize = 64 * 128;
+/// Rows of logits materialised at once (rows × vocabulary floats).
+const LOGIT_ROWS: usize = 256;
+
+/// `log softmax(logits)[target]` for each row, with the log-sum-exp in f64.
+fn log_prob_rows(logits: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
+    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    Ok(rows
+        .iter()
+        .zip(targets)
+        .map(|(row, &t)| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+            row[t as usize] as f64 - lse
+        })
+        .collect())
+}
+
+/// Log-probabilities of every query, batched by length.
+pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: usize) -> Result<Vec<f64>> {
+    let max = model.max_len();
+    if let Some(q) = queries.iter().find(|q| q.ids.len() > max) {
+        bail!("a scored sequence has {} tokens, more than the model's {max} positions", q.ids.len());
+    }
+    let lengths: Vec<usize> = queries.iter().map(|q| q.ids.len()).collect();
+    let mut out = vec![0f64; queries.len()];
+    let bar = crate::report::progress::items_bar(queries.len() as u64, "scoring");
+    for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
+        let batch = model.batch(group.iter().map(|&i| queries[i].ids.clone()).collect())?;
+        let hidden = model.hidden(&batch, Exec::INFER)?;
+        for (c, chunk) in group.chunks(LOGIT_ROWS).enumerate() {
+            let positions: Vec<(usize, usize)> = chunk.iter().enumerate().map(|(r, &i)| (c * LOGIT_ROWS + r, queries[i].position)).collect();
+            let targets: Vec<u32> = chunk.iter().map(|&i| queries[i].target).collect();
+            let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
+            for (&i, v) in chunk.iter().zip(lp) {
+                out[i] = v;
+            }
+        }
+        bar.inc(group.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// For each sequence, the log-probability of every token: the first from a forward pass
+/// over the BOS token alone, the others from one pass over the sequence without BOS
+/// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS).
+pub fn causal_token_log_probs(model: &LanguageModel, seqs: &[Vec<u32>], batch_size: usize) -> Result<Vec<Vec<f64>>> {
+    let Some(bos) = model.tokenizer.bos_id else { bail!("the model has no BOS (<|endoftext|>) token for causal scoring") };
+    let max = model.max_len();
+    if let Some(s) = seqs.iter().find(|s| s.len() > max) {
+        bail!("a scored sentence has {} tokens, more than the model's {max} positions", s.len());
+    }
+    let start = model.batch(vec![vec![bos]])?;
+    let first = model.logits_at(&model.hidden(&start, Exec::INFER)?, &[(0, 0)], Exec::INFER)?;
+    let mut out: Vec<Vec<f64>> = seqs.iter().map(|s| Vec::with_capacity(s.len())).collect();
+    for (s, o) in seqs.iter().zip(out.iter_mut()) {
+        if let Some(&t0) = s.first() {
+            o.push(log_prob_rows(&first, &[t0])?[0]);
+        }
+    }
+    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let bar = crate::report::progress::items_bar(seqs.len() as u64, "scoring");
+    for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
+        let batch = model.batch(group.iter().map(|&i| seqs[i].clone()).collect())?;
+        let hidden = model.hidden(&batch, Exec::INFER)?;
+        // (row in batch, sequence index, position): position p predicts token p + 1.
+        let jobs: Vec<(usize, usize, usize)> = group
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &i)| (0..seqs[i].len().saturating_sub(1)).map(move |p| (r, i, p)))
+            .collect();
+        for chunk in jobs.chunks(LOGIT_ROWS) {
+            let positions: Vec<(usize, usize)> = chunk.iter().map(|&(r, _, p)| (r, p)).collect();
+            let targets: Vec<u32> = chunk.iter().map(|&(_, i, p)| seqs[i][p + 1]).collect();
+            let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
+            for (&(_, i, _), v) in chunk.iter().zip(lp) {
+                out[i].push(v);
+            }
+        }
+        bar.inc(group.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Python's `round(x, 3)`: the exact binary value rounded to 3 decimals (formatting does the
+/// exact decimal rounding; a value is never exactly halfway in practice).
+pub fn round3(x: f64) -> f64 {
+    format!("{x:.3}").parse().unwrap_or(x)
+}

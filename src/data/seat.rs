@@ -1,0 +1,81 @@
+//! SEAT tests: the sent-bias JSON layout (targ1, targ2, attr1, attr2, each a category with
+//! examples), read from files or rebuilt from WEAT word lists.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Category {
+    pub category: String,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeatTest {
+    pub name: String,
+    pub targ1: Category,
+    pub targ2: Category,
+    pub attr1: Category,
+    pub attr2: Category,
+}
+
+/// The bias type each standard test measures (METHOD §6).
+pub fn bias_type(test: &str) -> Option<&'static str> {
+    const GENDER: [&str; 6] = ["sent-weat6", "sent-weat6b", "sent-weat7", "sent-weat7b", "sent-weat8", "sent-weat8b"];
+    const RACE: [&str; 7] = ["sent-angry_black_woman_stereotype", "sent-angry_black_woman_stereotype_b", "sent-weat3", "sent-weat3b", "sent-weat4", "sent-weat5", "sent-weat5b"];
+    const RELIGION: [&str; 4] = ["sent-religion1", "sent-religion1b", "sent-religion2", "sent-religion2b"];
+    if GENDER.contains(&test) {
+        Some("gender")
+    } else if RACE.contains(&test) {
+        Some("race")
+    } else if RELIGION.contains(&test) {
+        Some("religion")
+    } else {
+        None
+    }
+}
+
+/// The standard tests of a bias type.
+pub fn tests_of(bias: &str) -> Vec<&'static str> {
+    const ALL: [&str; 17] = [
+        "sent-weat6", "sent-weat6b", "sent-weat7", "sent-weat7b", "sent-weat8", "sent-weat8b",
+        "sent-angry_black_woman_stereotype", "sent-angry_black_woman_stereotype_b", "sent-weat3", "sent-weat3b", "sent-weat4", "sent-weat5", "sent-weat5b",
+        "sent-religion1", "sent-religion1b", "sent-religion2", "sent-religion2b",
+    ];
+    ALL.into_iter().filter(|t| bias_type(t) == Some(bias)).collect()
+}
+
+/// Reads one test file (despite the `.jsonl` name, one JSON object).
+pub fn read_test(path: &Path) -> Result<SeatTest> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let cat = |key: &str| -> Result<Category> {
+        let c = v.get(key).with_context(|| format!("{}: missing key \"{key}\"", path.display()))?;
+        let c: Category = serde_json::from_value(c.clone()).with_context(|| format!("{}: \"{key}\" is not {{category, examples}}", path.display()))?;
+        if c.examples.is_empty() {
+            bail!("{}: \"{key}\" has no examples", path.display());
+        }
+        Ok(c)
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy().trim_end_matches(".jsonl").trim_end_matches(".json").to_string();
+    Ok(SeatTest { name, targ1: cat("targ1")?, targ2: cat("targ2")?, attr1: cat("attr1")?, attr2: cat("attr2")? })
+}
+
+/// Reads the named tests from a directory of `<name>.jsonl` files.
+pub fn read_dir(dir: &Path, names: &[String]) -> Result<Vec<SeatTest>> {
+    names
+        .iter()
+        .map(|n| {
+            let path = dir.join(format!("{n}.jsonl"));
+            if !path.exists() {
+                bail!("{}: no such SEAT test file", path.display());
+            }
+            read_test(&path)
+        })
+        .collect()
+}
+
+/// Rebuilds a WEAT-based sentence test from the weat bundle's word lists.
+pub fn rebuild(name: &str) -> Result<SeatTest> {
+    bail!("SEAT test {name}: rebuilding from WEAT word lists is not available yet; pass --seat-dir")
+}
