@@ -5,6 +5,7 @@
 use crate::model::{Exec, LanguageModel, plan_by_length};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
+use std::collections::HashMap;
 
 /// A sequence with one position to score: log p(`target` | `ids`) read at `position`
 /// (where the caller has put the mask token).
@@ -34,24 +35,40 @@ fn log_prob_rows(logits: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// Log-probabilities of every query, batched by length.
+/// Log-probabilities of every query, batched by length. Queries over the same token
+/// sequence share one forward pass (StereoSet's three fillers of a context usually produce the
+/// same masked input and differ only in the token read).
 pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: usize) -> Result<Vec<f64>> {
     let max = model.max_len();
     if let Some(q) = queries.iter().find(|q| q.ids.len() > max) {
         bail!("a scored sequence has {} tokens, more than the model's {max} positions", q.ids.len());
     }
-    let lengths: Vec<usize> = queries.iter().map(|q| q.ids.len()).collect();
+    // Distinct sequences, and for each the queries that read it.
+    let mut seq_of: HashMap<&[u32], usize> = HashMap::new();
+    let mut seqs: Vec<&[u32]> = Vec::new();
+    let mut readers: Vec<Vec<usize>> = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let s = *seq_of.entry(q.ids.as_slice()).or_insert_with(|| {
+            seqs.push(q.ids.as_slice());
+            readers.push(Vec::new());
+            seqs.len() - 1
+        });
+        readers[s].push(i);
+    }
+    let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
     let mut out = vec![0f64; queries.len()];
-    let bar = crate::report::progress::items_bar(queries.len() as u64, "scoring");
+    let bar = crate::report::progress::items_bar(seqs.len() as u64, "scoring");
     for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
-        let batch = model.batch(group.iter().map(|&i| queries[i].ids.clone()).collect())?;
+        let batch = model.batch(group.iter().map(|&s| seqs[s].to_vec()).collect())?;
         let hidden = model.hidden(&batch, Exec::INFER)?;
-        for (c, chunk) in group.chunks(LOGIT_ROWS).enumerate() {
-            let positions: Vec<(usize, usize)> = chunk.iter().enumerate().map(|(r, &i)| (c * LOGIT_ROWS + r, queries[i].position)).collect();
-            let targets: Vec<u32> = chunk.iter().map(|&i| queries[i].target).collect();
+        // (row in batch, query index) for every read of this batch's sequences.
+        let reads: Vec<(usize, usize)> = group.iter().enumerate().flat_map(|(r, &s)| readers[s].iter().map(move |&q| (r, q))).collect();
+        for chunk in reads.chunks(LOGIT_ROWS) {
+            let positions: Vec<(usize, usize)> = chunk.iter().map(|&(r, q)| (r, queries[q].position)).collect();
+            let targets: Vec<u32> = chunk.iter().map(|&(_, q)| queries[q].target).collect();
             let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
-            for (&i, v) in chunk.iter().zip(lp) {
-                out[i] = v;
+            for (&(_, q), v) in chunk.iter().zip(lp) {
+                out[q] = v;
             }
         }
         bar.inc(group.len() as u64);

@@ -15,7 +15,7 @@ fn opt(x: Option<f64>) -> String {
 
 pub fn crows_csv(path: &Path, r: &CrowsResult) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["index", "bias_type", "direction", "score_more", "score_less", "stereotypical", "skipped"])?;
+    w.write_record(["index", "bias_type", "direction", "score_more", "score_less", "raw_more", "raw_less", "stereotypical", "skipped"])?;
     for p in &r.pairs {
         w.write_record([
             p.index.to_string(),
@@ -23,6 +23,8 @@ pub fn crows_csv(path: &Path, r: &CrowsResult) -> Result<()> {
             p.direction.clone(),
             opt(p.score_more),
             opt(p.score_less),
+            opt(p.raw_more),
+            opt(p.raw_less),
             p.stereotypical.map(|b| (b as u8).to_string()).unwrap_or_default(),
             p.skipped.clone().unwrap_or_default(),
         ])?;

@@ -12,6 +12,11 @@ pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
+/// `../shared/data`, the reference copies beside the checkout.
+pub fn shared_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
 pub fn model_dir(family: &str) -> PathBuf {
     fixture(&format!("models/{family}"))
 }
