@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod corpus;
 pub mod crows;
 pub mod seat;
+pub mod seat_templates;
 pub mod stereoset;
 pub mod download;
 

@@ -75,7 +75,34 @@ pub fn read_dir(dir: &Path, names: &[String]) -> Result<Vec<SeatTest>> {
         .collect()
 }
 
+/// The WEAT lists and category names behind each rebuildable sentence test (May et al. built
+/// the six gender tests from these with their bleached templates).
+fn weat_lists(name: &str) -> Option<[(&'static str, &'static str); 4]> {
+    Some(match name {
+        "sent-weat6" => [("male_names", "MaleNames"), ("female_names", "FemaleNames"), ("career", "Career"), ("family", "Family")],
+        "sent-weat6b" => [("male_terms", "MaleTerms"), ("female_terms", "FemaleTerms"), ("career", "Career"), ("family", "Family")],
+        "sent-weat7" => [("math", "Math"), ("arts", "Arts"), ("male_terms", "MaleTerms"), ("female_terms", "FemaleTerms")],
+        "sent-weat7b" => [("math", "Math"), ("arts", "Arts"), ("male_names", "MaleNames"), ("female_names", "FemaleNames")],
+        "sent-weat8" => [("science", "Science"), ("arts_2", "Arts"), ("male_terms_2", "MaleTerms"), ("female_terms_2", "FemaleTerms")],
+        "sent-weat8b" => [("science", "Science"), ("arts_2", "Arts"), ("male_names", "MaleNames"), ("female_names", "FemaleNames")],
+        _ => return None,
+    })
+}
+
+/// Tests that can be rebuilt from WEAT word lists (the rest need `--seat-dir`).
+pub const REBUILDABLE: [&str; 6] = ["sent-weat6", "sent-weat6b", "sent-weat7", "sent-weat7b", "sent-weat8", "sent-weat8b"];
+
 /// Rebuilds a WEAT-based sentence test from the weat bundle's word lists.
 pub fn rebuild(name: &str) -> Result<SeatTest> {
-    bail!("SEAT test {name}: rebuilding from WEAT word lists is not available yet; pass --seat-dir")
+    let Some(lists) = weat_lists(name) else {
+        bail!("SEAT test {name} cannot be rebuilt from WEAT word lists (rebuildable: {}); pass --seat-dir with the sent-bias files", REBUILDABLE.join(", "));
+    };
+    let path = crate::data::Bundle::Weat.ensure()?.join("WEAT.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let weat: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(&text).with_context(|| format!("{}: not a map of word lists", path.display()))?;
+    let cat = |(list, category): (&str, &str)| -> Result<Category> {
+        let words = weat.get(list).with_context(|| format!("{}: no list \"{list}\"", path.display()))?;
+        Ok(Category { category: category.into(), examples: super::seat_templates::sentences(words, category) })
+    };
+    Ok(SeatTest { name: name.into(), targ1: cat(lists[0])?, targ2: cat(lists[1])?, attr1: cat(lists[2])?, attr2: cat(lists[3])? })
 }
