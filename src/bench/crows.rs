@@ -90,7 +90,8 @@ pub fn score(model: &LanguageModel, pairs: &[CrowsPair], variant: CrowsVariant, 
                     continue;
                 }
                 let (s1, s2) = plan_masked(&pair_ids[0], &pair_ids[1], variant);
-                if s1.is_empty() || s2.is_empty() {
+                // bias-bench leaves such pairs out of N; Nangia et al. score them 0 = 0 (neutral).
+                if variant == CrowsVariant::BiasBench && (s1.is_empty() || s2.is_empty()) {
                     plans.push(Err("the two sentences' token sequences leave nothing to mask".to_string()));
                     continue;
                 }
@@ -116,7 +117,7 @@ pub fn score(model: &LanguageModel, pairs: &[CrowsPair], variant: CrowsVariant, 
                 .map(|(plan, s)| match plan {
                     Err(reason) => Err(reason.clone()),
                     Ok((n1, n2)) => Ok(match variant {
-                        CrowsVariant::BiasBench => (s[0] / *n1 as f64, s[1] / *n2 as f64),
+                        CrowsVariant::BiasBench => (s[0] / (*n1).max(1) as f64, s[1] / (*n2).max(1) as f64),
                         CrowsVariant::Nangia => (s[0], s[1]),
                     }),
                 })
