@@ -99,11 +99,11 @@ fn sharded_run_and_merge_equal_the_single_run_exactly() {
     let p = |s: &str| tmp.path().join(s).display().to_string();
     let bert = model_dir("bert").display().to_string();
     let c = corpus();
-    // 100 texts in blocks of 256 would be one block: use a generated corpus of 700 lines.
+    // 700 lines in blocks of 100: seven blocks over three shards.
     let lines: Vec<String> = std::fs::read_to_string(&c).unwrap().lines().map(String::from).collect();
     let big: Vec<String> = (0..7).flat_map(|k| lines.iter().map(move |l| if k % 2 == 0 { l.clone() } else { l.to_uppercase() })).collect();
     std::fs::write(p("big.txt"), big.join("\n")).unwrap();
-    let base = ["collapse", "--model", &bert, "--corpus", &p("big.txt")];
+    let base = ["collapse", "--model", &bert, "--corpus", &p("big.txt"), "--block", "100"];
     let with = |extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|s| s.to_string()).collect() };
     let run = |args: Vec<String>| {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -128,7 +128,7 @@ fn sharded_run_and_merge_equal_the_single_run_exactly() {
 
     // Shards from another model, or the same shard twice, are refused.
     let gpt2 = model_dir("gpt2").display().to_string();
-    run(vec!["collapse".into(), "--model".into(), gpt2, "--corpus".into(), p("big.txt"), "--shard".into(), "1/3".into(), "--output".into(), p("g1")]);
+    run(vec!["collapse".into(), "--model".into(), gpt2, "--corpus".into(), p("big.txt"), "--block".into(), "100".into(), "--shard".into(), "1/3".into(), "--output".into(), p("g1")]);
     let o = fairnc(&["collapse", "merge", "--output", &p("bad"), &p("s0"), &p("g1")]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("different model"), "{}", String::from_utf8_lossy(&o.stderr));

@@ -75,6 +75,10 @@ pub struct RunArgs {
     max_len: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Texts per block: batches never cross a block and a shard is a range of blocks, so all
+    /// shards of one computation must use the same value.
+    #[arg(long, default_value_t = 1024)]
+    block: usize,
     /// Compute only slice i of n (statistics; with --means, decisions).
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
@@ -137,7 +141,7 @@ fn resolve(a: &RunArgs, kind: crate::model::ModelKind) -> Resolved {
         heldout: a.heldout,
         max_len: a.max_len,
     };
-    let opts = RunOptions { target, features, max_len: a.max_len, batch_size: a.batch_size, heldout: a.heldout, min_count: a.min_count, ..RunOptions::default() };
+    let opts = RunOptions { target, features, max_len: a.max_len, batch_size: a.batch_size, heldout: a.heldout, min_count: a.min_count, block: a.block.max(1), ..RunOptions::default() };
     Resolved { settings, opts }
 }
 

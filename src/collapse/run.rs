@@ -24,7 +24,7 @@ pub struct RunOptions {
     pub batch_size: usize,
     pub heldout: f64,
     pub min_count: u64,
-    /// Texts per block.
+    /// Texts per block (batches never cross a block; a shard is a range of blocks).
     pub block: usize,
     /// Time between checkpoints of a pass.
     pub checkpoint_every: Duration,
@@ -41,7 +41,7 @@ impl Default for RunOptions {
             batch_size: 64,
             heldout: 0.2,
             min_count: 1,
-            block: 256,
+            block: 1024,
             checkpoint_every: Duration::from_secs(60),
             stop_after_blocks: None,
         }
