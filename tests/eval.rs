@@ -208,3 +208,21 @@ fn seat_matches_reference_on_all_fifty_files() {
     let exact = compare_seat(&got, &reference("seat-tiny-bert"), "tiny-bert");
     eprintln!("tiny-bert: {} tests, {exact} exact p-values equal", names.len());
 }
+
+#[test]
+fn masked_scoring_without_a_mask_token_is_refused_but_seat_runs() {
+    let tmp = copy_dir(&model_dir("bert"));
+    let path = tmp.path().join("tokenizer.json");
+    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    tok["model"]["vocab"].as_object_mut().unwrap().remove("[MASK]");
+    tok["added_tokens"].as_array_mut().unwrap().retain(|t| t["content"] != "[MASK]");
+    std::fs::write(&path, tok.to_string()).unwrap();
+    std::fs::remove_file(tmp.path().join("vocab.txt")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let model = tmp.path().to_str().unwrap();
+    let o = fairnc(&["eval", "--model", model, "--tasks", "crows", "--crows-limit", "5", "--output", out.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no mask token") && err.contains("CrowS-Pairs"), "{err}");
+    let o = fairnc(&["eval", "--model", model, "--tasks", "seat", "--seat-tests", "sent-weat6", "--output", out.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

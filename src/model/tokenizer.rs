@@ -93,13 +93,9 @@ impl TextTokenizer {
             _ => id(sp.pad).or(pad_from_config),
         }
         .with_context(|| format!("{}: no padding token {}", source.display(), sp.pad))?;
-        let mask = match sp.mask {
-            Some(m) => Some((
-                m.to_string(),
-                id(m).with_context(|| format!("{}: no mask token {m}", source.display()))?,
-            )),
-            None => None,
-        };
+        // A masked-LM vocabulary without its mask token still encodes text (SEAT, statistics);
+        // the scorers that need the token say so.
+        let mask = sp.mask.and_then(|m| id(m).map(|i| (m.to_string(), i)));
         let bos_id = (family == Family::Gpt2).then(|| id("<|endoftext|>")).flatten();
         let mut special_ids: BTreeSet<u32> = inner
             .get_added_tokens_decoder()
