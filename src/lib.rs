@@ -11,5 +11,6 @@ pub mod collapse;
 pub mod data;
 pub mod model;
 pub mod report;
+pub mod train;
 pub mod util;
 pub mod words;
