@@ -48,46 +48,34 @@ impl Default for RunOptions {
     }
 }
 
-/// Labels and features of the class-labelled positions of a batch of texts.
-pub struct Collector<'a> {
-    pub model: &'a LanguageModel,
-    pub classes: &'a ClassSet,
-    /// token id → index into `classes` (or -1).
+/// Which positions of a batch are labelled with a class, under a target convention: shared by
+/// the statistics and the NC3 regularizer.
+#[derive(Debug, Clone)]
+pub struct ClassLookup {
+    /// token id → index into the class set (or -1).
     lookup: Vec<i32>,
-    pub opts: RunOptions,
+    pub target: Target,
 }
 
-/// Fingerprint of what a model computes for these classes: its config and classifier rows.
-fn model_fingerprint(model: &LanguageModel, w: &[f32]) -> String {
-    let mut bytes = model.config.raw.to_string().into_bytes();
-    bytes.extend(w.iter().flat_map(|x| x.to_le_bytes()));
-    crate::util::hash::hex_digest(&bytes)
-}
-
-impl<'a> Collector<'a> {
-    pub fn new(model: &'a LanguageModel, classes: &'a ClassSet, opts: RunOptions) -> Self {
-        let mut lookup = vec![-1i32; model.config.vocab_size.max(model.tokenizer.vocab_size())];
+impl ClassLookup {
+    pub fn new(classes: &ClassSet, vocab_size: usize, target: Target) -> Self {
+        let mut lookup = vec![-1i32; vocab_size];
         for (i, c) in classes.classes.iter().enumerate() {
             if let Some(slot) = lookup.get_mut(c.id as usize) {
                 *slot = i as i32;
             }
         }
-        Collector { model, classes, lookup, opts }
+        ClassLookup { lookup, target }
     }
 
-    /// The classifier rows `[K·D]` of the classes.
-    pub fn classifier_rows(&self) -> Result<Vec<f32>> {
-        let ids = Tensor::new(self.classes.ids().as_slice(), &self.model.device)?;
-        Ok(self.model.classifier().as_tensor().index_select(&ids, 0)?.flatten_all()?.to_vec1()?)
-    }
-
-    /// (class index, flat position) of every labelled position of `rows` padded to `t`.
+    /// (class index, flat position `row · t + p`) of every labelled position of `rows` padded
+    /// to length `t`.
     pub fn labelled_positions(&self, rows: &[Vec<u32>], t: usize) -> (Vec<usize>, Vec<u32>) {
         let mut labels = Vec::new();
         let mut flat = Vec::new();
         for (r, ids) in rows.iter().enumerate() {
             for p in 0..ids.len() {
-                let label = match self.opts.target {
+                let label = match self.target {
                     Target::Same => ids[p],
                     Target::Next => match ids.get(p + 1) {
                         Some(&next) => next,
@@ -104,12 +92,40 @@ impl<'a> Collector<'a> {
         }
         (labels, flat)
     }
+}
+
+/// Labels and features of the class-labelled positions of a batch of texts.
+pub struct Collector<'a> {
+    pub model: &'a LanguageModel,
+    pub classes: &'a ClassSet,
+    lookup: ClassLookup,
+    pub opts: RunOptions,
+}
+
+/// Fingerprint of what a model computes for these classes: its config and classifier rows.
+fn model_fingerprint(model: &LanguageModel, w: &[f32]) -> String {
+    let mut bytes = model.config.raw.to_string().into_bytes();
+    bytes.extend(w.iter().flat_map(|x| x.to_le_bytes()));
+    crate::util::hash::hex_digest(&bytes)
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(model: &'a LanguageModel, classes: &'a ClassSet, opts: RunOptions) -> Self {
+        let lookup = ClassLookup::new(classes, model.config.vocab_size.max(model.tokenizer.vocab_size()), opts.target);
+        Collector { model, classes, lookup, opts }
+    }
+
+    /// The classifier rows `[K·D]` of the classes.
+    pub fn classifier_rows(&self) -> Result<Vec<f32>> {
+        let ids = Tensor::new(self.classes.ids().as_slice(), &self.model.device)?;
+        Ok(self.model.classifier().as_tensor().index_select(&ids, 0)?.flatten_all()?.to_vec1()?)
+    }
 
     /// Features `[N, D]` (row-major) of the labelled positions of one batch, with their labels.
     pub fn batch_features(&self, rows: Vec<Vec<u32>>) -> Result<(Vec<usize>, Vec<f32>)> {
         let m = self.model;
         let batch = m.batch(rows)?;
-        let (labels, flat) = self.labelled_positions(&batch.ids, batch.seq_len);
+        let (labels, flat) = self.lookup.labelled_positions(&batch.ids, batch.seq_len);
         if labels.is_empty() {
             return Ok((labels, Vec::new()));
         }

@@ -1,4 +1,5 @@
-//! Training: optimizer, schedule and clipping so far; the loop, objectives (MLM, CLM, CDA,
-//! contrastive, classification) and the NC3 regularizer come with the debias issue.
+//! Training: optimizer, schedule and clipping, and the NC3 regularizer so far; the loop and the
+//! objectives (MLM, CLM, CDA, contrastive, classification) come with the debias issue.
 
+pub mod nc3;
 pub mod optim;
