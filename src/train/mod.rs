@@ -1,5 +1,8 @@
-//! Training: optimizer, schedule and clipping, and the NC3 regularizer so far; the loop and the
-//! objectives (MLM, CLM, CDA, contrastive, classification) come with the debias issue.
+//! Training pieces so far: optimizer, schedule and clipping; the NC3 regularizer; masked-LM
+//! inputs; counterfactual augmentation. The loop, checkpoints and the remaining objectives
+//! (CLM, BEC, ASE, contrastive, classification) come with the debias issue.
 
+pub mod cda;
+pub mod masking;
 pub mod nc3;
 pub mod optim;
