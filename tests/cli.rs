@@ -5,13 +5,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn fairnc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fairnc"))
-        .args(args)
-        .env("FAIRNC_NO_PROGRESS", "1")
-        .output()
-        .unwrap()
-}
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()

@@ -6,11 +6,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
-fn fairnc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fairnc")).args(args).env("FAIRNC_NO_PROGRESS", "1").output().unwrap()
-}
 
 fn run_ok(args: &[&str]) -> Value {
     let o = fairnc(args);

@@ -8,11 +8,7 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn fairnc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fairnc")).args(args).env("FAIRNC_NO_PROGRESS", "1").output().unwrap()
-}
 
 fn eval(model: &str, extra: &[&str]) -> (tempfile::TempDir, Value) {
     let tmp = tempfile::tempdir().unwrap();

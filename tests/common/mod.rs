@@ -68,6 +68,11 @@ pub fn max_err_masked(a: &Tensor, b: &Tensor, rows: &[Vec<u32>]) -> f32 {
     worst
 }
 
+/// Runs the built binary with progress bars off.
+pub fn fairnc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fairnc")).args(args).env("FAIRNC_NO_PROGRESS", "1").output().unwrap()
+}
+
 /// A copy of a fixture model directory that a test may modify.
 pub fn copy_dir(src: &Path) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
