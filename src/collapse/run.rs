@@ -263,6 +263,7 @@ impl<'a> Run<'a> {
             max_len: o.max_len,
             corpus: corpus.name.clone(),
             corpus_texts: corpus.texts.len(),
+            corpus_hash: crate::util::hash::hex_digest(corpus.texts.join("\n").as_bytes()),
             heldout: o.heldout,
             block: o.block,
         };

@@ -20,6 +20,8 @@ pub struct Identity {
     pub max_len: usize,
     pub corpus: String,
     pub corpus_texts: usize,
+    /// Fingerprint of the texts themselves (a file edited in place is another corpus).
+    pub corpus_hash: String,
     pub heldout: f64,
     pub block: usize,
 }
