@@ -1,7 +1,7 @@
 //! Statistics and decision shards on disk: safetensors holding the exact integer sums, with a
 //! header saying what they were computed from, so that only compatible shards merge.
 
-use super::stats::{ClassStats, Decisions};
+use super::stats::{ClassStats, Decisions, join_i128, split_i128};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -39,14 +39,6 @@ pub struct Header {
     pub next_block: Option<usize>,
     /// What `merge` needs to write the report: the class set and settings.
     pub info: Option<serde_json::Value>,
-}
-
-fn split_i128(xs: &[i128]) -> Vec<i64> {
-    xs.iter().flat_map(|&x| [x as u64 as i64, (x >> 64) as i64]).collect()
-}
-
-fn join_i128(xs: &[i64]) -> Vec<i128> {
-    xs.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect()
 }
 
 fn i64s(t: &Tensor) -> Result<Vec<i64>> {

@@ -105,6 +105,16 @@ impl ClassStats {
     }
 }
 
+/// i128 values as (low, high) i64 pairs, for safetensors (which has no 128-bit type).
+pub fn split_i128(xs: &[i128]) -> Vec<i64> {
+    xs.iter().flat_map(|&x| [x as u64 as i64, (x >> 64) as i64]).collect()
+}
+
+/// Inverse of [`split_i128`].
+pub fn join_i128(xs: &[i64]) -> Vec<i128> {
+    xs.chunks_exact(2).map(|p| ((p[1] as i128) << 64) | (p[0] as u64 as i128)).collect()
+}
+
 /// Pass 3: per class, held-out positions and how many of them the linear classifier and the
 /// nearest-class-mean rule decide alike.
 #[derive(Debug, Clone, PartialEq)]

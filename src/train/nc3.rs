@@ -57,6 +57,35 @@ impl Nc3Regularizer {
         self.stats.add(&labels, &feats)
     }
 
+    /// The running sums, for checkpoints: (name, tensor) pairs under `prefix`.
+    pub fn state(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        use crate::collapse::stats::split_i128;
+        let dev = candle_core::Device::Cpu;
+        let k = self.stats.num_classes();
+        Ok(vec![
+            (format!("{prefix}counts"), Tensor::from_vec(self.stats.counts.iter().map(|&c| c as i64).collect::<Vec<_>>(), k, &dev)?),
+            (format!("{prefix}sums"), Tensor::from_vec(split_i128(&self.stats.sums), (self.stats.sums.len(), 2), &dev)?),
+            (format!("{prefix}sq_norms"), Tensor::from_vec(split_i128(&self.stats.sq_norms), (k, 2), &dev)?),
+        ])
+    }
+
+    /// Restores [`Self::state`].
+    pub fn load_state(&mut self, state: &std::collections::BTreeMap<String, Tensor>, prefix: &str) -> Result<()> {
+        use crate::collapse::stats::join_i128;
+        let get = |k: &str| -> Result<Vec<i64>> {
+            let t = state.get(&format!("{prefix}{k}")).ok_or_else(|| anyhow::anyhow!("checkpoint has no NC3 {k}"))?;
+            Ok(t.flatten_all()?.to_vec1::<i64>()?)
+        };
+        let counts: Vec<u64> = get("counts")?.into_iter().map(|c| c as u64).collect();
+        let sums = join_i128(&get("sums")?);
+        let sq_norms = join_i128(&get("sq_norms")?);
+        if counts.len() != self.stats.counts.len() || sums.len() != self.stats.sums.len() {
+            anyhow::bail!("checkpoint NC3 statistics are for another class set");
+        }
+        self.stats = ClassStats { dim: self.stats.dim, counts, sums, sq_norms };
+        Ok(())
+    }
+
     /// Classes seen so far.
     pub fn seen(&self) -> usize {
         self.stats.counts.iter().filter(|&&n| n > 0).count()

@@ -1,0 +1,74 @@
+//! Training objectives: each turns a micro-batch of examples into a loss and the hidden
+//! states the NC3 regularizer observes.
+
+use super::masking::{MaskingConfig, mask_tokens};
+use crate::model::{Exec, LanguageModel};
+use crate::util::rng::SplitMix;
+use anyhow::{Result, bail};
+use candle_core::Tensor;
+
+/// What one micro-batch produced.
+pub struct Step {
+    pub loss: Tensor,
+    /// Named loss terms (for the log).
+    pub terms: Vec<(String, f64)>,
+    /// Last-layer hidden states `[B, T, D]` and the token rows they came from.
+    pub hidden: Tensor,
+    pub rows: Vec<Vec<u32>>,
+    pub tokens: usize,
+}
+
+pub trait Objective {
+    fn name(&self) -> &'static str;
+    /// Number of examples in one pass over the data.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn step(&self, model: &LanguageModel, examples: &[usize], rng: &mut SplitMix) -> Result<Step>;
+}
+
+/// Masked-LM training on tokenized texts (15%, 80/10/10).
+pub struct MaskedLm {
+    pub texts: Vec<Vec<u32>>,
+}
+
+impl MaskedLm {
+    pub fn new(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Self> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let enc = model.encode(&refs, max_len, crate::model::Overflow::Truncate)?;
+        Ok(MaskedLm { texts: enc.into_iter().map(|e| e.ids).collect() })
+    }
+}
+
+impl Objective for MaskedLm {
+    fn name(&self) -> &'static str {
+        "mlm"
+    }
+
+    fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    fn step(&self, model: &LanguageModel, examples: &[usize], rng: &mut SplitMix) -> Result<Step> {
+        let Some((_, mask_id)) = model.tokenizer.mask else { bail!("masked-LM training needs a mask token") };
+        let rows: Vec<Vec<u32>> = examples.iter().map(|&i| self.texts[i].clone()).collect();
+        let cfg = MaskingConfig { probability: 0.15, mask_id, vocab_size: model.tokenizer.vocab_size() };
+        let mut masked = mask_tokens(&rows, &model.tokenizer.special_ids, &cfg, rng);
+        if masked.positions.is_empty() {
+            // Always predict something: the first non-special token of the first row.
+            if let Some(p) = rows[0].iter().position(|t| !model.tokenizer.special_ids.contains(t)) {
+                masked.positions.push((0, p));
+                masked.targets.push(rows[0][p]);
+                masked.inputs[0][p] = mask_id;
+            }
+        }
+        let batch = model.batch(masked.inputs)?;
+        let hidden = model.hidden(&batch, Exec::TRAIN)?;
+        let logits = model.logits_at(&hidden, &masked.positions, Exec::TRAIN)?;
+        let targets = Tensor::new(masked.targets.as_slice(), &model.device)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        Ok(Step { loss, terms: vec![("mlm".into(), value)], hidden, tokens: batch.num_tokens(), rows })
+    }
+}

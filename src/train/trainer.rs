@@ -1,0 +1,231 @@
+//! The training loop: deterministic data order, AdamW with a linear schedule, gradient
+//! accumulation and clipping (after every loss term), the NC3 regularizer, a JSONL log, and
+//! atomic checkpoints from which a killed run resumes to the same result.
+//!
+//! Every random draw of a step (masking, dropout) comes from generators seeded by (seed, step),
+//! and the data order from (seed, epoch), so a checkpoint needs only the step count besides
+//! weights, optimizer moments and the regularizer's running sums.
+
+use super::nc3::{Nc3Regularizer, Nc3Variant};
+use super::objective::Objective;
+use super::optim::{AdamW, AdamWConfig, clip_grad_norm, linear_schedule};
+use crate::model::LanguageModel;
+use crate::util::rng::SplitMix;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub adamw: AdamWConfig,
+    pub warmup: u64,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    /// λ of the NC3 term (None: no regularizer).
+    pub nc3_lambda: Option<f64>,
+    pub nc3_variant: Nc3Variant,
+    /// Abort after this many steps of this invocation, as a killed run would (tests).
+    #[serde(skip)]
+    pub stop_after: Option<u64>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 100,
+            batch_size: 32,
+            grad_accum: 1,
+            adamw: AdamWConfig::default(),
+            warmup: 0,
+            max_grad_norm: 1.0,
+            seed: 0,
+            checkpoint_every: 50,
+            nc3_lambda: None,
+            nc3_variant: Nc3Variant::Std,
+            stop_after: None,
+        }
+    }
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    SplitMix::new(a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
+}
+
+/// The examples of micro-batch `micro` of step `step`: a stream of seeded per-epoch permutations.
+fn examples(n: usize, seed: u64, step: u64, micro: usize, cfg: &TrainConfig) -> Vec<usize> {
+    let per_step = cfg.batch_size * cfg.grad_accum;
+    let start = step as usize * per_step + micro * cfg.batch_size;
+    (start..start + cfg.batch_size)
+        .map(|k| {
+            let (epoch, off) = (k / n, k % n);
+            let mut order: Vec<usize> = (0..n).collect();
+            SplitMix::new(mix(seed, epoch as u64)).shuffle(&mut order);
+            order[off]
+        })
+        .collect()
+}
+
+pub struct Trainer<'a> {
+    pub model: &'a LanguageModel,
+    pub cfg: TrainConfig,
+    pub out: PathBuf,
+    pub nc3: Option<Nc3Regularizer>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    step: u64,
+    config: TrainConfig,
+}
+
+impl<'a> Trainer<'a> {
+    fn latest(&self) -> PathBuf {
+        self.out.join("checkpoint-latest")
+    }
+
+    /// Writes `checkpoint-<step>/` completely, then points `checkpoint-latest` at it in one
+    /// atomic rename, then removes older checkpoints: a crash at any moment leaves a good one.
+    fn checkpoint(&self, step: u64, opt: &AdamW) -> Result<()> {
+        let dir = self.out.join(format!("checkpoint-{step}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        self.model.params.save(&dir.join("model.safetensors"))?;
+        let mut state = opt.state();
+        if let Some(r) = &self.nc3 {
+            state.extend(r.state("nc3.")?);
+        }
+        crate::model::weights::save_tensors(&state, &dir.join("optimizer.safetensors"))?;
+        let meta = serde_json::to_string_pretty(&CheckpointState { step, config: self.cfg.clone() })?;
+        crate::util::fs::write_atomic(&dir.join("state.json"), meta.as_bytes())?;
+        crate::util::fs::write_atomic(&self.latest(), dir.file_name().unwrap().to_string_lossy().as_bytes())?;
+        for entry in std::fs::read_dir(&self.out)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("checkpoint-") && name != "checkpoint-latest" && entry.path() != dir {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the latest checkpoint, if any; returns the step to continue from.
+    fn resume(&mut self, opt: &mut AdamW) -> Result<u64> {
+        let Ok(name) = std::fs::read_to_string(self.latest()) else { return Ok(0) };
+        let dir = self.out.join(name.trim());
+        let meta: CheckpointState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("{}: cannot read", dir.display()))?)
+            .with_context(|| format!("{}: unreadable checkpoint state", dir.display()))?;
+        let dev = &self.model.device;
+        let weights = crate::model::weights::load_tensors(&dir.join("model.safetensors"), dev)?;
+        for (name, var) in self.model.vars() {
+            let t = weights.get(&name).with_context(|| format!("{}: checkpoint lacks {name}", dir.display()))?;
+            var.set(t)?;
+        }
+        let state = crate::model::weights::load_tensors(&dir.join("optimizer.safetensors"), dev)?;
+        opt.load_state(&state, meta.step)?;
+        if let Some(r) = &mut self.nc3 {
+            r.load_state(&state, "nc3.")?;
+        }
+        eprintln!("resuming from {} (step {})", dir.display(), meta.step);
+        Ok(meta.step)
+    }
+
+    /// Runs (or resumes) training; returns the number of steps done in all.
+    pub fn run(&mut self, objective: &dyn Objective) -> Result<u64> {
+        if objective.is_empty() {
+            bail!("no training examples");
+        }
+        std::fs::create_dir_all(&self.out).with_context(|| format!("{}: cannot create", self.out.display()))?;
+        let vars: Vec<candle_core::Var> = self.model.vars().into_iter().map(|(_, v)| v).collect();
+        let mut opt = AdamW::new(self.model.vars(), self.cfg.adamw)?;
+        let start = self.resume(&mut opt)?;
+        let log_path = self.out.join("log.jsonl");
+        keep_log_until(&log_path, start)?;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("{}: cannot open", log_path.display()))?;
+        let bar = crate::report::progress::items_bar(self.cfg.steps, objective.name());
+        bar.set_position(start);
+        let began = std::time::Instant::now();
+        let mut tokens = 0usize;
+        for step in start..self.cfg.steps {
+            if self.cfg.stop_after == Some(step - start) {
+                bail!("stopped after {} steps", step - start);
+            }
+            let lr = linear_schedule(self.cfg.adamw.lr, step, self.cfg.warmup, self.cfg.steps);
+            let mut grads: Option<candle_core::backprop::GradStore> = None;
+            let mut terms: BTreeMap<String, f64> = BTreeMap::new();
+            let mut nc3_classes = 0;
+            for micro in 0..self.cfg.grad_accum.max(1) {
+                let seed = mix(self.cfg.seed, step * 1000 + micro as u64);
+                self.model.dropout_rng().reseed(seed ^ 0xD);
+                let mut rng = SplitMix::new(seed);
+                let ex = examples(objective.len(), self.cfg.seed, step, micro, &self.cfg);
+                let out = objective.step(self.model, &ex, &mut rng)?;
+                tokens += out.tokens;
+                let mut loss = out.loss;
+                for (k, v) in &out.terms {
+                    *terms.entry(k.clone()).or_default() += v / self.cfg.grad_accum as f64;
+                }
+                if let (Some(r), Some(lambda)) = (&mut self.nc3, self.cfg.nc3_lambda) {
+                    r.observe(&out.hidden, &out.rows)?;
+                    if let Some(t) = r.term(self.model.classifier().as_tensor())? {
+                        let v = t.loss.to_scalar::<f32>()? as f64;
+                        *terms.entry("nc3".into()).or_default() += v / self.cfg.grad_accum as f64;
+                        nc3_classes = t.classes;
+                        loss = (loss + (t.loss * lambda)?)?;
+                    }
+                }
+                let value = loss.to_scalar::<f32>()?;
+                if !value.is_finite() {
+                    let bad: Vec<String> = terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
+                    bail!("non-finite loss at step {step} (terms: {}); the last checkpoint is kept", if bad.is_empty() { "total".into() } else { bad.join(", ") });
+                }
+                let g = (loss / self.cfg.grad_accum as f64)?.backward()?;
+                grads = Some(match grads {
+                    None => g,
+                    Some(mut acc) => {
+                        for v in &vars {
+                            if let Some(new) = g.get(v.as_tensor()) {
+                                let sum = match acc.get(v.as_tensor()) { Some(old) => (old + new)?, None => new.clone() };
+                                acc.insert(v.as_tensor(), sum);
+                            }
+                        }
+                        acc
+                    }
+                });
+            }
+            let mut grads = grads.expect("at least one micro-batch");
+            let norm = clip_grad_norm(&mut grads, &vars, self.cfg.max_grad_norm)?;
+            if !norm.is_finite() {
+                bail!("non-finite gradient norm at step {step}; the last checkpoint is kept");
+            }
+            opt.step(&grads, lr)?;
+            let total: f64 = terms.iter().map(|(k, v)| if k == "nc3" { v * self.cfg.nc3_lambda.unwrap_or(0.0) } else { *v }).sum();
+            let rate = tokens as f64 / began.elapsed().as_secs_f64();
+            let line = serde_json::json!({"step": step + 1, "loss": total, "terms": terms, "lr": lr, "grad_norm": norm, "tokens_per_s": rate, "nc3_classes": nc3_classes});
+            writeln!(log, "{line}")?;
+            bar.set_position(step + 1);
+            bar.set_prefix(format!("loss {total:.4}"));
+            if (step + 1) % self.cfg.checkpoint_every.max(1) == 0 || step + 1 == self.cfg.steps {
+                self.checkpoint(step + 1, &opt)?;
+            }
+        }
+        bar.finish_and_clear();
+        Ok(self.cfg.steps)
+    }
+}
+
+/// Drops log lines of steps after `step` (they were written after the checkpoint resumed from).
+fn keep_log_until(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    crate::util::fs::write_atomic(path, out.as_bytes())
+}

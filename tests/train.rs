@@ -1,0 +1,79 @@
+//! The training loop: a run killed mid-way resumes from its checkpoint to the same weights as
+//! an uninterrupted run, with the NC3 regularizer on; and masked-LM loss goes down.
+
+mod common;
+
+use common::*;
+use fairnc::collapse::Target;
+use fairnc::data::corpus::Corpus;
+use fairnc::model::LanguageModel;
+use fairnc::train::nc3::{Nc3Regularizer, Nc3Variant};
+use fairnc::train::objective::MaskedLm;
+use fairnc::train::optim::AdamWConfig;
+use fairnc::train::trainer::{TrainConfig, Trainer};
+use fairnc::words::{ClassSet, Policy, WordSet};
+use std::path::Path;
+
+fn run(out: &Path, cfg: TrainConfig) -> (LanguageModel, anyhow::Result<u64>) {
+    let m = load(&model_dir("bert"));
+    let texts = Corpus::load(fixture("collapse/corpus.txt").to_str().unwrap()).unwrap().texts;
+    let obj = MaskedLm::new(&m, &texts, 64).unwrap();
+    let classes = ClassSet::map(&WordSet::load("gender").unwrap(), &m.tokenizer, Policy::WholeWord).unwrap();
+    let nc3 = Some(Nc3Regularizer::new(&classes, m.config.vocab_size, m.config.hidden_size, Target::Same, Nc3Variant::Std));
+    let result = {
+        let mut t = Trainer { model: &m, cfg, out: out.to_path_buf(), nc3 };
+        t.run(&obj)
+    };
+    (m, result)
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        steps: 6,
+        batch_size: 8,
+        grad_accum: 2,
+        adamw: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
+        warmup: 2,
+        checkpoint_every: 2,
+        nc3_lambda: Some(1.0),
+        seed: 5,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_weights() {
+    let a = tempfile::tempdir().unwrap();
+    let (whole, r) = run(a.path(), config());
+    assert_eq!(r.unwrap(), 6);
+    let b = tempfile::tempdir().unwrap();
+    let (_, r) = run(b.path(), TrainConfig { stop_after: Some(3), ..config() });
+    assert!(r.is_err());
+    assert_eq!(std::fs::read_to_string(b.path().join("checkpoint-latest")).unwrap(), "checkpoint-2");
+    let (resumed, r) = run(b.path(), config());
+    assert_eq!(r.unwrap(), 6);
+    for (name, v) in whole.vars() {
+        let w = resumed.params.var(&name);
+        let d = v.as_tensor().sub(w.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0, "{name}");
+    }
+    let log_a = std::fs::read_to_string(a.path().join("log.jsonl")).unwrap();
+    let log_b = std::fs::read_to_string(b.path().join("log.jsonl")).unwrap();
+    let losses = |s: &str| -> Vec<f64> { s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect() };
+    assert_eq!(losses(&log_a), losses(&log_b));
+    let first: serde_json::Value = serde_json::from_str(log_a.lines().next().unwrap()).unwrap();
+    assert!(first["terms"]["nc3"].is_number() && first["nc3_classes"].as_u64().unwrap() >= 2, "{first}");
+}
+
+#[test]
+fn masked_lm_loss_goes_down() {
+    let a = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig { steps: 40, batch_size: 16, grad_accum: 1, adamw: AdamWConfig { lr: 3e-3, ..AdamWConfig::default() }, checkpoint_every: 100, nc3_lambda: None, ..TrainConfig::default() };
+    let (_, r) = run(a.path(), cfg);
+    r.unwrap();
+    let log = std::fs::read_to_string(a.path().join("log.jsonl")).unwrap();
+    let losses: Vec<f64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    let head: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let tail: f64 = losses[35..].iter().sum::<f64>() / 5.0;
+    assert!(tail < head * 0.8, "loss {head} -> {tail}");
+}
