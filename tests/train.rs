@@ -77,3 +77,30 @@ fn masked_lm_loss_goes_down() {
     let tail: f64 = losses[35..].iter().sum::<f64>() / 5.0;
     assert!(tail < head * 0.8, "loss {head} -> {tail}");
 }
+
+#[test]
+fn debias_command_saves_a_loadable_checkpoint_and_guards_its_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let bert = model_dir("bert").display().to_string();
+    let corpus = fixture("collapse/corpus.txt").display().to_string();
+    let args = ["debias", "--model", &bert, "--method", "cda", "--nc3", "10", "--corpus", &corpus, "--steps", "4", "--batch-size", "4", "--output", out_s];
+    let o = fairnc(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = load(&out.join("model"));
+    assert!(!m.params.new_head);
+    assert!(out.join("loss.png").exists() && out.join("log.jsonl").exists());
+    // Another run into the same directory is refused; the same run resumes (nothing left to do).
+    let o = fairnc(&["debias", "--model", &bert, "--method", "dropout", "--corpus", &corpus, "--steps", "4", "--output", out_s]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = fairnc(&resume);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A corpus without attribute words names the word set.
+    let plain = tmp.path().join("plain.txt");
+    std::fs::write(&plain, "the cat sat on the mat .\n").unwrap();
+    let o = fairnc(&["debias", "--model", &bert, "--method", "cda", "--corpus", plain.to_str().unwrap(), "--steps", "1", "--output", tmp.path().join("x").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("word set gender"), "{}", String::from_utf8_lossy(&o.stderr));
+}

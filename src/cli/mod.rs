@@ -1,6 +1,7 @@
 //! Command-line interface: one file per command; each parses flags, calls the library, prints.
 
 mod collapse;
+mod debias;
 mod eval;
 mod fetch;
 mod fill_mask;
@@ -32,6 +33,8 @@ enum Command {
     Collapse(collapse::Args),
     /// Bias benchmarks: CrowS-Pairs, StereoSet intrasentence, SEAT.
     Eval(eval::Args),
+    /// Debias by fine-tuning (CDA, Dropout), optionally with the NC3 regularizer.
+    Debias(debias::Args),
 }
 
 /// Options every command that loads a model shares.
@@ -47,8 +50,11 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn load(&self) -> Result<crate::model::LanguageModel> {
+        self.load_with(crate::model::LoadOptions { seed: self.seed, ..Default::default() })
+    }
+
+    pub fn load_with(&self, opts: crate::model::LoadOptions) -> Result<crate::model::LanguageModel> {
         let dir = crate::model::resolve::resolve(&self.model)?;
-        let opts = crate::model::LoadOptions { seed: self.seed, ..Default::default() };
         crate::model::LanguageModel::load(&dir, &opts)
     }
 }
@@ -61,5 +67,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Hidden(a) => hidden::run(a),
         Command::Collapse(a) => collapse::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Debias(a) => debias::run(a),
     }
 }

@@ -45,11 +45,13 @@ pub struct LoadOptions {
     pub device: Device,
     /// Seed for a newly created head and for dropout masks.
     pub seed: u64,
+    /// (hidden, attention) dropout replacing the config's (the Dropout debiasing method).
+    pub dropout: Option<(f32, f32)>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, seed: 0 }
+        LoadOptions { device: Device::Cpu, seed: 0, dropout: None }
     }
 }
 
@@ -69,7 +71,10 @@ impl LanguageModel {
         if !dir.is_dir() {
             bail!("{}: model directory does not exist", dir.display());
         }
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let mut config = ModelConfig::from_file(&dir.join("config.json"))?;
+        if let Some((hidden, attention)) = opts.dropout {
+            config.set_dropout(hidden, attention);
+        }
         let tokenizer = TextTokenizer::from_dir(dir, config.family, config.pad_token_id)?;
         let mut files = TensorFiles::open(dir, &opts.device)?;
         let specs = layout::param_specs(&config);

@@ -99,3 +99,45 @@ where
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// A line plot of one or more series over steps, written as `<stem>.png` and `<stem>.svg`.
+pub fn line_plot(stem: &Path, title: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    register_font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    draw_lines(BitMapBackend::new(&png, (900, 500)).into_drawing_area(), title, y_label, series)?;
+    draw_lines(SVGBackend::new(&svg, (900, 500)).into_drawing_area(), title, y_label, series)?;
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw plot: {e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let pts = series.iter().flat_map(|(_, s)| s.iter()).filter(|(_, y)| y.is_finite());
+    let (x0, x1, y0, y1) = pts.fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)));
+    let (x0, x1) = if x0.is_finite() { (x0, x1.max(x0 + 1.0)) } else { (0.0, 1.0) };
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let (y0, y1) = if y0.is_finite() { (y0 - pad, y1 + pad) } else { (0.0, 1.0) };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc(y_label).label_style((FAMILY, 12)).draw().map_err(err)?;
+    for (i, (name, s)) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(s.iter().copied().filter(|(_, y)| y.is_finite()), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font((FAMILY, 13)).draw().map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

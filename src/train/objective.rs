@@ -72,3 +72,38 @@ impl Objective for MaskedLm {
         Ok(Step { loss, terms: vec![("mlm".into(), value)], hidden, tokens: batch.num_tokens(), rows })
     }
 }
+
+/// Causal-LM training: every token predicts the next.
+pub struct CausalLm {
+    pub texts: Vec<Vec<u32>>,
+}
+
+impl CausalLm {
+    pub fn new(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Self> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let enc = model.encode(&refs, max_len, crate::model::Overflow::Truncate)?;
+        Ok(CausalLm { texts: enc.into_iter().map(|e| e.ids).filter(|ids| ids.len() >= 2).collect() })
+    }
+}
+
+impl Objective for CausalLm {
+    fn name(&self) -> &'static str {
+        "clm"
+    }
+
+    fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    fn step(&self, model: &LanguageModel, examples: &[usize], _rng: &mut SplitMix) -> Result<Step> {
+        let rows: Vec<Vec<u32>> = examples.iter().map(|&i| self.texts[i].clone()).collect();
+        let positions: Vec<(usize, usize)> = rows.iter().enumerate().flat_map(|(r, ids)| (0..ids.len() - 1).map(move |p| (r, p))).collect();
+        let targets: Vec<u32> = positions.iter().map(|&(r, p)| rows[r][p + 1]).collect();
+        let batch = model.batch(rows.clone())?;
+        let hidden = model.hidden(&batch, Exec::TRAIN)?;
+        let logits = model.logits_at(&hidden, &positions, Exec::TRAIN)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &model.device)?)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        Ok(Step { loss, terms: vec![("clm".into(), value)], hidden, tokens: batch.num_tokens(), rows })
+    }
+}

@@ -1,0 +1,165 @@
+use super::ModelArgs;
+use crate::collapse::Target;
+use crate::data::corpus::Corpus;
+use crate::model::{Family, LoadOptions, ModelKind};
+use crate::train::nc3::{Nc3Regularizer, Nc3Variant};
+use crate::train::objective::{CausalLm, MaskedLm, Objective};
+use crate::train::optim::AdamWConfig;
+use crate::train::trainer::{TrainConfig, Trainer};
+use crate::words::{ClassSet, Policy, WordSet};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Continued LM training on texts holding an attribute word, original and counterfactual.
+    Cda,
+    /// Continued LM training with hidden dropout 0.20 and attention dropout 0.15 (GPT-2: 0.15).
+    Dropout,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, value_enum)]
+    method: Method,
+    /// λ of the NC3 regularizer (0 or absent: none).
+    #[arg(long)]
+    nc3: Option<f64>,
+    #[arg(long, value_enum, default_value = "std")]
+    nc3_variant: Nc3Variant,
+    /// Word set for CDA swaps and the NC3 classes.
+    #[arg(long, default_value = "gender")]
+    words: String,
+    /// Label of a hidden state for NC3 (default: same for masked LMs, next for causal).
+    #[arg(long, value_enum)]
+    target: Option<Target>,
+    /// Corpus: bug, gap, bold, or a text file.
+    #[arg(long, default_value = "bug")]
+    corpus: String,
+    #[arg(long)]
+    max_texts: Option<usize>,
+    #[arg(long, default_value_t = 500)]
+    steps: u64,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Continue the run in --output from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Replace whatever --output holds.
+    #[arg(long)]
+    overwrite: bool,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let settings = serde_json::json!({
+        "model": a.model.model, "seed": a.model.seed, "method": a.method, "nc3": a.nc3, "nc3_variant": a.nc3_variant,
+        "words": a.words, "target": a.target, "corpus": a.corpus, "max_texts": a.max_texts, "steps": a.steps,
+        "batch_size": a.batch_size, "grad_accum": a.grad_accum, "lr": a.lr, "warmup": a.warmup,
+        "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "max_len": a.max_len,
+    });
+    let run_file = a.output.join("run.json");
+    if a.output.exists() && std::fs::read_dir(&a.output).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        let previous: Option<serde_json::Value> = std::fs::read_to_string(&run_file).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if a.overwrite {
+            std::fs::remove_dir_all(&a.output).with_context(|| format!("{}: cannot clear", a.output.display()))?;
+        } else if !(a.resume && previous.as_ref() == Some(&settings)) {
+            bail!(
+                "{}: already holds {}; pass --resume to continue the same run or --overwrite to replace it",
+                a.output.display(),
+                if previous.is_some() { "a run with other settings" } else { "other files" }
+            );
+        }
+    }
+    std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
+    crate::util::fs::write_atomic(&run_file, serde_json::to_string_pretty(&settings)?.as_bytes())?;
+
+    let probe = a.model.load()?;
+    let dropout = match (a.method, probe.family()) {
+        (Method::Dropout, Family::Gpt2) => Some((0.15, 0.15)),
+        (Method::Dropout, _) => Some((0.20, 0.15)),
+        _ => None,
+    };
+    drop(probe);
+    let model = a.model.load_with(LoadOptions { seed: a.model.seed, dropout, ..Default::default() })?;
+    let set = WordSet::load(&a.words)?;
+    let corpus = Corpus::load(&a.corpus)?.subsample(a.max_texts);
+    let texts: Vec<String> = match a.method {
+        Method::Cda => crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?.into_iter().flat_map(|(o, c)| [o, c]).collect(),
+        Method::Dropout => corpus.texts.clone(),
+    };
+    let objective: Box<dyn Objective> = match model.kind() {
+        ModelKind::Masked => Box::new(MaskedLm::new(&model, &texts, a.max_len)?),
+        ModelKind::Causal => Box::new(CausalLm::new(&model, &texts, a.max_len)?),
+    };
+    let target = a.target.unwrap_or(if model.kind() == ModelKind::Causal { Target::Next } else { Target::Same });
+    let lambda = a.nc3.filter(|l| *l != 0.0);
+    let nc3 = match lambda {
+        Some(_) => {
+            let classes = ClassSet::map(&set, &model.tokenizer, Policy::WholeWord)?;
+            Some(Nc3Regularizer::new(&classes, model.config.vocab_size.max(model.tokenizer.vocab_size()), model.config.hidden_size, target, a.nc3_variant))
+        }
+        None => None,
+    };
+    let cfg = TrainConfig {
+        steps: a.steps,
+        batch_size: a.batch_size,
+        grad_accum: a.grad_accum,
+        adamw: AdamWConfig { lr: a.lr, weight_decay: a.weight_decay, ..AdamWConfig::default() },
+        warmup: a.warmup,
+        max_grad_norm: a.max_grad_norm,
+        seed: a.model.seed,
+        checkpoint_every: a.checkpoint_every,
+        nc3_lambda: lambda,
+        nc3_variant: a.nc3_variant,
+        stop_after: None,
+    };
+    eprintln!("{} on {} texts ({} after augmentation), {} steps", objective.name(), corpus.texts.len(), objective.len(), a.steps);
+    let mut trainer = Trainer { model: &model, cfg, out: a.output.clone(), nc3 };
+    trainer.run(objective.as_ref())?;
+    let model_dir = a.output.join("model");
+    model.save(&model_dir)?;
+    loss_plot(&a.output)?;
+    println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png", model_dir.display());
+    Ok(())
+}
+
+fn loss_plot(dir: &std::path::Path) -> Result<()> {
+    let log = std::fs::read_to_string(dir.join("log.jsonl")).with_context(|| format!("{}: cannot read", dir.join("log.jsonl").display()))?;
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let step = v["step"].as_f64().unwrap_or(0.0);
+        let mut add = |name: &str, y: f64| match series.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => s.push((step, y)),
+            None => series.push((name.to_string(), vec![(step, y)])),
+        };
+        add("total", v["loss"].as_f64().unwrap_or(f64::NAN));
+        if let Some(terms) = v["terms"].as_object() {
+            for (k, t) in terms {
+                if k == "nc3" {
+                    add("nc3 (std of s_c)", t.as_f64().unwrap_or(f64::NAN));
+                }
+            }
+        }
+    }
+    crate::report::plot::line_plot(&dir.join("loss"), "Training loss", "loss", &series)
+}
