@@ -104,3 +104,26 @@ fn debias_command_saves_a_loadable_checkpoint_and_guards_its_output() {
     let o = fairnc(&["debias", "--model", &bert, "--method", "cda", "--corpus", plain.to_str().unwrap(), "--steps", "1", "--output", tmp.path().join("x").to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("word set gender"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn head_only_training_leaves_the_encoder_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let bert = model_dir("bert").display().to_string();
+    let corpus = fixture("collapse/corpus.txt").display().to_string();
+    let o = fairnc(&["debias", "--model", &bert, "--method", "bec", "--corpus", &corpus, "--train", "head", "--steps", "3", "--batch-size", "4", "--lr", "1e-2", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = load(&model_dir("bert"));
+    let after = load(&out.join("model"));
+    for (name, v) in before.vars() {
+        let d = v.as_tensor().sub(after.params.var(&name).as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        if fairnc::model::layout::is_head_param(&name) {
+            assert!(d > 0.0, "{name} was not trained");
+        } else {
+            assert_eq!(d, 0.0, "{name} changed");
+        }
+    }
+    // GPT-2's head is its tied embedding: nothing to train.
+    let o = fairnc(&["debias", "--model", model_dir("gpt2").to_str().unwrap(), "--method", "dropout", "--corpus", &corpus, "--train", "head", "--steps", "1", "--output", tmp.path().join("g").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nothing to train"));
+}

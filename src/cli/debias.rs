@@ -17,6 +17,17 @@ pub enum Method {
     Cda,
     /// Continued LM training with hidden dropout 0.20 and attention dropout 0.15 (GPT-2: 0.15).
     Dropout,
+    /// BEC-style: LM training on GAP's Wikipedia text with every gendered word flipped.
+    Bec,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Train {
+    /// Every parameter.
+    All,
+    /// The LM head's own parameters only (transform and bias; the tied decoder stays).
+    Head,
 }
 
 #[derive(clap::Args)]
@@ -36,9 +47,12 @@ pub struct Args {
     /// Label of a hidden state for NC3 (default: same for masked LMs, next for causal).
     #[arg(long, value_enum)]
     target: Option<Target>,
-    /// Corpus: bug, gap, bold, or a text file.
-    #[arg(long, default_value = "bug")]
-    corpus: String,
+    /// Corpus: bug, gap, bold, or a text file (default: gap for bec, bug otherwise).
+    #[arg(long)]
+    corpus: Option<String>,
+    /// Which parameters to update.
+    #[arg(long, value_enum, default_value = "all")]
+    train: Train,
     #[arg(long)]
     max_texts: Option<usize>,
     #[arg(long, default_value_t = 500)]
@@ -71,7 +85,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let settings = serde_json::json!({
-        "model": a.model.model, "seed": a.model.seed, "method": a.method, "nc3": a.nc3, "nc3_variant": a.nc3_variant,
+        "model": a.model.model, "seed": a.model.seed, "method": a.method, "nc3": a.nc3, "nc3_variant": a.nc3_variant, "train": a.train,
         "words": a.words, "target": a.target, "corpus": a.corpus, "max_texts": a.max_texts, "steps": a.steps,
         "batch_size": a.batch_size, "grad_accum": a.grad_accum, "lr": a.lr, "warmup": a.warmup,
         "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "max_len": a.max_len,
@@ -101,10 +115,15 @@ pub fn run(a: Args) -> Result<()> {
     drop(probe);
     let model = a.model.load_with(LoadOptions { seed: a.model.seed, dropout, ..Default::default() })?;
     let set = WordSet::load(&a.words)?;
-    let corpus = Corpus::load(&a.corpus)?.subsample(a.max_texts);
+    let corpus_name = a.corpus.clone().unwrap_or_else(|| if a.method == Method::Bec { "gap".into() } else { "bug".into() });
+    let corpus = Corpus::load(&corpus_name)?.subsample(a.max_texts);
     let texts: Vec<String> = match a.method {
         Method::Cda => crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?.into_iter().flat_map(|(o, c)| [o, c]).collect(),
         Method::Dropout => corpus.texts.clone(),
+        Method::Bec => {
+            let table = crate::train::cda::swap_table(&set);
+            corpus.texts.iter().map(|t| crate::train::cda::counterfactual(t, &table).unwrap_or_else(|| t.clone())).collect()
+        }
     };
     let objective: Box<dyn Objective> = match model.kind() {
         ModelKind::Masked => Box::new(MaskedLm::new(&model, &texts, a.max_len)?),
@@ -130,6 +149,7 @@ pub fn run(a: Args) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         nc3_lambda: lambda,
         nc3_variant: a.nc3_variant,
+        head_only: a.train == Train::Head,
         stop_after: None,
     };
     eprintln!("{} on {} texts ({} after augmentation), {} steps", objective.name(), corpus.texts.len(), objective.len(), a.steps);

@@ -130,6 +130,11 @@ pub fn encoder_names(family: Family) -> EncoderNames {
     }
 }
 
+/// Parameters of the LM head proper (its transform and bias), not the tied decoder.
+pub fn is_head_param(name: &str) -> bool {
+    name.starts_with("cls.") || name.starts_with("lm_head.") || name.starts_with("vocab_")
+}
+
 pub fn gpt2_layer_prefix(i: usize) -> String {
     format!("transformer.h.{i}")
 }

@@ -225,7 +225,7 @@ impl ParamStore {
         let extras = std::mem::take(&mut files.tensors)
             .into_iter()
             .map(|(name, raw)| {
-                let name = if name.starts_with(family.prefix()) || is_head_name(&name) {
+                let name = if name.starts_with(family.prefix()) || super::layout::is_head_param(&name) {
                     name
                 } else {
                     format!("{}{name}", family.prefix())
@@ -252,10 +252,6 @@ impl ParamStore {
     pub fn num_parameters(&self) -> usize {
         self.vars.values().map(|v| v.elem_count()).sum()
     }
-}
-
-fn is_head_name(name: &str) -> bool {
-    name.starts_with("cls.") || name.starts_with("lm_head") || name.starts_with("vocab_")
 }
 
 /// A tensor as safetensors wants to see it.

@@ -29,6 +29,9 @@ pub struct TrainConfig {
     /// λ of the NC3 term (None: no regularizer).
     pub nc3_lambda: Option<f64>,
     pub nc3_variant: Nc3Variant,
+    /// Update only the LM head's own parameters (transform and bias), not the encoder.
+    #[serde(default)]
+    pub head_only: bool,
     /// Abort after this many steps of this invocation, as a killed run would (tests).
     #[serde(skip)]
     pub stop_after: Option<u64>,
@@ -47,6 +50,7 @@ impl Default for TrainConfig {
             checkpoint_every: 50,
             nc3_lambda: None,
             nc3_variant: Nc3Variant::Std,
+            head_only: false,
             stop_after: None,
         }
     }
@@ -124,6 +128,7 @@ impl<'a> Trainer<'a> {
             var.set(t)?;
         }
         let state = crate::model::weights::load_tensors(&dir.join("optimizer.safetensors"), dev)?;
+        // Moments exist only for the trained parameters (all, or the head's).
         opt.load_state(&state, meta.step)?;
         if let Some(r) = &mut self.nc3 {
             r.load_state(&state, "nc3.")?;
@@ -138,8 +143,17 @@ impl<'a> Trainer<'a> {
             bail!("no training examples");
         }
         std::fs::create_dir_all(&self.out).with_context(|| format!("{}: cannot create", self.out.display()))?;
-        let vars: Vec<candle_core::Var> = self.model.vars().into_iter().map(|(_, v)| v).collect();
-        let mut opt = AdamW::new(self.model.vars(), self.cfg.adamw)?;
+        let trained: Vec<(String, candle_core::Var)> = self
+            .model
+            .vars()
+            .into_iter()
+            .filter(|(n, _)| !self.cfg.head_only || crate::model::layout::is_head_param(n))
+            .collect();
+        if trained.is_empty() {
+            bail!("nothing to train: this model's LM head has no parameters of its own (its decoder is the tied embedding)");
+        }
+        let vars: Vec<candle_core::Var> = trained.iter().map(|(_, v)| v.clone()).collect();
+        let mut opt = AdamW::new(trained, self.cfg.adamw)?;
         let start = self.resume(&mut opt)?;
         let log_path = self.out.join("log.jsonl");
         keep_log_until(&log_path, start)?;
