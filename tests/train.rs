@@ -123,6 +123,11 @@ fn head_only_training_leaves_the_encoder_alone() {
             assert_eq!(d, 0.0, "{name} changed");
         }
     }
+    // ASE-style: WinoBias pronouns masked (bundle data); refused for a causal LM.
+    let o = fairnc(&["debias", "--model", &bert, "--method", "ase", "--steps", "2", "--batch-size", "4", "--output", tmp.path().join("ase").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = fairnc(&["debias", "--model", model_dir("gpt2").to_str().unwrap(), "--method", "ase", "--steps", "1", "--output", tmp.path().join("ase2").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("masked LM"));
     // GPT-2's head is its tied embedding: nothing to train.
     let o = fairnc(&["debias", "--model", model_dir("gpt2").to_str().unwrap(), "--method", "dropout", "--corpus", &corpus, "--train", "head", "--steps", "1", "--output", tmp.path().join("g").to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nothing to train"));

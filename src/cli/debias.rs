@@ -19,6 +19,8 @@ pub enum Method {
     Dropout,
     /// BEC-style: LM training on GAP's Wikipedia text with every gendered word flipped.
     Bec,
+    /// ASE-style: WinoBias sentences (bundle, dev split) with the gendered pronoun masked.
+    Ase,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -116,7 +118,8 @@ pub fn run(a: Args) -> Result<()> {
     let model = a.model.load_with(LoadOptions { seed: a.model.seed, dropout, ..Default::default() })?;
     let set = WordSet::load(&a.words)?;
     let corpus_name = a.corpus.clone().unwrap_or_else(|| if a.method == Method::Bec { "gap".into() } else { "bug".into() });
-    let corpus = Corpus::load(&corpus_name)?.subsample(a.max_texts);
+    // ASE trains on WinoBias, not on the corpus.
+    let corpus = if a.method == Method::Ase { Corpus { name: "winobias".into(), texts: Vec::new() } } else { Corpus::load(&corpus_name)?.subsample(a.max_texts) };
     let texts: Vec<String> = match a.method {
         Method::Cda => crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?.into_iter().flat_map(|(o, c)| [o, c]).collect(),
         Method::Dropout => corpus.texts.clone(),
@@ -124,10 +127,13 @@ pub fn run(a: Args) -> Result<()> {
             let table = crate::train::cda::swap_table(&set);
             corpus.texts.iter().map(|t| crate::train::cda::counterfactual(t, &table).unwrap_or_else(|| t.clone())).collect()
         }
+        Method::Ase => Vec::new(),
     };
-    let objective: Box<dyn Objective> = match model.kind() {
-        ModelKind::Masked => Box::new(MaskedLm::new(&model, &texts, a.max_len)?),
-        ModelKind::Causal => Box::new(CausalLm::new(&model, &texts, a.max_len)?),
+    let objective: Box<dyn Objective> = match (a.method, model.kind()) {
+        (Method::Ase, ModelKind::Masked) => Box::new(crate::train::objective::MaskedPronouns::new(&model, &crate::data::winobias::dev_sentences()?, a.max_len)?),
+        (Method::Ase, ModelKind::Causal) => bail!("ASE-style training masks pronouns: it needs a masked LM, not {}", a.model.model),
+        (_, ModelKind::Masked) => Box::new(MaskedLm::new(&model, &texts, a.max_len)?),
+        (_, ModelKind::Causal) => Box::new(CausalLm::new(&model, &texts, a.max_len)?),
     };
     let target = a.target.unwrap_or(if model.kind() == ModelKind::Causal { Target::Next } else { Target::Same });
     let lambda = a.nc3.filter(|l| *l != 0.0);
@@ -152,7 +158,7 @@ pub fn run(a: Args) -> Result<()> {
         head_only: a.train == Train::Head,
         stop_after: None,
     };
-    eprintln!("{} on {} texts ({} after augmentation), {} steps", objective.name(), corpus.texts.len(), objective.len(), a.steps);
+    eprintln!("{}: {} training examples from {}, {} steps", objective.name(), objective.len(), corpus.name, a.steps);
     let mut trainer = Trainer { model: &model, cfg, out: a.output.clone(), nc3 };
     trainer.run(objective.as_ref())?;
     let model_dir = a.output.join("model");

@@ -33,7 +33,7 @@ enum Command {
     Collapse(collapse::Args),
     /// Bias benchmarks: CrowS-Pairs, StereoSet intrasentence, SEAT.
     Eval(eval::Args),
-    /// Debias by fine-tuning (CDA, Dropout, BEC), optionally with the NC3 regularizer.
+    /// Debias by fine-tuning (CDA, Dropout, BEC, ASE), optionally with the NC3 regularizer.
     Debias(debias::Args),
 }
 

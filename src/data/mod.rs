@@ -6,6 +6,7 @@ pub mod crows;
 pub mod seat;
 pub mod seat_templates;
 pub mod stereoset;
+pub mod winobias;
 pub mod download;
 
 pub use bundle::Bundle;

@@ -107,3 +107,63 @@ impl Objective for CausalLm {
         Ok(Step { loss, terms: vec![("clm".into(), value)], hidden, tokens: batch.num_tokens(), rows })
     }
 }
+
+/// ASE-style training: each sentence's gendered pronoun is masked (all its subtokens) and
+/// predicted; nothing else is masked.
+pub struct MaskedPronouns {
+    /// Token ids and the positions of the pronoun's tokens.
+    pub rows: Vec<(Vec<u32>, Vec<usize>)>,
+}
+
+impl MaskedPronouns {
+    pub fn new(model: &LanguageModel, sentences: &[crate::data::winobias::PronounSentence], max_len: usize) -> Result<Self> {
+        let refs: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
+        let enc = model.encode(&refs, max_len, crate::model::Overflow::Truncate)?;
+        let rows = enc
+            .into_iter()
+            .zip(sentences)
+            .filter_map(|(e, s)| {
+                let (a, b) = s.pronoun;
+                // Tokens whose byte span lies inside the pronoun (special tokens have (0, 0)).
+                let pos: Vec<usize> = e.offsets.iter().enumerate().filter(|&(i, &(x, y))| y > x && x >= a && y <= b && e.word_ids[i].is_some()).map(|(i, _)| i).collect();
+                (!pos.is_empty()).then_some((e.ids, pos))
+            })
+            .collect();
+        Ok(MaskedPronouns { rows })
+    }
+}
+
+impl Objective for MaskedPronouns {
+    fn name(&self) -> &'static str {
+        "ase"
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn step(&self, model: &LanguageModel, examples: &[usize], _rng: &mut SplitMix) -> Result<Step> {
+        let Some((_, mask_id)) = model.tokenizer.mask else { bail!("ASE-style training needs a mask token") };
+        let mut inputs = Vec::with_capacity(examples.len());
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        let mut rows = Vec::with_capacity(examples.len());
+        for (r, &i) in examples.iter().enumerate() {
+            let (ids, pos) = &self.rows[i];
+            let mut masked = ids.clone();
+            for &p in pos {
+                positions.push((r, p));
+                targets.push(ids[p]);
+                masked[p] = mask_id;
+            }
+            inputs.push(masked);
+            rows.push(ids.clone());
+        }
+        let batch = model.batch(inputs)?;
+        let hidden = model.hidden(&batch, Exec::TRAIN)?;
+        let logits = model.logits_at(&hidden, &positions, Exec::TRAIN)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &model.device)?)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        Ok(Step { loss, terms: vec![("ase".into(), value)], hidden, tokens: batch.num_tokens(), rows })
+    }
+}
