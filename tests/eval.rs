@@ -222,3 +222,22 @@ fn masked_scoring_without_a_mask_token_is_refused_but_seat_runs() {
     let o = fairnc(&["eval", "--model", model, "--tasks", "seat", "--seat-tests", "sent-weat6", "--output", out.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn malformed_rows_are_skipped_counted_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let crows = tmp.path().join("crows.csv");
+    std::fs::write(&crows, ",sent_more,sent_less,stereo_antistereo,bias_type\n0,he is a nurse .,she is a nurse .,stereo,gender\n1,,she is late .,stereo,gender\n2,the man is late .,the woman is late .,sideways,gender\n3,he said that .,she said that .,antistereo,gender\n").unwrap();
+    let stereo = tmp.path().join("ss.json");
+    let cluster = |id: &str, context: &str| serde_json::json!({"id": id, "target": "nurse", "bias_type": "gender", "context": context, "sentences": [
+        {"id": format!("{id}a"), "sentence": "the nurse is he .", "gold_label": "stereotype", "labels": []},
+        {"id": format!("{id}b"), "sentence": "the nurse is she .", "gold_label": "anti-stereotype", "labels": []},
+        {"id": format!("{id}c"), "sentence": "the nurse is late .", "gold_label": "unrelated", "labels": []}]});
+    let data = serde_json::json!({"version": "test", "data": {"intrasentence": [cluster("c1", "the nurse is BLANK ."), cluster("c2", "the nurse is here ."), {"id": "c3"}]}});
+    std::fs::write(&stereo, data.to_string()).unwrap();
+    let (_t, r) = eval(&model_dir("bert").display().to_string(), &["--tasks", "crows,stereoset", "--crows-file", crows.to_str().unwrap(), "--stereoset-file", stereo.to_str().unwrap()]);
+    assert_eq!(r["crows"]["overall"]["n"], 2);
+    assert_eq!(r["stereoset"]["overall"]["n"], 1);
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("skipped 2 malformed rows") && notes.contains("skipped 2 malformed clusters") && notes.contains("no BLANK"), "{notes}");
+}
