@@ -2,34 +2,11 @@
 //! BERT-base-sized model at 8×128. Run: `cargo bench --bench forward`.
 //! The PyTorch figure for the same work: `tools/bench/forward_torch.py`.
 
-use candle_core::{Device, Tensor};
+mod common;
+
 use fairnc::model::{Exec, LanguageModel, LoadOptions};
 use fairnc::util::rng::SplitMix;
 use std::time::Instant;
-
-/// A BERT-base-sized checkpoint with random weights and MiniLM's (bert-base-uncased) tokenizer.
-fn bert_base_dir(minilm: &std::path::Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = serde_json::json!({
-        "model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
-        "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512,
-        "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu"
-    });
-    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
-    std::fs::copy(minilm.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
-    let c = fairnc::model::ModelConfig::from_value(cfg).unwrap();
-    let mut rng = SplitMix::new(1);
-    let tensors: Vec<(String, Tensor)> = fairnc::model::layout::param_specs(&c)
-        .into_iter()
-        .map(|s| {
-            let n: usize = s.shape.iter().product();
-            let data: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.02) as f32).collect();
-            (s.name, Tensor::from_vec(data, s.shape.as_slice(), &Device::Cpu).unwrap())
-        })
-        .collect();
-    fairnc::model::weights::save_tensors(&tensors, &dir.path().join("model.safetensors")).unwrap();
-    dir
-}
 
 fn throughput(m: &LanguageModel, batch: usize, len: usize, reps: usize) -> f64 {
     let mut rng = SplitMix::new(2);
@@ -59,7 +36,7 @@ fn main() {
     if !wanted("bert-base") {
         return;
     }
-    let dir = bert_base_dir(&minilm);
+    let dir = common::random_bert_base(&minilm);
     let m = LanguageModel::load(dir.path(), &LoadOptions::default()).unwrap();
     println!("bert-base   8x128  {:>8.0} tok/s", throughput(&m, 8, 128, 8));
 }

@@ -2,6 +2,8 @@
 //! a random BERT-base-sized model at 8×128. Run: `cargo bench --bench train_step [-- minilm]`.
 //! PyTorch for the same work: `tools/bench/train_step_torch.py`.
 
+mod common;
+
 use candle_core::Tensor;
 use fairnc::model::{Exec, LanguageModel, LoadOptions};
 use fairnc::train::masking::{MaskingConfig, mask_tokens};
@@ -44,23 +46,7 @@ fn main() {
         println!("minilm     32x64   {:>6.3} s/step", step_time(&m, 32, 64, 3));
     }
     if wanted("bert-base") {
-        // The random BERT-base-sized checkpoint of the forward bench, rebuilt here.
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = serde_json::json!({"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
-            "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2});
-        std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
-        std::fs::copy(minilm.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
-        let c = fairnc::model::ModelConfig::from_value(cfg).unwrap();
-        let mut rng = SplitMix::new(1);
-        let tensors: Vec<(String, Tensor)> = fairnc::model::layout::param_specs(&c)
-            .into_iter()
-            .map(|s| {
-                let n: usize = s.shape.iter().product();
-                let data: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.02) as f32).collect();
-                (s.name, Tensor::from_vec(data, s.shape.as_slice(), &candle_core::Device::Cpu).unwrap())
-            })
-            .collect();
-        fairnc::model::weights::save_tensors(&tensors, &dir.path().join("model.safetensors")).unwrap();
+        let dir = common::random_bert_base(&minilm);
         let m = LanguageModel::load(dir.path(), &LoadOptions::default()).unwrap();
         println!("bert-base   8x128  {:>6.3} s/step", step_time(&m, 8, 128, 3));
     }
