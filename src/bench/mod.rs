@@ -62,13 +62,13 @@ pub struct EvalResults {
     pub settings: serde_json::Value,
 }
 
+/// Bias types and `overall` only, so that every key but `overall` is a bias type; the scoring
+/// variant and skip counts are in [`EvalResults::settings`] and the notes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CrowsSection {
     #[serde(flatten)]
     pub by_type: BTreeMap<String, crows::CrowsSummary>,
     pub overall: crows::CrowsSummary,
-    pub variant: String,
-    pub skipped: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut res = EvalResults::default();
     std::fs::create_dir_all(&args.output).with_context(|| format!("{}: cannot create", args.output.display()))?;
     let has = |t: &str| args.tasks.iter().any(|x| x == t);
+    let mut crows_scoring: Option<String> = None;
     if model.params.new_head && (has("crows") || has("stereoset")) {
         res.notes.push(format!("{} has no pretrained LM head: CrowS-Pairs and StereoSet scores come from an untrained head", args.model.model));
     }
@@ -91,7 +92,8 @@ pub fn run(args: Args) -> Result<()> {
             res.notes.push(format!("CrowS-Pairs: {} pairs skipped and left out of N ({})", r.skipped, why.join("; ")));
         }
         crate::report::eval::crows_csv(&args.output.join("crows.csv"), &r)?;
-        res.crows = Some(CrowsSection { by_type: r.by_type, overall: r.overall, variant: r.variant, skipped: r.skipped });
+        crows_scoring = Some(r.variant.clone());
+        res.crows = Some(CrowsSection { by_type: r.by_type, overall: r.overall });
     }
     if has("stereoset") {
         let path = match &args.stereoset_file { Some(p) => p.clone(), None => stereoset::default_path(&args.stereoset_split)? };
@@ -139,7 +141,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     res.settings = serde_json::json!({
         "model": args.model.model, "family": model.family(), "kind": model.kind(), "lm_head": if model.params.new_head { "new" } else { "pretrained" },
-        "tasks": args.tasks, "bias": args.bias, "crows_variant": args.crows_variant, "stereoset_split": args.stereoset_split,
+        "tasks": args.tasks, "bias": args.bias, "crows_variant": args.crows_variant, "crows_scoring": crows_scoring, "stereoset_split": args.stereoset_split,
         "crows_limit": args.crows_limit, "stereoset_limit": args.stereoset_limit,
         "seat_source": args.seat_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "rebuilt from WEAT word lists".into()),
     });

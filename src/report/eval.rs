@@ -67,7 +67,8 @@ pub fn markdown(r: &EvalResults) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Bias benchmarks: `{model}`");
     if let Some(c) = &r.crows {
-        let _ = writeln!(out, "\n## CrowS-Pairs ({} scoring; stereotype score, 50 = unbiased)\n", c.variant);
+        let scoring = r.settings.get("crows_scoring").and_then(|v| v.as_str()).unwrap_or("bias-bench");
+        let _ = writeln!(out, "\n## CrowS-Pairs ({scoring} scoring; stereotype score, 50 = unbiased)\n");
         let types: Vec<&String> = c.by_type.keys().collect();
         let _ = writeln!(out, "| Model | {} | overall |", types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" | "));
         let _ = writeln!(out, "| --- |{} ---: |", " ---: |".repeat(types.len()));
