@@ -33,11 +33,15 @@ pub struct MaskedLm {
     pub texts: Vec<Vec<u32>>,
 }
 
+/// Token ids of each text, with special tokens, cut to `max_len`.
+fn tokenize(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Vec<Vec<u32>>> {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    Ok(model.encode(&refs, max_len, crate::model::Overflow::Truncate)?.into_iter().map(|e| e.ids).collect())
+}
+
 impl MaskedLm {
     pub fn new(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Self> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let enc = model.encode(&refs, max_len, crate::model::Overflow::Truncate)?;
-        Ok(MaskedLm { texts: enc.into_iter().map(|e| e.ids).collect() })
+        Ok(MaskedLm { texts: tokenize(model, texts, max_len)? })
     }
 }
 
@@ -80,9 +84,8 @@ pub struct CausalLm {
 
 impl CausalLm {
     pub fn new(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Self> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let enc = model.encode(&refs, max_len, crate::model::Overflow::Truncate)?;
-        Ok(CausalLm { texts: enc.into_iter().map(|e| e.ids).filter(|ids| ids.len() >= 2).collect() })
+        // A one-token text has nothing to predict.
+        Ok(CausalLm { texts: tokenize(model, texts, max_len)?.into_iter().filter(|ids| ids.len() >= 2).collect() })
     }
 }
 
