@@ -99,14 +99,6 @@ impl Dropout {
         *self.rng.lock().unwrap() = SplitMix::new(seed);
     }
 
-    pub fn state(&self) -> SplitMix {
-        self.rng.lock().unwrap().clone()
-    }
-
-    pub fn set_state(&self, state: SplitMix) {
-        *self.rng.lock().unwrap() = state;
-    }
-
     pub fn apply(&self, x: &Tensor, p: f32, exec: Exec) -> Result<Tensor> {
         if !exec.dropout || p <= 0.0 {
             return Ok(x.clone());
