@@ -33,6 +33,17 @@ pub struct MaskedLm {
     pub texts: Vec<Vec<u32>>,
 }
 
+/// The shared tail of every objective: run `inputs` in training mode and take the mean
+/// cross-entropy of `targets` at `positions`; `rows` are the unmasked ids the NC3 term labels.
+fn predict(term: &str, model: &LanguageModel, inputs: Vec<Vec<u32>>, positions: &[(usize, usize)], targets: &[u32], rows: Vec<Vec<u32>>) -> Result<Step> {
+    let batch = model.batch(inputs)?;
+    let hidden = model.hidden(&batch, Exec::TRAIN)?;
+    let logits = model.logits_at(&hidden, positions, Exec::TRAIN)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, &model.device)?)?;
+    let value = loss.to_scalar::<f32>()? as f64;
+    Ok(Step { loss, terms: vec![(term.into(), value)], hidden, tokens: batch.num_tokens(), rows })
+}
+
 /// Token ids of each text, with special tokens, cut to `max_len`.
 fn tokenize(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Vec<Vec<u32>>> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -67,13 +78,7 @@ impl Objective for MaskedLm {
                 masked.inputs[0][p] = mask_id;
             }
         }
-        let batch = model.batch(masked.inputs)?;
-        let hidden = model.hidden(&batch, Exec::TRAIN)?;
-        let logits = model.logits_at(&hidden, &masked.positions, Exec::TRAIN)?;
-        let targets = Tensor::new(masked.targets.as_slice(), &model.device)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-        let value = loss.to_scalar::<f32>()? as f64;
-        Ok(Step { loss, terms: vec![("mlm".into(), value)], hidden, tokens: batch.num_tokens(), rows })
+        predict("mlm", model, masked.inputs, &masked.positions, &masked.targets, rows)
     }
 }
 
@@ -102,12 +107,7 @@ impl Objective for CausalLm {
         let rows: Vec<Vec<u32>> = examples.iter().map(|&i| self.texts[i].clone()).collect();
         let positions: Vec<(usize, usize)> = rows.iter().enumerate().flat_map(|(r, ids)| (0..ids.len() - 1).map(move |p| (r, p))).collect();
         let targets: Vec<u32> = positions.iter().map(|&(r, p)| rows[r][p + 1]).collect();
-        let batch = model.batch(rows.clone())?;
-        let hidden = model.hidden(&batch, Exec::TRAIN)?;
-        let logits = model.logits_at(&hidden, &positions, Exec::TRAIN)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &model.device)?)?;
-        let value = loss.to_scalar::<f32>()? as f64;
-        Ok(Step { loss, terms: vec![("clm".into(), value)], hidden, tokens: batch.num_tokens(), rows })
+        predict("clm", model, rows.clone(), &positions, &targets, rows)
     }
 }
 
@@ -162,11 +162,6 @@ impl Objective for MaskedPronouns {
             inputs.push(masked);
             rows.push(ids.clone());
         }
-        let batch = model.batch(inputs)?;
-        let hidden = model.hidden(&batch, Exec::TRAIN)?;
-        let logits = model.logits_at(&hidden, &positions, Exec::TRAIN)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &model.device)?)?;
-        let value = loss.to_scalar::<f32>()? as f64;
-        Ok(Step { loss, terms: vec![("ase".into(), value)], hidden, tokens: batch.num_tokens(), rows })
+        predict("ase", model, inputs, &positions, &targets, rows)
     }
 }
