@@ -101,3 +101,51 @@ fn every_var_gets_a_gradient_and_tied_gradient_is_the_sum_of_both_paths() {
         assert!(sum_err < 1e-5 * scale, "{family}: sum {sum_err}");
     }
 }
+
+/// One step of each training objective, as the trainer runs it: every Var gets a non-zero,
+/// finite gradient (masked-LM objectives on BERT, RoBERTa and DistilBERT; causal LM on GPT-2).
+#[test]
+fn every_objective_gives_every_var_a_gradient() {
+    use fairnc::train::contrastive::Contrastive;
+    use fairnc::train::objective::{CausalLm, MaskedLm, MaskedPronouns, Objective};
+    use fairnc::util::rng::SplitMix;
+    let texts: Vec<String> = [
+        "he is a doctor and she is a nurse.",
+        "she said that he was a good teacher.",
+        "the man works in the city and the woman works at home.",
+        "his sister is an engineer and her brother is a farmer.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let set = fairnc::words::WordSet::load("gender").unwrap();
+    let pairs = fairnc::train::cda::augment(&texts, &set, "test").unwrap();
+    let pronouns: Vec<_> = ["[The doctor] asked the nurse because [he] was late.", "The nurse met [the farmer] and told [her] the news."]
+        .iter()
+        .filter_map(|l| fairnc::data::winobias::parse_line(l))
+        .collect();
+    assert_eq!(pronouns.len(), 2);
+    for family in FAMILIES {
+        let m = load(&model_dir(family));
+        let objectives: Vec<Box<dyn Objective>> = match m.kind() {
+            ModelKind::Masked => vec![
+                Box::new(MaskedLm::new(&m, &texts, 64).unwrap()),
+                Box::new(MaskedPronouns::new(&m, &pronouns, 64).unwrap()),
+                Box::new(Contrastive::new(&m, &pairs, 64).unwrap()),
+            ],
+            ModelKind::Causal => vec![Box::new(CausalLm::new(&m, &texts, 64).unwrap())],
+        };
+        for obj in objectives {
+            let examples: Vec<usize> = (0..obj.len()).collect();
+            m.dropout_rng().reseed(3);
+            let step = obj.step(&m, &examples, &mut SplitMix::new(11)).unwrap();
+            let grads = step.loss.backward().unwrap();
+            for (name, var) in m.vars() {
+                let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{family}/{}: {name} has no gradient", obj.name()));
+                let max = max_abs(g);
+                assert!(max > 0.0 && max.is_finite(), "{family}/{}: {name} gradient is {max}", obj.name());
+            }
+            eprintln!("{family}/{}: all {} vars get a gradient (loss {:.3})", obj.name(), m.vars().len(), step.loss.to_scalar::<f32>().unwrap());
+        }
+    }
+}

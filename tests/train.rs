@@ -177,3 +177,88 @@ fn one_adamw_step_matches_pytorch() {
     }
     eprintln!("max |Δ weight| after one step: {worst:.1e}");
 }
+
+/// Wraps an objective and spoils the `at`-th call: its loss becomes NaN (`grad: false`), or the
+/// loss stays finite while the gradient becomes infinite (`grad: true`, through √ at 0).
+struct Spoiled {
+    inner: MaskedLm,
+    at: usize,
+    grad: bool,
+    calls: std::cell::Cell<usize>,
+}
+
+impl fairnc::train::objective::Objective for Spoiled {
+    fn name(&self) -> &'static str {
+        "mlm"
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn step(&self, m: &LanguageModel, ex: &[usize], rng: &mut fairnc::util::rng::SplitMix) -> anyhow::Result<fairnc::train::objective::Step> {
+        let mut s = self.inner.step(m, ex, rng)?;
+        let call = self.calls.get();
+        self.calls.set(call + 1);
+        if call == self.at {
+            if self.grad {
+                // Exactly 0 forward, gradient 1/(2·√0) = inf into the tied matrix.
+                let w = m.classifier().as_tensor().sum_all()?;
+                let zero = (&w - w.detach())?;
+                s.loss = (s.loss + zero.sqrt()?)?;
+            } else {
+                s.loss = (s.loss * f64::NAN)?;
+                s.terms[0].1 = f64::NAN;
+            }
+        }
+        Ok(s)
+    }
+}
+
+#[test]
+fn non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint() {
+    for grad in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = load(&model_dir("bert"));
+        let texts = Corpus::load(fixture("collapse/corpus.txt").to_str().unwrap()).unwrap().texts;
+        let obj = Spoiled { inner: MaskedLm::new(&m, &texts, 64).unwrap(), at: 5, grad, calls: 0.into() };
+        // grad_accum 2: call 5 is the second micro-batch of step 2 (0-based), the third step.
+        let cfg = TrainConfig { nc3_lambda: None, ..config() };
+        let err = Trainer { model: &m, cfg, out: tmp.path().to_path_buf(), nc3: None }.run(&obj).expect_err(if grad { "NaN gradient" } else { "NaN loss" }).to_string();
+        let expected = if grad { "non-finite gradient norm at step 3" } else { "non-finite loss at step 3 (terms: mlm)" };
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("checkpoint-latest")).unwrap(), "checkpoint-2");
+        let saved = fairnc::model::weights::load_tensors(&tmp.path().join("checkpoint-2/model.safetensors"), &m.device).unwrap();
+        for (name, t) in saved {
+            let max = t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(max.is_finite(), "{name}");
+        }
+    }
+}
+
+/// A disk that fills up while a checkpoint is written: the run stops with the reason, the
+/// previous checkpoint stays complete and current, and a later `--resume` finishes the run.
+#[test]
+fn disk_full_while_checkpointing_keeps_the_previous_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let bert = model_dir("bert").display().to_string();
+    let corpus = fixture("collapse/corpus.txt").display().to_string();
+    let args = ["debias", "--model", &bert, "--method", "cda", "--corpus", &corpus, "--steps", "4", "--batch-size", "4", "--checkpoint-every", "2", "--output", out.to_str().unwrap()];
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fairnc"))
+        .args(args)
+        .env("FAIRNC_DISK_FULL_UNDER", out.join("checkpoint-4"))
+        .env("FAIRNC_NO_PROGRESS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("checkpoint at step 4 not written") && err.contains("No space left on device"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("checkpoint-latest")).unwrap(), "checkpoint-2");
+    assert!(!out.join("checkpoint-4").exists());
+    fairnc::model::weights::load_tensors(&out.join("checkpoint-2/model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = fairnc(&resume);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    load(&out.join("model"));
+}

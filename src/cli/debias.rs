@@ -21,6 +21,9 @@ pub enum Method {
     Bec,
     /// ASE-style: WinoBias sentences (bundle, dev split) with the gendered pronoun masked.
     Ase,
+    /// MABEL-style: InfoNCE between each CDA sentence and its counterfactual, an alignment
+    /// term, and 0.1 × MLM.
+    Contrastive,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -127,11 +130,16 @@ pub fn run(a: Args) -> Result<()> {
             let table = crate::train::cda::swap_table(&set);
             corpus.texts.iter().map(|t| crate::train::cda::counterfactual(t, &table).unwrap_or_else(|| t.clone())).collect()
         }
-        Method::Ase => Vec::new(),
+        Method::Ase | Method::Contrastive => Vec::new(),
     };
     let objective: Box<dyn Objective> = match (a.method, model.kind()) {
         (Method::Ase, ModelKind::Masked) => Box::new(crate::train::objective::MaskedPronouns::new(&model, &crate::data::winobias::dev_sentences()?, a.max_len)?),
         (Method::Ase, ModelKind::Causal) => bail!("ASE-style training masks pronouns: it needs a masked LM, not {}", a.model.model),
+        (Method::Contrastive, ModelKind::Masked) => {
+            let pairs = crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?;
+            Box::new(crate::train::contrastive::Contrastive::new(&model, &pairs, a.max_len)?)
+        }
+        (Method::Contrastive, ModelKind::Causal) => bail!("MABEL-style training includes masked LM: it needs a masked LM, not {}", a.model.model),
         (_, ModelKind::Masked) => Box::new(MaskedLm::new(&model, &texts, a.max_len)?),
         (_, ModelKind::Causal) => Box::new(CausalLm::new(&model, &texts, a.max_len)?),
     };

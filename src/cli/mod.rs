@@ -1,5 +1,6 @@
 //! Command-line interface: one file per command; each parses flags, calls the library, prints.
 
+mod adapt;
 mod collapse;
 mod debias;
 mod eval;
@@ -33,7 +34,9 @@ enum Command {
     Collapse(collapse::Args),
     /// Bias benchmarks: CrowS-Pairs, StereoSet intrasentence, SEAT.
     Eval(eval::Args),
-    /// Debias by fine-tuning (CDA, Dropout, BEC, ASE), optionally with the NC3 regularizer.
+    /// Train a bare encoder into a masked LM on bundled general text (how minilm-mlm is built).
+    Adapt(adapt::Args),
+    /// Debias by fine-tuning (CDA, Dropout, BEC, ASE, contrastive), optionally with the NC3 regularizer.
     Debias(debias::Args),
 }
 
@@ -68,5 +71,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Collapse(a) => collapse::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Debias(a) => debias::run(a),
+        Command::Adapt(a) => adapt::run(a),
     }
 }

@@ -1,4 +1,5 @@
-//! Model names → checkpoint directories: `minilm` (the fetched default), a local path, or
+//! Model names → checkpoint directories: `minilm` (the fetched default), `minilm-mlm` (built
+//! from it on first use), a local path, or
 //! `hf:ORG/NAME` from the local Hugging Face cache (downloaded from the hub when reachable).
 
 use crate::data::Bundle;
@@ -7,10 +8,15 @@ use std::path::{Path, PathBuf};
 
 /// The name of the embedded default model.
 pub const DEFAULT_MODEL: &str = "minilm";
+/// The default masked LM: `minilm` adapted by masked-LM training, built locally and cached.
+pub const DEFAULT_MASKED_LM: &str = "minilm-mlm";
 
 pub fn resolve(name: &str) -> Result<PathBuf> {
     if name == DEFAULT_MODEL {
         return Bundle::Minilm.ensure();
+    }
+    if name == DEFAULT_MASKED_LM {
+        return crate::train::adapt::ensure_minilm_mlm();
     }
     if let Some(repo) = name.strip_prefix("hf:") {
         return resolve_hf(repo);
@@ -22,7 +28,7 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
     if path.exists() {
         bail!("{name}: is a file; a model is a checkpoint directory (config.json, model.safetensors, tokenizer files)");
     }
-    bail!("{name}: no such model directory (models are `{DEFAULT_MODEL}`, a local directory, or hf:ORG/NAME)")
+    bail!("{name}: no such model directory (models are `{DEFAULT_MODEL}`, `{DEFAULT_MASKED_LM}`, a local directory, or hf:ORG/NAME)")
 }
 
 fn hf_cache_dir() -> PathBuf {

@@ -1,9 +1,11 @@
 //! Training: the loop (deterministic, checkpointed, resumable), AdamW with schedule and
-//! clipping, the NC3 regularizer, masked-LM inputs and counterfactual augmentation. Still to
-//! come with the debias issue: CLM, BEC, ASE, contrastive and classification objectives and
-//! the `debias` command.
+//! clipping, the NC3 regularizer, masked-LM inputs, counterfactual augmentation, the debiasing
+//! objectives (MLM, CLM, ASE-style, MABEL-style contrastive) and the masked-LM adaptation that
+//! builds `minilm-mlm`.
 
+pub mod adapt;
 pub mod cda;
+pub mod contrastive;
 pub mod masking;
 pub mod nc3;
 pub mod objective;

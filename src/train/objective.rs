@@ -10,7 +10,7 @@ use candle_core::Tensor;
 /// What one micro-batch produced.
 pub struct Step {
     pub loss: Tensor,
-    /// Named loss terms (for the log).
+    /// Named loss terms before weighting (for the log); the loss is their weighted sum.
     pub terms: Vec<(String, f64)>,
     /// Last-layer hidden states `[B, T, D]` and the token rows they came from.
     pub hidden: Tensor,
@@ -45,7 +45,7 @@ fn predict(term: &str, model: &LanguageModel, inputs: Vec<Vec<u32>>, positions: 
 }
 
 /// Token ids of each text, with special tokens, cut to `max_len`.
-fn tokenize(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Vec<Vec<u32>>> {
+pub(crate) fn tokenize(model: &LanguageModel, texts: &[String], max_len: usize) -> Result<Vec<Vec<u32>>> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     Ok(model.encode(&refs, max_len, crate::model::Overflow::Truncate)?.into_iter().map(|e| e.ids).collect())
 }

@@ -96,7 +96,24 @@ impl<'a> Trainer<'a> {
     /// atomic rename, then removes older checkpoints: a crash at any moment leaves a good one.
     fn checkpoint(&self, step: u64, opt: &AdamW) -> Result<()> {
         let dir = self.out.join(format!("checkpoint-{step}"));
-        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let written = self.write_checkpoint(&dir, step, opt);
+        if written.is_err() {
+            // Disk full or similar: drop the partial directory; `checkpoint-latest` still names
+            // the previous, complete checkpoint.
+            let _ = std::fs::remove_dir_all(&dir);
+            return written.with_context(|| format!("checkpoint at step {step} not written; the previous checkpoint is kept"));
+        }
+        for entry in std::fs::read_dir(&self.out)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("checkpoint-") && name != "checkpoint-latest" && entry.path() != dir {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn write_checkpoint(&self, dir: &Path, step: u64, opt: &AdamW) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         self.model.params.save(&dir.join("model.safetensors"))?;
         let mut state = opt.state();
         if let Some(r) = &self.nc3 {
@@ -105,14 +122,7 @@ impl<'a> Trainer<'a> {
         crate::model::weights::save_tensors(&state, &dir.join("optimizer.safetensors"))?;
         let meta = serde_json::to_string_pretty(&CheckpointState { step, config: self.cfg.clone() })?;
         crate::util::fs::write_atomic(&dir.join("state.json"), meta.as_bytes())?;
-        crate::util::fs::write_atomic(&self.latest(), dir.file_name().unwrap().to_string_lossy().as_bytes())?;
-        for entry in std::fs::read_dir(&self.out)?.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with("checkpoint-") && name != "checkpoint-latest" && entry.path() != dir {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        Ok(())
+        crate::util::fs::write_atomic(&self.latest(), dir.file_name().unwrap().to_string_lossy().as_bytes())
     }
 
     /// Restores the latest checkpoint, if any; returns the step to continue from.
@@ -170,6 +180,7 @@ impl<'a> Trainer<'a> {
             let mut grads: Option<candle_core::backprop::GradStore> = None;
             let mut terms: BTreeMap<String, f64> = BTreeMap::new();
             let mut nc3_classes = 0;
+            let mut total = 0f64;
             for micro in 0..self.cfg.grad_accum.max(1) {
                 let seed = mix(self.cfg.seed, step * 1000 + micro as u64);
                 self.model.dropout_rng().reseed(seed ^ 0xD);
@@ -191,9 +202,10 @@ impl<'a> Trainer<'a> {
                     }
                 }
                 let value = loss.to_scalar::<f32>()?;
+                total += value as f64 / self.cfg.grad_accum as f64;
                 if !value.is_finite() {
                     let bad: Vec<String> = terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
-                    bail!("non-finite loss at step {step} (terms: {}); the last checkpoint is kept", if bad.is_empty() { "total".into() } else { bad.join(", ") });
+                    bail!("non-finite loss at step {} (terms: {}); the last checkpoint is kept", step + 1, if bad.is_empty() { "total".into() } else { bad.join(", ") });
                 }
                 let g = (loss / self.cfg.grad_accum as f64)?.backward()?;
                 grads = Some(match grads {
@@ -212,10 +224,9 @@ impl<'a> Trainer<'a> {
             let mut grads = grads.expect("at least one micro-batch");
             let norm = clip_grad_norm(&mut grads, &vars, self.cfg.max_grad_norm)?;
             if !norm.is_finite() {
-                bail!("non-finite gradient norm at step {step}; the last checkpoint is kept");
+                bail!("non-finite gradient norm at step {}; the last checkpoint is kept", step + 1);
             }
             opt.step(&grads, lr)?;
-            let total: f64 = terms.iter().map(|(k, v)| if k == "nc3" { v * self.cfg.nc3_lambda.unwrap_or(0.0) } else { *v }).sum();
             let rate = tokens as f64 / began.elapsed().as_secs_f64();
             let line = serde_json::json!({"step": step + 1, "loss": total, "terms": terms, "lr": lr, "grad_norm": norm, "tokens_per_s": rate, "nc3_classes": nc3_classes});
             writeln!(log, "{line}")?;

@@ -23,6 +23,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
+        if let Some(e) = injected_disk_full(path) {
+            f.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(e);
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -32,4 +36,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(e).with_context(|| format!("{}: cannot write", path.display()));
     }
     Ok(())
+}
+
+/// Fault injection for tests: with `FAIRNC_DISK_FULL_UNDER=DIR`, every atomic write below DIR
+/// fails half-way with "no space left on device", as on a full disk.
+fn injected_disk_full(path: &Path) -> Option<std::io::Error> {
+    let dir = std::env::var_os("FAIRNC_DISK_FULL_UNDER")?;
+    path.starts_with(Path::new(&dir)).then(|| std::io::Error::from_raw_os_error(libc::ENOSPC))
 }

@@ -1,0 +1,47 @@
+use crate::train::adapt::{AdaptConfig, adapt};
+use anyhow::Result;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The encoder to adapt (`minilm`, a checkpoint directory, or hf:ORG/NAME).
+    #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
+    model: String,
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    warmup: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory: `model/` (the checkpoint), `train/` (log, checkpoints), `adapt.json`.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let d = AdaptConfig::default();
+    let cfg = AdaptConfig {
+        steps: a.steps.unwrap_or(d.steps),
+        lr: a.lr.unwrap_or(d.lr),
+        batch_size: a.batch_size.unwrap_or(d.batch_size),
+        warmup: a.warmup.unwrap_or(d.warmup),
+        seed: a.seed.unwrap_or(d.seed),
+        ..d
+    };
+    let base = crate::model::resolve::resolve(&a.model)?;
+    let r = adapt(&a.model, &base, &cfg, &a.output)?;
+    println!(
+        "held-out masked-token accuracy {:.2}% (before {:.2}%, {} tokens), final loss {:.3}, {:.0} s; model in {}",
+        r.heldout_accuracy * 100.0,
+        r.heldout_accuracy_before * 100.0,
+        r.heldout_tokens,
+        r.final_loss,
+        r.seconds,
+        a.output.join("model").display()
+    );
+    Ok(())
+}
