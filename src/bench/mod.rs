@@ -4,6 +4,7 @@
 
 pub mod crows;
 pub mod difflib;
+pub mod glue;
 pub mod scoring;
 pub mod seat;
 pub mod stereoset;

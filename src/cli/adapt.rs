@@ -16,6 +16,8 @@ pub struct Args {
     #[arg(long)]
     warmup: Option<u64>,
     #[arg(long)]
+    head_lr_scale: Option<f64>,
+    #[arg(long)]
     seed: Option<u64>,
     /// Run directory: `model/` (the checkpoint), `train/` (log, checkpoints), `adapt.json`.
     #[arg(long)]
@@ -29,6 +31,7 @@ pub fn run(a: Args) -> Result<()> {
         lr: a.lr.unwrap_or(d.lr),
         batch_size: a.batch_size.unwrap_or(d.batch_size),
         warmup: a.warmup.unwrap_or(d.warmup),
+        head_lr_scale: a.head_lr_scale.unwrap_or(d.head_lr_scale),
         seed: a.seed.unwrap_or(d.seed),
         ..d
     };

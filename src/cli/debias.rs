@@ -164,6 +164,7 @@ pub fn run(a: Args) -> Result<()> {
         nc3_lambda: lambda,
         nc3_variant: a.nc3_variant,
         head_only: a.train == Train::Head,
+        head_lr_scale: 1.0,
         stop_after: None,
     };
     eprintln!("{}: {} training examples from {}, {} steps", objective.name(), objective.len(), corpus.name, a.steps);

@@ -6,6 +6,7 @@ mod debias;
 mod eval;
 mod fetch;
 mod fill_mask;
+mod glue;
 mod hidden;
 mod info;
 
@@ -34,6 +35,8 @@ enum Command {
     Collapse(collapse::Args),
     /// Bias benchmarks: CrowS-Pairs, StereoSet intrasentence, SEAT.
     Eval(eval::Args),
+    /// NLU retention: fine-tune and score GLUE tasks over seeds, optionally beside a base model.
+    Glue(glue::Args),
     /// Train a bare encoder into a masked LM on bundled general text (how minilm-mlm is built).
     Adapt(adapt::Args),
     /// Debias by fine-tuning (CDA, Dropout, BEC, ASE, contrastive), optionally with the NC3 regularizer.
@@ -72,5 +75,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Debias(a) => debias::run(a),
         Command::Adapt(a) => adapt::run(a),
+        Command::Glue(a) => glue::run(a),
     }
 }

@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod corpus;
 pub mod crows;
+pub mod glue;
 pub mod seat;
 pub mod seat_templates;
 pub mod stereoset;

@@ -10,6 +10,8 @@ pub struct Batch {
     pub input_ids: Tensor,
     /// `[B, T]` f32, 1 for real tokens and 0 for padding.
     pub attention_mask: Tensor,
+    /// `[B, T]` u32 segment of each token (sentence pairs); None: every token is segment 0.
+    pub token_types: Option<Tensor>,
     /// The unpadded ids of each row.
     pub ids: Vec<Vec<u32>>,
     pub seq_len: usize,
@@ -30,9 +32,23 @@ impl Batch {
         Ok(Batch {
             input_ids: Tensor::from_vec(ids, (b, t), device)?,
             attention_mask: Tensor::from_vec(mask, (b, t), device)?,
+            token_types: None,
             ids: rows,
             seq_len: t,
         })
+    }
+
+    /// A batch of sentence pairs: `types` gives each token's segment (padding is segment 0).
+    pub fn with_types(rows: Vec<Vec<u32>>, types: &[Vec<u32>], pad_id: u32, device: &Device) -> Result<Self> {
+        let mut batch = Batch::new(rows, pad_id, device)?;
+        let t = batch.seq_len;
+        let mut flat = Vec::with_capacity(types.len() * t);
+        for row in types {
+            flat.extend_from_slice(row);
+            flat.extend(std::iter::repeat_n(0u32, t - row.len()));
+        }
+        batch.token_types = Some(Tensor::from_vec(flat, (types.len(), t), device)?);
+        Ok(batch)
     }
 
     pub fn len(&self) -> usize {

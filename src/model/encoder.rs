@@ -147,8 +147,11 @@ impl Encoder {
         let pos = self.position_ids(batch)?.flatten_all()?;
         x = (x + self.position.as_tensor().embedding(&pos)?)?;
         if let Some(tt) = &self.token_type {
-            // Single-segment input: every token has type 0.
-            x = x.broadcast_add(&tt.as_tensor().narrow(0, 0, 1)?)?;
+            x = match &batch.token_types {
+                Some(types) => (x + tt.as_tensor().embedding(&types.flatten_all()?)?)?,
+                // Single-segment input: every token has type 0.
+                None => x.broadcast_add(&tt.as_tensor().narrow(0, 0, 1)?)?,
+            };
         }
         let x = x.reshape((b, t, d))?;
         let mut x = dropout.apply(&self.ln.forward(&x, cfg.layer_norm_eps, exec)?, cfg.hidden_dropout, exec)?;

@@ -162,6 +162,15 @@ impl LanguageModel {
         Batch::new(rows, self.tokenizer.pad_id, &self.device)
     }
 
+    /// A batch of sentence pairs with their segments. Models with a single segment embedding
+    /// (RoBERTa) or none (DistilBERT, GPT-2) see every token as segment 0, as in transformers.
+    pub fn pair_batch(&self, rows: Vec<Vec<u32>>, types: &[Vec<u32>]) -> Result<Batch> {
+        if self.family() == Family::Gpt2 || self.config.type_vocab_size < 2 {
+            return self.batch(rows);
+        }
+        Batch::with_types(rows, types, self.tokenizer.pad_id, &self.device)
+    }
+
     /// Last-layer hidden states `[B, T, D]` (GPT-2: after `ln_f`).
     pub fn hidden(&self, batch: &Batch, exec: Exec) -> Result<Tensor> {
         self.hidden_from_words(batch, &self.word_embeddings(batch)?, exec)

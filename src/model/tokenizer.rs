@@ -173,6 +173,27 @@ impl TextTokenizer {
         })
     }
 
+    /// Tokenizes a sentence pair with the family's special tokens (BERT: `[CLS] a [SEP] b [SEP]`),
+    /// cutting the longer side token by token until the pair fits `max_len` (transformers'
+    /// `longest_first`). Returns the ids and the segment (token type) of each token.
+    pub fn encode_pair(&self, a: &str, b: &str, max_len: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+        let plain = |t: &str| self.inner.encode(t, false).map_err(|e| anyhow!("{}: cannot tokenize {t:?}: {e}", self.source.display()));
+        let (mut ea, mut eb) = (plain(a)?, plain(b)?);
+        let added = self.inner.get_post_processor().map(|pp| tokenizers::tokenizer::PostProcessor::added_tokens(pp, true)).unwrap_or(0);
+        let room = max_len.saturating_sub(added);
+        let (mut na, mut nb) = (ea.get_ids().len(), eb.get_ids().len());
+        while na + nb > room {
+            if na > nb { na -= 1 } else { nb -= 1 }
+        }
+        ea.truncate(na, 0, tokenizers::TruncationDirection::Right);
+        eb.truncate(nb, 0, tokenizers::TruncationDirection::Right);
+        let enc = self
+            .inner
+            .post_process(ea, Some(eb), true)
+            .map_err(|e| anyhow!("{}: cannot add special tokens: {e}", self.source.display()))?;
+        Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
+    }
+
     /// [`Self::encode`] over many texts in parallel, in order.
     pub fn encode_all(&self, texts: &[&str], max_len: usize) -> Result<Vec<Encoded>> {
         texts.par_iter().map(|t| self.encode(t, max_len)).collect()

@@ -2,5 +2,6 @@
 
 pub mod collapse;
 pub mod eval;
+pub mod glue;
 pub mod plot;
 pub mod progress;

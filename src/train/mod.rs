@@ -5,6 +5,7 @@
 
 pub mod adapt;
 pub mod cda;
+pub mod classify;
 pub mod contrastive;
 pub mod masking;
 pub mod nc3;

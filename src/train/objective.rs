@@ -26,6 +26,10 @@ pub trait Objective {
         self.len() == 0
     }
     fn step(&self, model: &LanguageModel, examples: &[usize], rng: &mut SplitMix) -> Result<Step>;
+    /// Parameters of the objective's own (a task head), trained and checkpointed with the model's.
+    fn extra_vars(&self) -> Vec<(String, candle_core::Var)> {
+        Vec::new()
+    }
 }
 
 /// Masked-LM training on tokenized texts (15%, 80/10/10).

@@ -31,6 +31,8 @@ pub fn decays(name: &str) -> bool {
 struct Slot {
     var: Var,
     decay: bool,
+    /// Multiplier of the learning rate for this parameter (parameter groups).
+    lr_scale: f64,
     m: Tensor,
     v: Tensor,
 }
@@ -48,10 +50,20 @@ impl AdamW {
             .map(|(name, var)| {
                 let m = var.as_tensor().zeros_like()?;
                 let v = var.as_tensor().zeros_like()?;
-                Ok((name.clone(), Slot { decay: decays(&name), var, m, v }))
+                Ok((name.clone(), Slot { decay: decays(&name), lr_scale: 1.0, var, m, v }))
             })
             .collect::<Result<_>>()?;
         Ok(AdamW { config, slots, step: 0 })
+    }
+
+    /// Gives the parameters whose name satisfies `select` `scale` × the learning rate (a
+    /// second parameter group, e.g. a new head that must move faster than the encoder).
+    pub fn scale_lr(&mut self, select: impl Fn(&str) -> bool, scale: f64) {
+        for (name, slot) in self.slots.iter_mut() {
+            if select(name) {
+                slot.lr_scale = scale;
+            }
+        }
     }
 
     /// One update with learning rate `lr` from the gradients in `grads` (parameters without a
@@ -64,6 +76,7 @@ impl AdamW {
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         for slot in self.slots.values_mut() {
             let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
+            let lr = lr * slot.lr_scale;
             let mut p = slot.var.as_tensor().clone();
             if slot.decay && c.weight_decay != 0.0 {
                 p = (p * (1.0 - lr * c.weight_decay))?;

@@ -32,6 +32,9 @@ pub struct TrainConfig {
     /// Update only the LM head's own parameters (transform and bias), not the encoder.
     #[serde(default)]
     pub head_only: bool,
+    /// Learning-rate multiplier of the LM head's own parameters (1: one group).
+    #[serde(default = "one")]
+    pub head_lr_scale: f64,
     /// Abort after this many steps of this invocation, as a killed run would (tests).
     #[serde(skip)]
     pub stop_after: Option<u64>,
@@ -51,9 +54,14 @@ impl Default for TrainConfig {
             nc3_lambda: None,
             nc3_variant: Nc3Variant::Std,
             head_only: false,
+            head_lr_scale: 1.0,
             stop_after: None,
         }
     }
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -94,9 +102,9 @@ impl<'a> Trainer<'a> {
 
     /// Writes `checkpoint-<step>/` completely, then points `checkpoint-latest` at it in one
     /// atomic rename, then removes older checkpoints: a crash at any moment leaves a good one.
-    fn checkpoint(&self, step: u64, opt: &AdamW) -> Result<()> {
+    fn checkpoint(&self, step: u64, opt: &AdamW, extra: &[(String, candle_core::Var)]) -> Result<()> {
         let dir = self.out.join(format!("checkpoint-{step}"));
-        let written = self.write_checkpoint(&dir, step, opt);
+        let written = self.write_checkpoint(&dir, step, opt, extra);
         if written.is_err() {
             // Disk full or similar: drop the partial directory; `checkpoint-latest` still names
             // the previous, complete checkpoint.
@@ -112,9 +120,13 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn write_checkpoint(&self, dir: &Path, step: u64, opt: &AdamW) -> Result<()> {
+    fn write_checkpoint(&self, dir: &Path, step: u64, opt: &AdamW, extra: &[(String, candle_core::Var)]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         self.model.params.save(&dir.join("model.safetensors"))?;
+        if !extra.is_empty() {
+            let tensors: Vec<(String, candle_core::Tensor)> = extra.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+            crate::model::weights::save_tensors(&tensors, &dir.join("head.safetensors"))?;
+        }
         let mut state = opt.state();
         if let Some(r) = &self.nc3 {
             state.extend(r.state("nc3.")?);
@@ -126,7 +138,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Restores the latest checkpoint, if any; returns the step to continue from.
-    fn resume(&mut self, opt: &mut AdamW) -> Result<u64> {
+    fn resume(&mut self, opt: &mut AdamW, extra: &[(String, candle_core::Var)]) -> Result<u64> {
         let Ok(name) = std::fs::read_to_string(self.latest()) else { return Ok(0) };
         let dir = self.out.join(name.trim());
         let meta: CheckpointState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("{}: cannot read", dir.display()))?)
@@ -136,6 +148,12 @@ impl<'a> Trainer<'a> {
         for (name, var) in self.model.vars() {
             let t = weights.get(&name).with_context(|| format!("{}: checkpoint lacks {name}", dir.display()))?;
             var.set(t)?;
+        }
+        if !extra.is_empty() {
+            let head = crate::model::weights::load_tensors(&dir.join("head.safetensors"), dev)?;
+            for (name, var) in extra {
+                var.set(head.get(name).with_context(|| format!("{}: checkpoint lacks {name}", dir.display()))?)?;
+            }
         }
         let state = crate::model::weights::load_tensors(&dir.join("optimizer.safetensors"), dev)?;
         // Moments exist only for the trained parameters (all, or the head's).
@@ -153,18 +171,21 @@ impl<'a> Trainer<'a> {
             bail!("no training examples");
         }
         std::fs::create_dir_all(&self.out).with_context(|| format!("{}: cannot create", self.out.display()))?;
+        let extra = objective.extra_vars();
         let trained: Vec<(String, candle_core::Var)> = self
             .model
             .vars()
             .into_iter()
             .filter(|(n, _)| !self.cfg.head_only || crate::model::layout::is_head_param(n))
+            .chain(extra.iter().cloned())
             .collect();
         if trained.is_empty() {
             bail!("nothing to train: this model's LM head has no parameters of its own (its decoder is the tied embedding)");
         }
         let vars: Vec<candle_core::Var> = trained.iter().map(|(_, v)| v.clone()).collect();
         let mut opt = AdamW::new(trained, self.cfg.adamw)?;
-        let start = self.resume(&mut opt)?;
+        opt.scale_lr(crate::model::layout::is_head_param, self.cfg.head_lr_scale);
+        let start = self.resume(&mut opt, &extra)?;
         let log_path = self.out.join("log.jsonl");
         keep_log_until(&log_path, start)?;
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("{}: cannot open", log_path.display()))?;
@@ -233,7 +254,7 @@ impl<'a> Trainer<'a> {
             bar.set_position(step + 1);
             bar.set_prefix(format!("loss {total:.4}"));
             if (step + 1) % self.cfg.checkpoint_every.max(1) == 0 || step + 1 == self.cfg.steps {
-                self.checkpoint(step + 1, &opt)?;
+                self.checkpoint(step + 1, &opt, &extra)?;
             }
         }
         bar.finish_and_clear();

@@ -4,4 +4,5 @@ pub mod alloc;
 pub mod fs;
 pub mod hash;
 pub mod rng;
+pub mod stats;
 pub mod text;

@@ -1,0 +1,165 @@
+//! NLU retention (METHOD §8): fine-tune a classification or regression head (and the whole
+//! model) on a GLUE task's training split with the shared training loop, score the dev split
+//! with the task's metric, and aggregate over seeds.
+
+use crate::data::glue::{Example, Label, Task};
+use crate::model::{LanguageModel, LoadOptions};
+use crate::train::classify::{Classification, ClassifierHead, items, predict};
+use crate::train::optim::AdamWConfig;
+use crate::train::trainer::{TrainConfig, Trainer};
+use crate::util::stats;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct GlueSettings {
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub max_len: usize,
+    pub max_train: Option<usize>,
+    pub weight_decay: f64,
+}
+
+impl Default for GlueSettings {
+    /// METHOD §8: lr 2e-5, 3 epochs, batch 32, max length 128.
+    fn default() -> Self {
+        GlueSettings { epochs: 3, lr: 2e-5, batch_size: 32, max_len: 128, max_train: None, weight_decay: 0.01 }
+    }
+}
+
+/// The metrics of a task, the first being the one a table leads with.
+pub fn metric_names(task: Task) -> &'static [&'static str] {
+    match task {
+        Task::Cola => &["matthews"],
+        Task::Stsb => &["pearson", "spearman"],
+        Task::Mrpc => &["f1", "accuracy"],
+        _ => &["accuracy"],
+    }
+}
+
+/// Scores predictions (classes as f64, or scores) against the gold labels of `dev`.
+pub fn score(task: Task, predictions: &[f64], dev: &[Example]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if task.is_regression() {
+        let gold: Vec<f64> = dev.iter().map(|e| if let Label::Score(v) = e.label { v as f64 } else { f64::NAN }).collect();
+        out.insert("pearson".into(), stats::pearson(predictions, &gold));
+        out.insert("spearman".into(), stats::spearman(predictions, &gold));
+    } else {
+        let gold: Vec<usize> = dev.iter().map(|e| if let Label::Class(c) = e.label { c } else { usize::MAX }).collect();
+        let pred: Vec<usize> = predictions.iter().map(|&p| p as usize).collect();
+        for name in metric_names(task) {
+            let v = match *name {
+                "matthews" => stats::matthews(&pred, &gold),
+                "f1" => stats::f1(&pred, &gold),
+                _ => stats::accuracy(&pred, &gold),
+            };
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+/// One fine-tuning run: a task and a seed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunResult {
+    pub task: Task,
+    pub seed: u64,
+    pub metrics: BTreeMap<String, f64>,
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub steps: u64,
+    pub seconds_per_epoch: f64,
+}
+
+/// Fine-tunes `model_dir` on `task` with `seed` in `run_dir` (log, checkpoints; a killed run
+/// resumes; a finished one is read back from `result.json`).
+pub fn run_task(model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settings: &GlueSettings, run_dir: &Path) -> Result<RunResult> {
+    let done = run_dir.join("result.json");
+    if let Ok(text) = std::fs::read_to_string(&done) {
+        if let Ok(r) = serde_json::from_str::<RunResult>(&text) {
+            return Ok(r);
+        }
+    }
+    let train = crate::data::glue::subsample(task.load(glue_dir, "train")?, settings.max_train);
+    let dev = task.load(glue_dir, "dev")?;
+    let model = LanguageModel::load(model_dir, &LoadOptions { seed, ..Default::default() })?;
+    let head = ClassifierHead::new(&model, task.num_outputs(), seed)?;
+    let objective = Classification { items: items(&model, &train, settings.max_len)?, head };
+    let dev_items = items(&model, &dev, settings.max_len)?;
+    let per_epoch = train.len().div_ceil(settings.batch_size) as u64;
+    let steps = per_epoch * settings.epochs as u64;
+    let cfg = TrainConfig {
+        steps,
+        batch_size: settings.batch_size,
+        adamw: AdamWConfig { lr: settings.lr, weight_decay: settings.weight_decay, ..AdamWConfig::default() },
+        seed,
+        checkpoint_every: 200,
+        ..TrainConfig::default()
+    };
+    let began = std::time::Instant::now();
+    Trainer { model: &model, cfg, out: run_dir.to_path_buf(), nc3: None }.run(&objective)?;
+    let seconds_per_epoch = began.elapsed().as_secs_f64() / settings.epochs.max(1) as f64;
+    let predictions = predict(&model, &objective.head, &dev_items)?;
+    let result = RunResult { task, seed, metrics: score(task, &predictions, &dev), train_examples: train.len(), dev_examples: dev.len(), steps, seconds_per_epoch };
+    crate::util::fs::write_atomic(&done, serde_json::to_string_pretty(&result)?.as_bytes())?;
+    // The fine-tuned weights are not kept: the result is what GLUE retention needs.
+    for entry in std::fs::read_dir(run_dir)?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("checkpoint-") {
+            let p = entry.path();
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    Ok(result)
+}
+
+/// Mean and sample std over seeds of every metric of a task.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TaskSummary {
+    pub task: Task,
+    pub mean: BTreeMap<String, f64>,
+    pub std: BTreeMap<String, f64>,
+    pub runs: Vec<RunResult>,
+}
+
+pub fn summarize(task: Task, runs: Vec<RunResult>) -> TaskSummary {
+    let mut mean = BTreeMap::new();
+    let mut std = BTreeMap::new();
+    for name in metric_names(task) {
+        let values: Vec<f64> = runs.iter().filter_map(|r| r.metrics.get(*name).copied()).collect();
+        mean.insert(name.to_string(), stats::mean(&values));
+        std.insert(name.to_string(), stats::std(&values));
+    }
+    TaskSummary { task, mean, std, runs }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GlueResults {
+    pub model: String,
+    pub settings: GlueSettings,
+    pub seeds: Vec<u64>,
+    pub tasks: Vec<TaskSummary>,
+}
+
+/// Every task × seed for one model, in `out/runs/<task>-seed<k>/`.
+pub fn run_all(model_name: &str, model_dir: &Path, glue_dir: &Path, tasks: &[Task], seeds: &[u64], settings: &GlueSettings, out: &Path) -> Result<GlueResults> {
+    let mut summaries = Vec::new();
+    for &task in tasks {
+        let mut runs = Vec::new();
+        for &seed in seeds {
+            let dir = out.join("runs").join(format!("{}-seed{seed}", task.name()));
+            let r = run_task(model_dir, glue_dir, task, seed, settings, &dir).with_context(|| format!("{model_name} on {}", task.name()))?;
+            eprintln!(
+                "{model_name} {} seed {seed}: {} ({} train examples, {:.0} s/epoch)",
+                task.name(),
+                r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", "),
+                r.train_examples,
+                r.seconds_per_epoch
+            );
+            runs.push(r);
+        }
+        summaries.push(summarize(task, runs));
+    }
+    Ok(GlueResults { model: model_name.to_string(), settings: settings.clone(), seeds: seeds.to_vec(), tasks: summaries })
+}

@@ -1,0 +1,115 @@
+//! GLUE: a tiny model learns an easy synthetic task through `fairnc glue` (far above chance),
+//! pairs and regression run end to end, `--compare` puts a base beside, and bad task files
+//! fail with the file named. Metric values are tested in `util::stats`.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+const POS: [&str; 4] = ["doctor", "teacher", "farmer", "engineer"];
+const NEG: [&str; 4] = ["nurse", "librarian", "student", "banker"];
+const REST: [&str; 6] = ["wrote code", "drank coffee", "went home", "took the phone", "said that", "was late"];
+
+fn synthetic(dir: &Path) {
+    let sst = dir.join("SST-2");
+    std::fs::create_dir_all(&sst).unwrap();
+    let mut k = 0;
+    for (split, n) in [("train", 96), ("dev", 48)] {
+        let mut s = String::from("sentence\tlabel\n");
+        for _ in 0..n {
+            let label = k % 2;
+            let who = if label == 1 { POS[(k / 2) % 4] } else { NEG[(k / 2) % 4] };
+            s.push_str(&format!("the {who} {}\t{label}\n", REST[(k * 7) % 6]));
+            k += 1;
+        }
+        std::fs::write(sst.join(format!("{split}.tsv")), s).unwrap();
+    }
+    // STS-B: a pair scores 5 when both sentences name the same person, else 0.
+    let sts = dir.join("STS-B");
+    std::fs::create_dir_all(&sts).unwrap();
+    for split in ["train", "dev"] {
+        let mut s = String::from("index\tgenre\tsentence1\tsentence2\tscore\n");
+        for i in 0..24 {
+            let a = POS[i % 4];
+            let b = if i % 2 == 0 { a } else { NEG[i % 4] };
+            s.push_str(&format!("{i}\tx\tthe {a} went home\tthe {b} was late\t{}\n", if i % 2 == 0 { "5.000" } else { "0.000" }));
+        }
+        std::fs::write(sts.join(format!("{split}.tsv")), s).unwrap();
+    }
+}
+
+#[test]
+fn a_tiny_model_learns_an_easy_task_and_the_report_compares() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = tmp.path().join("glue");
+    synthetic(&glue);
+    let bert = model_dir("bert").display().to_string();
+    let out = tmp.path().join("out");
+    let o = fairnc(&[
+        "glue", "--model", &bert, "--glue-dir", glue.to_str().unwrap(), "--tasks", "sst2,stsb", "--seeds", "0,1", "--epochs", "8", "--lr", "3e-3", "--batch-size", "16",
+        "--output", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
+    let tasks = v["model"]["tasks"].as_array().unwrap();
+    let acc = tasks[0]["mean"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "synthetic SST-2 accuracy {acc}");
+    assert_eq!(tasks[0]["runs"].as_array().unwrap().len(), 2);
+    assert!(tasks[1]["mean"]["pearson"].as_f64().unwrap().is_finite());
+    let md = std::fs::read_to_string(out.join("glue.md")).unwrap();
+    assert!(md.contains("| sst2 | accuracy |") && md.contains("| stsb | spearman |"), "{md}");
+
+    // A finished run is reused; --compare with that directory adds the base column.
+    let out2 = tmp.path().join("out2");
+    let o = fairnc(&[
+        "glue", "--model", &bert, "--glue-dir", glue.to_str().unwrap(), "--tasks", "sst2", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--compare",
+        out.to_str().unwrap(), "--output", out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out2.join("glue.md")).unwrap();
+    assert!(md.contains("(base) | Δ |"), "{md}");
+}
+
+#[test]
+fn bad_glue_input_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = tmp.path().join("glue");
+    synthetic(&glue);
+    let bert = model_dir("bert").display().to_string();
+    let run = |tasks: &str| {
+        let o = fairnc(&["glue", "--model", &bert, "--glue-dir", glue.to_str().unwrap(), "--tasks", tasks, "--seeds", "0", "--epochs", "1", "--output", tmp.path().join("o").to_str().unwrap()]);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    assert!(run("rte").contains("no rte task directory"));
+    assert!(run("mnli").contains("unknown GLUE task \"mnli\""));
+    std::fs::write(glue.join("SST-2/dev.tsv"), "sentence\tlabel\nthe doctor\t7\n").unwrap();
+    let e = run("sst2");
+    assert!(e.contains("SST-2/dev.tsv:2: label \"7\" is not one of 0, 1"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
+
+/// The shared GLUE copies parse: every task's train and dev (QNLI has dev only), CoLA without a
+/// header, MRPC with its byte-order mark.
+#[test]
+fn shared_glue_data_parses() {
+    use fairnc::data::glue::Task;
+    let dir = shared_data().join("glue/glue_data");
+    if !dir.exists() {
+        eprintln!("skipping: {} not present", dir.display());
+        return;
+    }
+    for task in Task::ALL {
+        for split in ["train", "dev"] {
+            if task.split_path(&dir, split).exists() {
+                let n = task.load(&dir, split).unwrap_or_else(|e| panic!("{e:#}")).len();
+                eprintln!("{} {split}: {n}", task.name());
+                assert!(n > 0);
+            }
+        }
+    }
+    for (task, n) in [(Task::Cola, 1043), (Task::Sst2, 872), (Task::Mrpc, 408), (Task::Rte, 277), (Task::Stsb, 1500)] {
+        assert_eq!(task.load(&dir, "dev").unwrap().len(), n, "{}", task.name());
+    }
+}
