@@ -1,9 +1,11 @@
 //! Command-line interface: one file per command; each parses flags, calls the library, prints.
 
 mod adapt;
+pub mod audit;
 mod collapse;
 mod debias;
 mod eval;
+pub mod experiment;
 mod fetch;
 mod fill_mask;
 mod glue;
@@ -22,6 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: NC statistics, SEAT, CrowS-Pairs and StereoSet in one report (default model: minilm).
+    Audit(audit::Args),
     /// Download and unpack the pinned data and model bundles into the cache.
     Fetch(fetch::Args),
     /// Describe a model: family, size, vocabulary, head, tying.
@@ -37,6 +41,9 @@ enum Command {
     Eval(eval::Args),
     /// NLU retention: fine-tune and score GLUE tasks over seeds, optionally beside a base model.
     Glue(glue::Args),
+    /// The paper's study: a grid of models × methods × λ × seeds, each debiased, audited and
+    /// optionally GLUE-scored, with one summary (effects of λ with CIs, NC–bias correlations).
+    Experiment(experiment::Args),
     /// Train a bare encoder into a masked LM on bundled general text (how minilm-mlm is built).
     Adapt(adapt::Args),
     /// Debias by fine-tuning (CDA, Dropout, BEC, ASE, contrastive), optionally with the NC3 regularizer.
@@ -65,8 +72,16 @@ impl ModelArgs {
     }
 }
 
+/// Runs a command line (without the program name) in this process: how `audit` and
+/// `experiment` call the other commands.
+pub fn run_subcommand(args: &[&str]) -> Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("fairnc").chain(args.iter().copied())).map_err(|e| anyhow::anyhow!("fairnc {}: {}", args.join(" "), e.to_string().lines().next().unwrap_or("invalid arguments")))?;
+    run(cli)
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Audit(a) => audit::run(a),
         Command::Fetch(a) => fetch::run(a),
         Command::Info(a) => info::run(a),
         Command::FillMask(a) => fill_mask::run(a),
@@ -76,5 +91,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Debias(a) => debias::run(a),
         Command::Adapt(a) => adapt::run(a),
         Command::Glue(a) => glue::run(a),
+        Command::Experiment(a) => experiment::run(a),
     }
 }

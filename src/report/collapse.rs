@@ -115,5 +115,5 @@ fn plot(dir: &Path, r: &CollapseResult) -> Result<()> {
         dots = dots.into_iter().step_by(step).collect();
     }
     let title = format!("NC3 alignment s_c = cos(class mean, classifier row) — {}", r.settings.model);
-    dot_plot(&dir.join("nc3_cosines"), &title, "s_c (lines: group means)", &dots, &groups)
+    dot_plot(&dir.join("nc3_cosines"), &title, "s_c (lines: group means)", &dots, &groups, None)
 }

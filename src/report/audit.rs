@@ -1,0 +1,196 @@
+//! The audit's outputs: `audit.json` (the collapse and eval results joined), `summary.csv`
+//! (one headline number per row, what `experiment` aggregates), plots, and the report.
+
+use super::document::Document;
+use super::plot::{Dot, dot_plot};
+use crate::bench::EvalResults;
+use anyhow::Result;
+use std::path::Path;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub part: String,
+    pub reason: String,
+    /// The command that makes the part run.
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Audit {
+    pub model: String,
+    pub family: String,
+    pub lm_head: String,
+    pub causal: bool,
+    pub quick: bool,
+    pub words: String,
+    pub corpus_texts: usize,
+    /// `collapse/collapse.json` as written by `fairnc collapse`.
+    pub collapse: serde_json::Value,
+    pub eval: EvalResults,
+    pub skipped: Vec<Skipped>,
+    pub seconds: serde_json::Value,
+    pub version: String,
+}
+
+/// NC metrics in the headline, with what perfect collapse would give.
+pub const NC_METRICS: [(&str, &str, &str); 5] = [
+    ("duality_std", "UNC3: std of the class-mean / weight cosines s_c (the NC3 regularizer's quantity)", "→ 0"),
+    ("duality_mean", "NC3: mean alignment s_c", "→ 1"),
+    ("cdnv", "NC1: class-distance normalised variance", "→ 0"),
+    ("equinorm_cov", "NC2: variation of class-mean norms", "→ 0"),
+    ("ncc_agreement", "NC4: agreement of the classifier with the nearest class mean", "→ 1"),
+];
+
+impl Audit {
+    /// Every headline number as (part, metric, value): NC metrics, SEAT, CrowS-Pairs, StereoSet.
+    pub fn headline(&self) -> Vec<(String, String, f64)> {
+        let mut rows = Vec::new();
+        let m = &self.collapse["metrics"];
+        for (k, _, _) in NC_METRICS {
+            if let Some(v) = m[k].as_f64() {
+                rows.push(("nc".into(), k.into(), v));
+            }
+        }
+        if let Some(s) = &self.eval.seat {
+            for (b, v) in &s.avg_abs_effect {
+                rows.push(("seat".into(), format!("avg_abs_effect_{b}"), *v));
+            }
+        }
+        if let Some(c) = &self.eval.crows {
+            for (t, v) in &c.by_type {
+                rows.push(("crows".into(), t.clone(), v.metric));
+            }
+            rows.push(("crows".into(), "overall".into(), c.overall.metric));
+        }
+        if let Some(s) = &self.eval.stereoset {
+            for (d, v) in &s.by_domain {
+                rows.push(("stereoset".into(), format!("ss_{d}"), v.ss));
+            }
+            rows.push(("stereoset".into(), "ss".into(), s.overall.ss));
+            rows.push(("stereoset".into(), "lms".into(), s.overall.lms));
+            rows.push(("stereoset".into(), "icat".into(), s.overall.icat));
+        }
+        rows
+    }
+}
+
+pub fn write(dir: &Path, a: &Audit) -> Result<()> {
+    crate::util::fs::write_atomic(&dir.join("audit.json"), serde_json::to_string_pretty(a)?.as_bytes())?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["part", "metric", "value"])?;
+    for (p, m, v) in a.headline() {
+        w.write_record([p, m, v.to_string()])?;
+    }
+    crate::util::fs::write_atomic(&dir.join("summary.csv"), &w.into_inner()?)?;
+    if let Some(s) = &a.eval.stereoset {
+        let dots: Vec<Dot> = s
+            .by_domain
+            .iter()
+            .map(|(d, v)| Dot { label: d.clone(), value: v.ss, group: 0 })
+            .chain(std::iter::once(Dot { label: "overall".into(), value: s.overall.ss, group: 1 }))
+            .collect();
+        dot_plot(&dir.join("stereoset_ss"), &format!("StereoSet stereotype score by domain: {}", a.model), "SS (50 = unbiased)", &dots, &["domain".into(), "overall".into()], Some(50.0))?;
+    }
+    if let Some(s) = &a.eval.seat {
+        let dots: Vec<Dot> = s
+            .tests
+            .iter()
+            .map(|(n, t)| Dot { label: format!("{} (p={:.3})", n.trim_start_matches("sent-"), t.p_value), value: t.effect_size, group: usize::from(t.p_value >= 0.01) })
+            .collect();
+        dot_plot(&dir.join("seat_effects"), &format!("SEAT effect sizes: {}", a.model), "effect size d (0 = no association)", &dots, &["p < 0.01".into(), "p ≥ 0.01".into()], Some(0.0))?;
+    }
+    document(a).write(dir, "report")
+}
+
+fn f(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "—".into())
+}
+
+pub fn document(a: &Audit) -> Document {
+    let mut d = Document::new(format!("Fairness audit: `{}`", a.model));
+    d.para(format!(
+        "{} model, LM head {}; NC statistics on `{}` words over {} BUG texts{}. fairnc {}; {:.0} s.",
+        a.family,
+        a.lm_head,
+        a.words,
+        a.corpus_texts,
+        if a.quick { " (--quick: CrowS-Pairs and StereoSet limited to their first 300 items)" } else { "" },
+        a.version,
+        a.seconds["total"].as_f64().unwrap_or(f64::NAN)
+    ));
+
+    d.heading(1, "Headline");
+    let m = &a.collapse["metrics"];
+    let mut rows: Vec<Vec<String>> = NC_METRICS.iter().map(|(k, what, ideal)| vec![what.to_string(), f(m[*k].as_f64(), 4), ideal.to_string()]).collect();
+    if let Some(s) = &a.eval.seat {
+        for (b, v) in &s.avg_abs_effect {
+            rows.push(vec![format!("SEAT average |effect size| ({b})"), f(Some(*v), 3), "→ 0 (bert-base-uncased 0.590)".into()]);
+        }
+    }
+    if let Some(c) = &a.eval.crows {
+        if let Some(g) = c.by_type.get("gender") {
+            rows.push(vec!["CrowS-Pairs gender stereotype score".into(), f(Some(g.metric), 2), "→ 50 (bert-base-uncased 57.25)".into()]);
+        }
+        rows.push(vec!["CrowS-Pairs overall stereotype score".into(), f(Some(c.overall.metric), 2), "→ 50".into()]);
+    }
+    if let Some(s) = &a.eval.stereoset {
+        if let Some(g) = s.by_domain.get("gender") {
+            rows.push(vec!["StereoSet gender SS".into(), f(Some(g.ss), 2), "→ 50 (bert-base-uncased 60.28)".into()]);
+        }
+        rows.push(vec!["StereoSet overall SS / LMS / ICAT".into(), format!("{} / {} / {}", f(Some(s.overall.ss), 2), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)), "SS → 50; LMS, ICAT → 100".into()]);
+    }
+    d.table(&["measure", "value", "ideal (reference)"], rows);
+    if !a.skipped.is_empty() {
+        d.para("Skipped:");
+        d.list(a.skipped.iter().map(|s| format!("{}: {}. To run it: `{}`", s.part, s.reason, s.fix)).collect());
+    }
+
+    d.heading(1, "Fairness geometry (neural collapse)");
+    if let Some(groups) = a.collapse["groups"].as_object() {
+        let rows = groups
+            .iter()
+            .map(|(g, v)| vec![g.clone(), v["k"].to_string(), v["n"].to_string(), f(v["duality_mean"].as_f64(), 4), f(v["duality_std"].as_f64(), 4)])
+            .collect();
+        d.table(&["group", "classes", "positions", "mean s_c", "std s_c"], rows);
+    }
+    d.para("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its (tied) embedding row. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them.");
+    d.plot("collapse/nc3_cosines", "NC3 cosines s_c by group (lines: group means)");
+
+    if let Some(s) = &a.eval.seat {
+        d.heading(1, "SEAT");
+        let rows = s.tests.iter().map(|(n, t)| vec![n.clone(), f(Some(t.effect_size), 3), f(Some(t.p_value), 4), if t.exact { "exact".into() } else { "100,000 random splits".into() }]).collect();
+        d.table(&["test", "effect size d", "p", "p-value"], rows);
+        d.plot("seat_effects", "SEAT effect sizes (colour: significance at 0.01)");
+    }
+    if let Some(c) = &a.eval.crows {
+        d.heading(1, "CrowS-Pairs");
+        let rows = c.by_type.iter().chain(std::iter::once((&"overall".to_string(), &c.overall))).map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), v.n.to_string()]).collect();
+        d.table(&["bias type", "stereotype score", "pairs"], rows);
+    }
+    if let Some(s) = &a.eval.stereoset {
+        d.heading(1, "StereoSet (intrasentence)");
+        let rows = s
+            .by_domain
+            .iter()
+            .chain(std::iter::once((&"overall".to_string(), &s.overall)))
+            .map(|(t, v)| vec![t.clone(), f(Some(v.ss), 2), f(Some(v.lms), 2), f(Some(v.icat), 2), v.n.to_string()])
+            .collect();
+        d.table(&["domain", "SS", "LMS", "ICAT", "clusters"], rows);
+        d.plot("stereoset_ss", "StereoSet SS by domain (line: 50, unbiased)");
+    }
+    let mut notes: Vec<String> = a.eval.notes.clone();
+    if let Some(n) = a.collapse["notes"].as_array() {
+        notes.extend(n.iter().filter_map(|x| x.as_str().map(String::from)));
+    }
+    if !notes.is_empty() {
+        d.heading(1, "Notes");
+        d.list(notes);
+    }
+    d.heading(1, "Files");
+    d.list(vec![
+        "`audit.json`: everything above, joined; `summary.csv`: the headline numbers".into(),
+        "`collapse/`: `collapse.json`, `classes.csv` (per-class values), `summary.md`".into(),
+        "`eval/`: `results.json`, per-example CSVs (`crows.csv`, `stereoset.csv`, `seat.csv`)".into(),
+    ]);
+    d
+}
