@@ -145,13 +145,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     let target = a.target.unwrap_or(if model.kind() == ModelKind::Causal { Target::Next } else { Target::Same });
     let lambda = a.nc3.filter(|l| *l != 0.0);
-    let nc3 = match lambda {
-        Some(_) => {
-            let classes = ClassSet::map(&set, &model.tokenizer, Policy::WholeWord)?;
-            Some(Nc3Regularizer::new(&classes, model.config.vocab_size.max(model.tokenizer.vocab_size()), model.config.hidden_size, target, a.nc3_variant))
-        }
-        None => None,
-    };
+    // Built without λ too: the NC3 spread is then logged but not optimised.
+    let classes = ClassSet::map(&set, &model.tokenizer, Policy::WholeWord)?;
+    let nc3 = Some(Nc3Regularizer::new(&classes, model.config.vocab_size.max(model.tokenizer.vocab_size()), model.config.hidden_size, target, a.nc3_variant));
     let cfg = TrainConfig {
         steps: a.steps,
         batch_size: a.batch_size,
@@ -173,28 +169,36 @@ pub fn run(a: Args) -> Result<()> {
     let model_dir = a.output.join("model");
     model.save(&model_dir)?;
     loss_plot(&a.output)?;
-    println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png", model_dir.display());
+    println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png, nc3.png", model_dir.display());
     Ok(())
 }
 
+/// `loss.png`: the total loss and each objective term by step; `nc3.png`: the NC3 spread
+/// (std of s_c over the classes seen) by step, on its own axis because it is two orders of
+/// magnitude below the loss.
 fn loss_plot(dir: &std::path::Path) -> Result<()> {
     let log = std::fs::read_to_string(dir.join("log.jsonl")).with_context(|| format!("{}: cannot read", dir.join("log.jsonl").display()))?;
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut losses: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut nc3: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for line in log.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let step = v["step"].as_f64().unwrap_or(0.0);
-        let mut add = |name: &str, y: f64| match series.iter_mut().find(|(n, _)| n == name) {
+        let add = |series: &mut Vec<(String, Vec<(f64, f64)>)>, name: &str, y: f64| match series.iter_mut().find(|(n, _)| n == name) {
             Some((_, s)) => s.push((step, y)),
             None => series.push((name.to_string(), vec![(step, y)])),
         };
-        add("total", v["loss"].as_f64().unwrap_or(f64::NAN));
-        if let Some(terms) = v["terms"].as_object() {
-            for (k, t) in terms {
-                if k == "nc3" {
-                    add("nc3 (std of s_c)", t.as_f64().unwrap_or(f64::NAN));
-                }
-            }
+        add(&mut losses, "total", v["loss"].as_f64().unwrap_or(f64::NAN));
+        for (k, t) in v["terms"].as_object().into_iter().flatten() {
+            let y = t.as_f64().unwrap_or(f64::NAN);
+            if k == "nc3" { add(&mut nc3, "std of s_c (NC3 term before λ)", y) } else { add(&mut losses, k, y) }
         }
     }
-    crate::report::plot::line_plot(&dir.join("loss"), "Training loss", "loss", &series)
+    if losses.len() == 2 && losses[0].1 == losses[1].1 {
+        losses.truncate(1);
+    }
+    crate::report::plot::line_plot(&dir.join("loss"), "Training loss", "loss", &losses)?;
+    if !nc3.is_empty() {
+        crate::report::plot::line_plot(&dir.join("nc3"), "NC3 spread over the word set's classes", "std of s_c", &nc3)?;
+    }
+    Ok(())
 }

@@ -72,11 +72,16 @@ fn mix(a: u64, b: u64) -> u64 {
 fn examples(n: usize, seed: u64, step: u64, micro: usize, cfg: &TrainConfig) -> Vec<usize> {
     let per_step = cfg.batch_size * cfg.grad_accum;
     let start = step as usize * per_step + micro * cfg.batch_size;
+    // A batch spans at most a few epochs: shuffle each once.
+    let mut orders: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     (start..start + cfg.batch_size)
         .map(|k| {
             let (epoch, off) = (k / n, k % n);
-            let mut order: Vec<usize> = (0..n).collect();
-            SplitMix::new(mix(seed, epoch as u64)).shuffle(&mut order);
+            let order = orders.entry(epoch).or_insert_with(|| {
+                let mut order: Vec<usize> = (0..n).collect();
+                SplitMix::new(mix(seed, epoch as u64)).shuffle(&mut order);
+                order
+            });
             order[off]
         })
         .collect()
@@ -213,13 +218,16 @@ impl<'a> Trainer<'a> {
                 for (k, v) in &out.terms {
                     *terms.entry(k.clone()).or_default() += v / self.cfg.grad_accum as f64;
                 }
-                if let (Some(r), Some(lambda)) = (&mut self.nc3, self.cfg.nc3_lambda) {
+                // With a regularizer but no λ the NC3 spread is only logged (a baseline to compare with).
+                if let Some(r) = &mut self.nc3 {
                     r.observe(&out.hidden, &out.rows)?;
                     if let Some(t) = r.term(self.model.classifier().as_tensor())? {
                         let v = t.loss.to_scalar::<f32>()? as f64;
                         *terms.entry("nc3".into()).or_default() += v / self.cfg.grad_accum as f64;
                         nc3_classes = t.classes;
-                        loss = (loss + (t.loss * lambda)?)?;
+                        if let Some(lambda) = self.cfg.nc3_lambda {
+                            loss = (loss + (t.loss * lambda)?)?;
+                        }
                     }
                 }
                 let value = loss.to_scalar::<f32>()?;
