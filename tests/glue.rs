@@ -113,3 +113,25 @@ fn shared_glue_data_parses() {
         assert_eq!(task.load(&dir, "dev").unwrap().len(), n, "{}", task.name());
     }
 }
+
+/// Every family fine-tunes on a pair task (segment ids where the model has them; GPT-2 reads
+/// its last real token) and a single-sentence task, with finite scores.
+#[test]
+fn every_family_runs_pairs_and_singles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = tmp.path().join("glue");
+    synthetic(&glue);
+    for family in FAMILIES {
+        let out = tmp.path().join(family);
+        let o = fairnc(&[
+            "glue", "--model", model_dir(family).to_str().unwrap(), "--glue-dir", glue.to_str().unwrap(), "--tasks", "sst2,stsb", "--seeds", "0", "--epochs", "1", "--batch-size", "16",
+            "--output", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{family}: {}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
+        let tasks = v["model"]["tasks"].as_array().unwrap();
+        assert!(tasks[0]["mean"]["accuracy"].as_f64().unwrap().is_finite(), "{family}");
+        // A constant prediction has no correlation: null, not a number.
+        assert!(tasks[1]["mean"].get("spearman").is_some(), "{family}");
+    }
+}

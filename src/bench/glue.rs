@@ -66,6 +66,7 @@ pub fn score(task: Task, predictions: &[f64], dev: &[Example]) -> BTreeMap<Strin
 pub struct RunResult {
     pub task: Task,
     pub seed: u64,
+    #[serde(deserialize_with = "crate::util::stats::nan_map")]
     pub metrics: BTreeMap<String, f64>,
     pub train_examples: usize,
     pub dev_examples: usize,
@@ -118,7 +119,9 @@ pub fn run_task(model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settin
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskSummary {
     pub task: Task,
+    #[serde(deserialize_with = "crate::util::stats::nan_map")]
     pub mean: BTreeMap<String, f64>,
+    #[serde(deserialize_with = "crate::util::stats::nan_map")]
     pub std: BTreeMap<String, f64>,
     pub runs: Vec<RunResult>,
 }

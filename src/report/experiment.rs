@@ -25,6 +25,7 @@ pub struct CellResult {
     pub seed: u64,
     pub status: Status,
     pub error: Option<String>,
+    #[serde(deserialize_with = "crate::util::stats::nan_map")]
     pub metrics: BTreeMap<String, f64>,
     pub seconds: f64,
 }

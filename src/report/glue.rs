@@ -5,6 +5,9 @@ use crate::bench::glue::{GlueResults, metric_names};
 use std::fmt::Write as _;
 
 fn cell(mean: f64, std: f64) -> String {
+    if !mean.is_finite() {
+        return "— (undefined: constant predictions)".into();
+    }
     if std.is_finite() { format!("{:.2} ± {:.2}", mean * 100.0, std * 100.0) } else { format!("{:.2}", mean * 100.0) }
 }
 

@@ -166,3 +166,27 @@ mod tests {
         assert!(lo <= 0.0 && hi >= 0.0);
     }
 }
+
+/// Deserializes a map of numbers in which JSON `null` stands for NaN (serde_json writes
+/// non-finite floats as null): undefined metrics survive a round trip through a file.
+pub fn nan_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::collections::BTreeMap<String, f64>, D::Error> {
+    let m: std::collections::BTreeMap<String, Option<f64>> = serde::Deserialize::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
+}
+
+#[cfg(test)]
+mod nan_tests {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct M {
+        #[serde(deserialize_with = "super::nan_map")]
+        m: std::collections::BTreeMap<String, f64>,
+    }
+
+    #[test]
+    fn nan_round_trips_through_json_as_null() {
+        let text = serde_json::to_string(&M { m: [("a".to_string(), f64::NAN), ("b".to_string(), 1.5)].into() }).unwrap();
+        assert_eq!(text, r#"{"m":{"a":null,"b":1.5}}"#);
+        let back: M = serde_json::from_str(&text).unwrap();
+        assert!(back.m["a"].is_nan() && back.m["b"] == 1.5);
+    }
+}
