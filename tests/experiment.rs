@@ -32,7 +32,10 @@ fn grid_runs_records_failures_and_resumes() {
     let failed: Vec<&serde_json::Value> = cells.iter().filter(|c| c["status"] == "failed").collect();
     assert_eq!(failed.len(), 2, "the two GPT-2 ASE cells");
     assert!(failed.iter().all(|c| c["method"] == "ase" && c["error"].as_str().unwrap().contains("masked LM")));
-    assert!(!s["deltas"].as_array().unwrap().is_empty() && !s["correlations"].as_array().unwrap().is_empty());
+    let deltas = s["deltas"].as_array().unwrap();
+    assert!(!deltas.is_empty() && !s["correlations"].as_array().unwrap().is_empty());
+    // λ = 10 and λ = 0 cells of the same seed are compared pairwise.
+    assert!(deltas.iter().all(|d| d["comparison"] == "paired, 2 seeds"), "{deltas:?}");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     for part in ["## Every configuration", "## What the NC3 regularizer changes", "## Do NC metrics track fairness?", "## Failed cells"] {
         assert!(md.contains(part), "summary lacks {part}:\n{md}");

@@ -1,5 +1,5 @@
 //! The experiment summary: every configuration's mean ± std over seeds, the change each λ makes
-//! against λ = 0 of the same method (bootstrap CI over seeds), and the correlation of each NC
+//! against λ = 0 of the same method (bootstrap CI over seeds, paired by seed), and the correlation of each NC
 //! metric with each bias score across cells (Pearson and Spearman, bootstrap CIs over cells),
 //! as tables, `summary.json`, `cells.csv` and scatter plots.
 
@@ -121,7 +121,7 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
 
     d.heading(1, "What the NC3 regularizer changes");
     d.para(format!(
-        "Δ = mean(λ) − mean(λ = 0) of the same model and method, with a 95% bootstrap interval ({BOOTSTRAP} resamples of the seeds of each side). An interval that excludes 0 is a change outside the seed noise."
+        "Δ = mean(λ) − mean(λ = 0) of the same model and method. Cells with the same seed see the same data in the same order, so where every seed has both sides Δ is the mean of the per-seed differences and its 95% interval bootstraps those differences ({BOOTSTRAP} resamples); otherwise each side's seeds are resampled. An interval that excludes 0 is a change outside the seed noise."
     ));
     let mut rows = Vec::new();
     let mut deltas_json = Vec::new();
@@ -136,17 +136,31 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             if a.is_empty() || b.is_empty() {
                 continue;
             }
-            let delta = stats::mean(&a) - stats::mean(&b);
-            let (lo, hi) = stats::bootstrap_mean_diff_ci(&a, &b, BOOTSTRAP, 0.95, 0xD1FF);
+            // Cells of one seed share data order and masking: compare them pairwise when every
+            // seed has both sides, else compare the two groups.
+            let paired: Vec<f64> = with
+                .iter()
+                .filter_map(|w| {
+                    let b = base.iter().find(|b| b.seed == w.seed)?;
+                    Some(w.metrics.get(k)? - b.metrics.get(k)?)
+                })
+                .filter(|v| v.is_finite())
+                .collect();
+            let (delta, (lo, hi), how) = if paired.len() >= 2 && paired.len() == a.len() && paired.len() == b.len() {
+                let ci = stats::bootstrap_ci(paired.len(), BOOTSTRAP, 0.95, 0xD1FF, |idx| stats::mean(&idx.iter().map(|&i| paired[i]).collect::<Vec<_>>()));
+                (stats::mean(&paired), ci, format!("paired, {} seeds", paired.len()))
+            } else {
+                (stats::mean(&a) - stats::mean(&b), stats::bootstrap_mean_diff_ci(&a, &b, BOOTSTRAP, 0.95, 0xD1FF), format!("unpaired, {} vs {}", a.len(), b.len()))
+            };
             let outside = lo > 0.0 || hi < 0.0;
-            rows.push(vec![c.0.clone(), c.1.clone(), c.2.clone(), k.clone(), format!("{delta:+.4}"), format!("[{lo:+.4}, {hi:+.4}]"), if outside { "yes".into() } else { "no".into() }]);
-            deltas_json.push(serde_json::json!({"model": c.0, "method": c.1, "lambda": c.2, "metric": k, "delta": delta, "ci95": [lo, hi], "outside_noise": outside}));
+            rows.push(vec![c.0.clone(), c.1.clone(), c.2.clone(), k.clone(), format!("{delta:+.4}"), format!("[{lo:+.4}, {hi:+.4}]"), how.clone(), if outside { "yes".into() } else { "no".into() }]);
+            deltas_json.push(serde_json::json!({"model": c.0, "method": c.1, "lambda": c.2, "metric": k, "delta": delta, "ci95": [lo, hi], "comparison": how, "outside_noise": outside}));
         }
     }
     if rows.is_empty() {
         d.para("No method has both λ = 0 and λ > 0 cells finished yet.");
     } else {
-        d.table(&["model", "method", "λ", "metric", "Δ vs λ = 0", "95% CI", "outside noise"], rows);
+        d.table(&["model", "method", "λ", "metric", "Δ vs λ = 0", "95% CI", "comparison", "outside noise"], rows);
     }
 
     d.heading(1, "Do NC metrics track fairness?");
