@@ -106,12 +106,7 @@ pub fn run_task(model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settin
     let result = RunResult { task, seed, metrics: score(task, &predictions, &dev), train_examples: train.len(), dev_examples: dev.len(), steps, seconds_per_epoch };
     crate::util::fs::write_atomic(&done, serde_json::to_string_pretty(&result)?.as_bytes())?;
     // The fine-tuned weights are not kept: the result is what GLUE retention needs.
-    for entry in std::fs::read_dir(run_dir)?.flatten() {
-        if entry.file_name().to_string_lossy().starts_with("checkpoint-") {
-            let p = entry.path();
-            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.with_context(|| format!("{}: cannot remove", p.display()))?;
-        }
-    }
+    crate::train::trainer::remove_checkpoints(run_dir)?;
     Ok(result)
 }
 

@@ -203,12 +203,7 @@ fn run_cell(cfg: &Config, cell: &Cell, dir: &Path) -> Result<BTreeMap<String, f6
         opt("--words", d.words.clone());
         super::run_subcommand(&args.iter().map(String::as_str).collect::<Vec<_>>()).context("debias")?;
         // The optimizer state is not needed once the model is saved; it is most of the disk.
-        for e in std::fs::read_dir(&out)?.flatten() {
-            if e.file_name().to_string_lossy().starts_with("checkpoint-") {
-                let p = e.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-            }
-        }
+        crate::train::trainer::remove_checkpoints(&out)?;
         s(&out.join("model"))
     };
     let audit_args = super::audit::Args {

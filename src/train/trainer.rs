@@ -270,6 +270,18 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Removes a finished run's checkpoints (`checkpoint-<step>/` and the `checkpoint-latest`
+/// pointer): once the result or the model is saved they are only disk.
+pub fn remove_checkpoints(run_dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(run_dir).with_context(|| format!("{}: cannot list", run_dir.display()))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("checkpoint-") {
+            let p = entry.path();
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Drops log lines of steps after `step` (they were written after the checkpoint resumed from).
 fn keep_log_until(path: &Path, step: u64) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
