@@ -1,13 +1,17 @@
 //! Building blocks shared by the families, written so that gradients reach every parameter.
 //!
-//! candle's fused `layer_norm` and `softmax_last_dim` kernels have no backward pass: they are
-//! used only when [`Exec::grad`] is false (inference), and the composed versions otherwise.
+//! On the CPU (f32) the ops run on our [`kernels`]: training on those with a backward pass
+//! (linear, GELU, LayerNorm, the attention softmax), inference also on the fused attention;
+//! inference LayerNorm stays candle's fused kernel. Elsewhere candle's fused `layer_norm` and
+//! `softmax_last_dim` serve inference and composed ops serve training: candle's fused kernels
+//! have no backward pass.
 
 use super::config::Activation;
 use crate::util::rng::SplitMix;
 use anyhow::Result;
 use super::kernels;
-use candle_core::{D, DType, Tensor, Var};
+use candle_core::{CustomOp1, CustomOp3, D, DType, Tensor, Var};
+use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// How a forward pass runs.
@@ -24,15 +28,26 @@ impl Exec {
     pub const TRAIN: Exec = Exec { dropout: true, grad: true };
 }
 
-/// True when the fused CPU inference kernels apply.
-fn fast_path(x: &Tensor, exec: Exec) -> bool {
-    !exec.grad && x.device().is_cpu() && x.dtype() == DType::F32
+/// True when our CPU kernels apply.
+fn cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// Applies a kernel, recording it for the backward pass only when one will follow.
+fn op1(x: &Tensor, op: impl CustomOp1 + Send + Sync + 'static, exec: Exec) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    Ok(if exec.grad { x.apply_op1(op)? } else { x.apply_op1_no_bwd(&op)? })
+}
+
+fn op3(x: &Tensor, a: &Tensor, b: &Tensor, op: impl CustomOp3 + Send + Sync + 'static, exec: Exec) -> Result<Tensor> {
+    let (x, a, b) = (x.contiguous()?, a.contiguous()?, b.contiguous()?);
+    Ok(if exec.grad { x.apply_op3(&a, &b, op)? } else { x.apply_op3_no_bwd(&a, &b, &op)? })
 }
 
 /// `x · Wᵀ + b` for a PyTorch `nn.Linear` weight `[out, in]`, over the last dimension.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, exec: Exec) -> Result<Tensor> {
-    if fast_path(x, exec) {
-        return Ok(x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, b, &kernels::LinearBias { transposed: true })?);
+    if cpu_f32(x) {
+        return op3(x, w, b, kernels::LinearBias { transposed: true }, exec);
     }
     let dims = x.dims().to_vec();
     let din = *dims.last().expect("linear on a scalar");
@@ -45,8 +60,8 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, exec: Exec) -> Result<Tensor> 
 
 /// `x · W + b` for a GPT-2 `Conv1D` weight stored as `[in, out]`.
 pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor, exec: Exec) -> Result<Tensor> {
-    if fast_path(x, exec) {
-        return Ok(x.contiguous()?.apply_op3_no_bwd(w, b, &kernels::LinearBias { transposed: false })?);
+    if cpu_f32(x) {
+        return op3(x, w, b, kernels::LinearBias { transposed: false }, exec);
     }
     let dims = x.dims().to_vec();
     let din = *dims.last().expect("conv1d on a scalar");
@@ -58,6 +73,10 @@ pub fn conv1d(x: &Tensor, w: &Tensor, b: &Tensor, exec: Exec) -> Result<Tensor> 
 }
 
 pub fn layer_norm(x: &Tensor, w: &Var, b: &Var, eps: f64, exec: Exec) -> Result<Tensor> {
+    // Inference keeps candle's fused kernel: the collapse statistics are pinned to it at 1e-6.
+    if cpu_f32(x) && exec.grad {
+        return op3(x, w.as_tensor(), b.as_tensor(), kernels::LayerNorm { eps: eps as f32 }, exec);
+    }
     Ok(if exec.grad {
         candle_nn::ops::layer_norm_slow(x, w.as_tensor(), b.as_tensor(), eps as f32)?
     } else {
@@ -75,9 +94,7 @@ pub fn softmax_last(x: &Tensor, exec: Exec) -> Result<Tensor> {
 
 pub fn activate(x: &Tensor, act: Activation, exec: Exec) -> Result<Tensor> {
     Ok(match act {
-        Activation::GeluErf if fast_path(x, exec) => {
-            x.contiguous()?.apply_op1_no_bwd(&kernels::GeluErf)?
-        }
+        Activation::GeluErf if cpu_f32(x) => op1(x, kernels::GeluErf, exec)?,
         Activation::GeluErf => x.gelu_erf()?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
@@ -104,11 +121,16 @@ impl Dropout {
             return Ok(x.clone());
         }
         let scale = 1.0 / (1.0 - p);
-        let n = x.elem_count();
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap();
-            (0..n).map(|_| if rng.uniform() < p as f64 { 0.0 } else { scale }).collect()
-        };
+        // One draw per call seeds fixed-size chunks filled in parallel: the mask depends on
+        // the seed alone, not on the number of threads.
+        let seed = self.rng.lock().unwrap().next_u64();
+        let mut mask = vec![0f32; x.elem_count()];
+        mask.par_chunks_mut(1 << 14).enumerate().for_each(|(c, m)| {
+            let mut rng = SplitMix::new(seed ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for v in m {
+                *v = if rng.uniform() < p as f64 { 0.0 } else { scale };
+            }
+        });
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok(x.mul(&mask)?)
     }
@@ -121,15 +143,21 @@ pub fn self_attention(qkv: &Tensor, mask: &Tensor, heads: usize, dropout: &Dropo
     let (b, t, d3) = qkv.dims3()?;
     let d = d3 / 3;
     let scale = 1.0 / ((d / heads) as f64).sqrt();
-    if fast_path(qkv, exec) && !(exec.dropout && p > 0.0) {
+    if cpu_f32(qkv) && !exec.grad && !(exec.dropout && p > 0.0) {
         let op = kernels::FusedAttention { heads, scale: scale as f32 };
         return Ok(qkv.contiguous()?.apply_op2_no_bwd(&mask.contiguous()?, &op)?);
     }
     let q = split_heads(&qkv.narrow(2, 0, d)?, heads)?;
     let k = split_heads(&qkv.narrow(2, d, d)?, heads)?;
     let v = split_heads(&qkv.narrow(2, 2 * d, d)?, heads)?;
-    let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-    let probs = dropout.apply(&softmax_last(&scores, exec)?, p, exec)?;
+    let probs = if cpu_f32(qkv) {
+        let op = kernels::MaskedSoftmax { scale: scale as f32 };
+        let (scores, mask) = (q.matmul(&k.t()?)?, mask.contiguous()?);
+        if exec.grad { scores.apply_op2(&mask, op)? } else { scores.apply_op2_no_bwd(&mask, &op)? }
+    } else {
+        softmax_last(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?, exec)?
+    };
+    let probs = dropout.apply(&probs, p, exec)?;
     let ctx = probs.matmul(&v)?; // [B, H, T, dh]
     Ok(ctx.transpose(1, 2)?.reshape((b, t, d))?)
 }

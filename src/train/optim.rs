@@ -76,6 +76,9 @@ impl AdamW {
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         for slot in self.slots.values_mut() {
             let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
+            // A gradient that still carries a graph would chain every step's graph into the
+            // moments and keep them all alive.
+            let g = &g.detach();
             let lr = lr * slot.lr_scale;
             let mut p = slot.var.as_tensor().clone();
             if slot.decay && c.weight_decay != 0.0 {

@@ -9,7 +9,10 @@ pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator thresholds; called before any threads start.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        // glibc refuses a threshold above 32 MiB (HEAP_MAX_SIZE / 2) and then keeps the
+        // default 128 KiB, while setting the trim threshold switches off its dynamic raise:
+        // every large buffer would be mapped afresh.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
