@@ -19,6 +19,9 @@ pub struct Args {
     head_lr_scale: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Train on the sentences one per row instead of packed into full rows.
+    #[arg(long)]
+    no_pack: bool,
     /// Run directory: `model/` (the checkpoint), `train/` (log, checkpoints), `adapt.json`.
     #[arg(long)]
     output: PathBuf,
@@ -33,6 +36,7 @@ pub fn run(a: Args) -> Result<()> {
         warmup: a.warmup.unwrap_or(d.warmup),
         head_lr_scale: a.head_lr_scale.unwrap_or(d.head_lr_scale),
         seed: a.seed.unwrap_or(d.seed),
+        pack: d.pack && !a.no_pack,
         ..d
     };
     let base = crate::model::resolve::resolve(&a.model)?;

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 #[derive(clap::Args)]
 pub struct Args {
     /// What to fetch: benchmarks, weat, minilm, all (these three), or minilm-mlm (built
-    /// locally from minilm by masked-LM training, about 25 minutes on 2 cores).
+    /// locally from minilm by masked-LM training, about 31 minutes on 2 cores).
     #[arg(default_value = "all")]
     what: Vec<String>,
 }
