@@ -76,14 +76,14 @@ fn sentences(text: &str) -> Vec<String> {
 
 /// Packs consecutive tokenized sentences into rows of up to `max_len` tokens, as BERT's
 /// pre-training did: `[CLS] a [SEP] b [SEP] …` (each later sentence without its leading special
-/// token). Sentences average well under `max_len` tokens, so unpacked batches, padded to their
-/// longest text, were half padding; packed, a step's compute goes to real tokens. The order is
-/// kept: neighbours come from the same source, often the same passage.
+/// token). Unpacked, a batch is padded to its longest sentence, and most batches hold one near
+/// `max_len`; packed (about 1.5 sentences a row here), more of a step's compute goes to real
+/// tokens. The order is kept: neighbours come from the same source, often the same passage.
 fn pack(rows: Vec<Vec<u32>>, max_len: usize) -> Vec<Vec<u32>> {
     let mut out: Vec<Vec<u32>> = Vec::new();
     for row in rows {
         match out.last_mut() {
-            Some(last) if last.len() + row.len() - 1 <= max_len && row.len() > 1 => last.extend_from_slice(&row[1..]),
+            Some(last) if row.len() > 1 && last.len() + row.len() - 1 <= max_len => last.extend_from_slice(&row[1..]),
             _ => out.push(row),
         }
     }
