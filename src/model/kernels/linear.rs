@@ -132,7 +132,6 @@ mod tests {
         assert!(max_diff(&got, &want) < 1e-5);
     }
 
-
     #[test]
     fn linear_gradients_match_matmul() {
         let x = candle_core::Var::from_tensor(&randn(&[2, 40, 6], 4)).unwrap();

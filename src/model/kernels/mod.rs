@@ -58,8 +58,7 @@ fn erf_approx(x: f32) -> f32 {
     p / q
 }
 
-
-
+/// Defines `$name`, which runs `$kernel` compiled for AVX2+FMA when the CPU has them.
 macro_rules! multiversion {
     ($vis:vis $name:ident, $avx:ident, $kernel:ident, ($($arg:ident : $ty:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
@@ -101,7 +100,6 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> R
     }
 }
 
-
 /// Below this many rows GEMM switches to special small-size paths with different rounding.
 const MIN_ROWS: usize = 32;
 
@@ -118,9 +116,6 @@ fn threads() -> gemm::Parallelism {
         n => gemm::Parallelism::Rayon(n),
     }
 }
-
-/// Multi-head attention straight from the fused projection `qkv [B, T, 3D]` (Q, K, V side by
-/// side) with an additive mask `[Bm, 1, Mq, T]`; returns the context `[B, T, D]` with heads
 
 /// Rows per task of the row-wise kernels; also the unit of their fixed-order reductions.
 const ROW_CHUNK: usize = 16;

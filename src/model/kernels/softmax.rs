@@ -161,7 +161,6 @@ mod tests {
         }
     }
 
-
     /// Forward and gradient equal candle's composed softmax, for padding and causal masks.
     #[test]
     fn masked_softmax_and_its_gradient_match_composed_ops() {
