@@ -21,7 +21,7 @@ fn moments(x: &[f32], eps: f32) -> (f32, f32) {
 
 fn check(x: &Layout, w: &Layout, other: &Layout, what: &str) -> Result<usize> {
     let d = w.shape().elem_count();
-    if x.shape().dims().last() != Some(&d) || w.shape().rank() != 1 || other.shape().elem_count() % d.max(1) != 0 || d == 0 {
+    if x.shape().dims().last() != Some(&d) || w.shape().rank() != 1 || d == 0 || !other.shape().elem_count().is_multiple_of(d) {
         bail!("{what}: x {:?}, weight {:?}, {:?} do not fit", x.shape(), w.shape(), other.shape());
     }
     Ok(d)
