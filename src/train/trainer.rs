@@ -65,7 +65,7 @@ fn one() -> f64 {
 }
 
 fn mix(a: u64, b: u64) -> u64 {
-    SplitMix::new(a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
+    SplitMix::substream(a, b).next_u64()
 }
 
 /// The examples of micro-batch `micro` of step `step`: a stream of seeded per-epoch permutations.

@@ -12,6 +12,12 @@ impl SplitMix {
         SplitMix { state: seed }
     }
 
+    /// Generator number `index` derived from `seed`: independent streams for parts of one
+    /// computation (epochs, steps, chunks filled in parallel).
+    pub fn substream(seed: u64, index: u64) -> Self {
+        SplitMix::new(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
