@@ -10,7 +10,7 @@ use super::config::Activation;
 use crate::util::rng::SplitMix;
 use anyhow::Result;
 use super::kernels;
-use candle_core::{CustomOp1, CustomOp3, D, DType, Tensor, Var};
+use candle_core::{CustomOp1, CustomOp2, CustomOp3, D, DType, Tensor, Var};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -37,6 +37,11 @@ fn cpu_f32(x: &Tensor) -> bool {
 fn op1(x: &Tensor, op: impl CustomOp1 + Send + Sync + 'static, exec: Exec) -> Result<Tensor> {
     let x = x.contiguous()?;
     Ok(if exec.grad { x.apply_op1(op)? } else { x.apply_op1_no_bwd(&op)? })
+}
+
+fn op2(x: &Tensor, a: &Tensor, op: impl CustomOp2 + Send + Sync + 'static, exec: Exec) -> Result<Tensor> {
+    let (x, a) = (x.contiguous()?, a.contiguous()?);
+    Ok(if exec.grad { x.apply_op2(&a, op)? } else { x.apply_op2_no_bwd(&a, &op)? })
 }
 
 fn op3(x: &Tensor, a: &Tensor, b: &Tensor, op: impl CustomOp3 + Send + Sync + 'static, exec: Exec) -> Result<Tensor> {
@@ -126,7 +131,7 @@ impl Dropout {
         let seed = self.rng.lock().unwrap().next_u64();
         let mut mask = vec![0f32; x.elem_count()];
         mask.par_chunks_mut(1 << 14).enumerate().for_each(|(c, m)| {
-            let mut rng = SplitMix::new(seed ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = SplitMix::substream(seed, c as u64 + 1);
             for v in m {
                 *v = if rng.uniform() < p as f64 { 0.0 } else { scale };
             }
@@ -145,15 +150,13 @@ pub fn self_attention(qkv: &Tensor, mask: &Tensor, heads: usize, dropout: &Dropo
     let scale = 1.0 / ((d / heads) as f64).sqrt();
     if cpu_f32(qkv) && !exec.grad && !(exec.dropout && p > 0.0) {
         let op = kernels::FusedAttention { heads, scale: scale as f32 };
-        return Ok(qkv.contiguous()?.apply_op2_no_bwd(&mask.contiguous()?, &op)?);
+        return op2(qkv, mask, op, exec);
     }
     let q = split_heads(&qkv.narrow(2, 0, d)?, heads)?;
     let k = split_heads(&qkv.narrow(2, d, d)?, heads)?;
     let v = split_heads(&qkv.narrow(2, 2 * d, d)?, heads)?;
     let probs = if cpu_f32(qkv) {
-        let op = kernels::MaskedSoftmax { scale: scale as f32 };
-        let (scores, mask) = (q.matmul(&k.t()?)?, mask.contiguous()?);
-        if exec.grad { scores.apply_op2(&mask, op)? } else { scores.apply_op2_no_bwd(&mask, &op)? }
+        op2(&q.matmul(&k.t()?)?, mask, kernels::MaskedSoftmax { scale: scale as f32 }, exec)?
     } else {
         softmax_last(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?, exec)?
     };

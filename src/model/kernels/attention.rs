@@ -1,6 +1,6 @@
 //! Multi-head attention for inference, straight from the fused QKV projection.
 
-use super::softmax::softmax_row;
+use super::softmax::{MaskRows, softmax_row};
 use super::{MIN_ROWS, SharedMut, contiguous_f32};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, bail};
 use rayon::prelude::*;
@@ -24,11 +24,10 @@ impl CustomOp2 for FusedAttention {
         let qkv = contiguous_f32(s1, l1, self.name())?;
         let mask = contiguous_f32(s2, l2, self.name())?;
         let (b, t, d3) = l1.shape().dims3()?;
-        let (bm, one, mq, mk) = l2.shape().dims4()?;
         let h = self.heads;
-        if d3 % (3 * h) != 0 || one != 1 || mk != t || !(bm == 1 || bm == b) || !(mq == 1 || mq == t) {
-            bail!("{}: qkv {:?} / mask {:?} do not fit {h} heads", self.name(), l1.shape(), l2.shape());
-        }
+        let Some(mask_rows) = MaskRows::new(b, t, l2.shape()).filter(|_| d3 % (3 * h) == 0) else {
+            bail!("{}: qkv {:?} / mask {:?} do not fit {h} heads", self.name(), l1.shape(), l2.shape())
+        };
         let d = d3 / 3;
         let dh = d / h;
         let mut out = vec![0f32; b * t * d];
@@ -64,7 +63,7 @@ impl CustomOp2 for FusedAttention {
                         q, 1, rs as isize, k, rs as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
                 }
                 for i in 0..t {
-                    let m_off = ((if bm == 1 { 0 } else { bi }) * mq + if mq == 1 { 0 } else { i }) * t;
+                    let m_off = mask_rows.offset(bi, i);
                     softmax_row(&scores[i * tp..i * tp + t], &mask[m_off..m_off + t], self.scale, &mut probs[i * tp..i * tp + t]);
                 }
                 let o = dst;

@@ -51,29 +51,25 @@ pub struct MaskedSoftmax {
     pub scale: f32,
 }
 
-/// Which mask row serves each score row.
-struct MaskRows {
-    heads: usize,
+/// Where the row of an additive attention mask `[Bm, 1, Mq, T]` (`Bm` 1 or B, `Mq` 1 or T:
+/// padding or causal) for query `i` of batch row `bi` starts.
+pub(super) struct MaskRows {
     t: usize,
     per_batch: bool,
     per_query: bool,
 }
 
 impl MaskRows {
-    fn new(scores: &Shape, mask: &Shape, what: &str) -> Result<Self> {
-        let (b, heads, tq, t) = scores.dims4()?;
-        let (bm, one, mq, mk) = mask.dims4()?;
-        if tq != t || one != 1 || mk != t || !(bm == 1 || bm == b) || !(mq == 1 || mq == t) {
-            bail!("{what}: scores {scores:?} / mask {mask:?} do not fit");
-        }
-        Ok(MaskRows { heads, t, per_batch: bm == b && b > 1, per_query: mq == t && t > 1 })
+    /// None when the mask does not fit a batch of `b` sequences of length `t`.
+    pub(super) fn new(b: usize, t: usize, mask: &Shape) -> Option<Self> {
+        let (bm, one, mq, mk) = mask.dims4().ok()?;
+        let fits = one == 1 && mk == t && (bm == 1 || bm == b) && (mq == 1 || mq == t);
+        fits.then_some(MaskRows { t, per_batch: bm != 1, per_query: mq != 1 })
     }
 
-    /// Offset of the mask row for score row `r` (of B·H·T).
-    fn offset(&self, r: usize) -> usize {
-        let bi = r / (self.heads * self.t);
-        let i = r % self.t;
-        ((if self.per_batch { bi } else { 0 }) * (if self.per_query { self.t } else { 1 }) + if self.per_query { i } else { 0 }) * self.t
+    pub(super) fn offset(&self, bi: usize, i: usize) -> usize {
+        let rows_per_batch = if self.per_query { self.t } else { 1 };
+        ((if self.per_batch { bi } else { 0 }) * rows_per_batch + if self.per_query { i } else { 0 }) * self.t
     }
 }
 
@@ -85,8 +81,10 @@ impl CustomOp2 for MaskedSoftmax {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let scores = contiguous_f32(s1, l1, self.name())?;
         let mask = contiguous_f32(s2, l2, self.name())?;
-        let rows = MaskRows::new(l1.shape(), l2.shape(), self.name())?;
-        let t = rows.t;
+        let (b, heads, tq, t) = l1.shape().dims4()?;
+        let Some(rows) = MaskRows::new(b, t, l2.shape()).filter(|_| tq == t) else {
+            bail!("{}: scores {:?} / mask {:?} do not fit", self.name(), l1.shape(), l2.shape())
+        };
         let mut out = vec![0f32; scores.len()];
         if t == 0 {
             return Ok((CpuStorage::F32(out), l1.shape().clone()));
@@ -94,7 +92,7 @@ impl CustomOp2 for MaskedSoftmax {
         out.par_chunks_mut(ROW_CHUNK * t).enumerate().for_each(|(c, o)| {
             for (k, o) in o.chunks_exact_mut(t).enumerate() {
                 let r = c * ROW_CHUNK + k;
-                let m = rows.offset(r);
+                let m = rows.offset(r / (heads * t), r % t);
                 softmax_row(&scores[r * t..(r + 1) * t], &mask[m..m + t], self.scale, o);
             }
         });
