@@ -50,19 +50,75 @@ fn killed_run_resumes_to_the_same_weights() {
     let (_, r) = run(b.path(), TrainConfig { stop_after: Some(3), ..config() });
     assert!(r.is_err());
     assert_eq!(std::fs::read_to_string(b.path().join("checkpoint-latest")).unwrap(), "checkpoint-2");
+    let killed_log = std::fs::read_to_string(b.path().join("log.jsonl")).unwrap();
+    assert_eq!(killed_log.lines().count(), 3, "{killed_log}");
     let (resumed, r) = run(b.path(), config());
     assert_eq!(r.unwrap(), 6);
+    // The second process took over at the checkpoint's step: steps 1 and 2 were not redone (their
+    // lines, timing included, are the killed process's), step 3 (after the checkpoint) was, and
+    // the first line it wrote says where it resumed.
+    let log_b = std::fs::read_to_string(b.path().join("log.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log_b.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6], "{log_b}");
+    assert_eq!(log_b.lines().take(2).collect::<Vec<_>>(), killed_log.lines().take(2).collect::<Vec<_>>(), "steps before the checkpoint were rewritten");
+    assert_ne!(log_b.lines().nth(2), killed_log.lines().nth(2), "step 3 (after the checkpoint) was not redone");
+    let resumed_from: Vec<(u64, u64)> = lines.iter().filter_map(|l| Some((l["step"].as_u64()?, l.get("resumed_from")?.as_u64()?))).collect();
+    assert_eq!(resumed_from, [(3, 2)], "{log_b}");
     for (name, v) in whole.vars() {
         let w = resumed.params.var(&name);
         let d = v.as_tensor().sub(w.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(d, 0.0, "{name}");
     }
     let log_a = std::fs::read_to_string(a.path().join("log.jsonl")).unwrap();
-    let log_b = std::fs::read_to_string(b.path().join("log.jsonl")).unwrap();
+    assert!(!log_a.contains("resumed_from"), "{log_a}");
     let losses = |s: &str| -> Vec<f64> { s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect() };
     assert_eq!(losses(&log_a), losses(&log_b));
     let first: serde_json::Value = serde_json::from_str(log_a.lines().next().unwrap()).unwrap();
     assert!(first["terms"]["nc3"].is_number() && first["nc3_classes"].as_u64().unwrap() >= 2, "{first}");
+}
+
+/// A log that lacks a step the checkpoint covers (cut short, a line lost, deleted) is refused on
+/// resume with the file and the missing steps named, and left untouched; a line cut short after
+/// the checkpoint's step (a kill during the write) is dropped and redone.
+#[test]
+fn truncated_log_is_refused_on_resume() {
+    let killed = || {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, r) = run(dir.path(), TrainConfig { stop_after: Some(3), ..config() });
+        assert!(r.is_err());
+        let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+        assert_eq!((log.lines().count(), std::fs::read_to_string(dir.path().join("checkpoint-latest")).unwrap()), (3, "checkpoint-2".to_string()));
+        (dir, log)
+    };
+    let line = |log: &str, i: usize| log.lines().nth(i).unwrap().to_string();
+    // (what was done to the log, its new content, the error expected)
+    let (_d, log) = killed();
+    let cases = [
+        ("last checkpointed line cut", format!("{}\n{}", line(&log, 0), &line(&log, 1)[..20]), "log.jsonl: line 2 is cut short or not a log record where the record of step 2 was expected; the checkpoint is at step 2, so steps 2..=2 are missing"),
+        ("first line lost", format!("{}\n{}\n", line(&log, 1), line(&log, 2)), "log.jsonl: line 1 is step 2 where the record of step 1 was expected"),
+        ("only one line left", format!("{}\n", line(&log, 0)), "log.jsonl: ends at step 1 but the checkpoint is at step 2: the log of steps 2..=2 is missing (truncated)"),
+    ];
+    for (what, content, expected) in cases {
+        let (dir, _) = killed();
+        let path = dir.path().join("log.jsonl");
+        std::fs::write(&path, &content).unwrap();
+        let (_, r) = run(dir.path(), config());
+        let err = format!("{:#}", r.expect_err(what));
+        assert!(err.contains(expected) && err.contains(&path.display().to_string()) && !err.contains('\n'), "{what}: {err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), content, "{what}: the log was changed");
+    }
+    let (dir, _) = killed();
+    std::fs::remove_file(dir.path().join("log.jsonl")).unwrap();
+    let err = format!("{:#}", run(dir.path(), config()).1.expect_err("log deleted"));
+    assert!(err.contains("log.jsonl: missing, but the checkpoint is at step 2"), "{err}");
+    // Cut inside step 3's line, after the checkpoint: a kill while writing. Resumes and redoes it.
+    let (dir, log) = killed();
+    let path = dir.path().join("log.jsonl");
+    std::fs::write(&path, format!("{}\n{}\n{}", line(&log, 0), line(&log, 1), &line(&log, 2)[..15])).unwrap();
+    let (_, r) = run(dir.path(), config());
+    assert_eq!(r.unwrap(), 6);
+    let steps: Vec<u64> = std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
 }
 
 #[test]

@@ -257,7 +257,12 @@ impl<'a> Trainer<'a> {
             }
             opt.step(&grads, lr)?;
             let rate = tokens as f64 / began.elapsed().as_secs_f64();
-            let line = serde_json::json!({"step": step + 1, "loss": total, "terms": terms, "lr": lr, "grad_norm": norm, "tokens_per_s": rate, "nc3_classes": nc3_classes});
+            let mut line = serde_json::json!({"step": step + 1, "loss": total, "terms": terms, "lr": lr, "grad_norm": norm, "tokens_per_s": rate, "nc3_classes": nc3_classes});
+            // The first step of a resumed invocation says where it took over, so that a run which
+            // silently started again from zero cannot pass for a resumed one.
+            if step == start && start > 0 {
+                line["resumed_from"] = start.into();
+            }
             writeln!(log, "{line}")?;
             bar.set_position(step + 1);
             bar.set_prefix(format!("loss {total:.4}"));
@@ -282,16 +287,45 @@ pub fn remove_checkpoints(run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Drops log lines of steps after `step` (they were written after the checkpoint resumed from).
+/// Keeps the log lines of steps 1..=`step` (the checkpoint resumed from) and drops the ones
+/// written after it (a run killed mid-way may leave a line cut short there). A log that lacks
+/// any of steps 1..=`step` — deleted, truncated, a line damaged — is refused, and left as it is:
+/// resuming would leave a silent gap in the loss record.
 fn keep_log_until(path: &Path, step: u64) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
-        .collect();
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && step == 0 => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{}: missing, but the checkpoint is at step {step}: the log of steps 1..={step} is lost; start the run over (--overwrite)", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    let mut kept = String::new();
+    let mut next = 1;
+    for (i, line) in text.lines().enumerate() {
+        if next > step {
+            break;
+        }
+        match serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64()) {
+            Some(s) if s == next => {
+                kept.push_str(line);
+                kept.push('\n');
+                next += 1;
+            }
+            found => bail!(
+                "{}: line {} {} where the record of step {next} was expected; the checkpoint is at step {step}, so steps {next}..={step} are missing from the log; start the run over (--overwrite)",
+                path.display(),
+                i + 1,
+                match found { Some(s) => format!("is step {s}"), None => "is cut short or not a log record".into() }
+            ),
+        }
     }
-    crate::util::fs::write_atomic(path, out.as_bytes())
+    if next <= step {
+        bail!(
+            "{}: ends at step {} but the checkpoint is at step {step}: the log of steps {next}..={step} is missing (truncated); start the run over (--overwrite)",
+            path.display(),
+            next - 1
+        );
+    }
+    crate::util::fs::write_atomic(path, kept.as_bytes())
 }
