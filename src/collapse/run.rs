@@ -208,7 +208,7 @@ impl Decider {
 }
 
 /// One pass over a range of blocks, for statistics or decisions.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pass {
     Stats,
     Decisions,
@@ -228,6 +228,16 @@ fn partial_path(dir: &Path, pass: Pass) -> PathBuf {
     })
 }
 
+/// What one pass did in this process: reused a finished result, resumed from a checkpoint's
+/// block, or started at the first block; and how many blocks it processed itself. Tests use it
+/// to prove that a resumed run did not silently start over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassProgress {
+    pub reused: bool,
+    pub resumed_from: Option<usize>,
+    pub blocks_processed: usize,
+}
+
 pub struct Run<'a> {
     pub collector: Collector<'a>,
     pub corpus: &'a Corpus,
@@ -237,6 +247,8 @@ pub struct Run<'a> {
     pub out: PathBuf,
     /// Stored in shard headers for `merge` (class set and settings).
     pub info: serde_json::Value,
+    /// The last call of each pass ([statistics, decisions]).
+    progress: [std::cell::Cell<PassProgress>; 2],
 }
 
 impl<'a> Run<'a> {
@@ -268,7 +280,12 @@ impl<'a> Run<'a> {
             block: o.block,
         };
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-        Ok(Run { collector, corpus, identity, w, blocks, out: out.to_path_buf(), info: serde_json::Value::Null })
+        Ok(Run { collector, corpus, identity, w, blocks, out: out.to_path_buf(), info: serde_json::Value::Null, progress: Default::default() })
+    }
+
+    /// What the last call of `pass` did (all zero before the first).
+    pub fn progress(&self, pass: Pass) -> PassProgress {
+        self.progress[pass as usize].get()
     }
 
     fn texts_of_block(&self, b: usize, pass: Pass) -> Vec<&str> {
@@ -300,6 +317,7 @@ impl<'a> Run<'a> {
         let final_path = stats_path(&self.out);
         if let Ok(Shard::Stats(h, s, _)) = shard::read(&final_path) {
             if h.identity == self.identity && h.blocks == vec![self.blocks] {
+                self.progress[Pass::Stats as usize].set(PassProgress { reused: true, ..PassProgress::default() });
                 return Ok(s);
             }
         }
@@ -329,6 +347,7 @@ impl<'a> Run<'a> {
         let final_path = decisions_path(&self.out);
         if let Ok(Shard::Decisions(h, d)) = shard::read(&final_path) {
             if h.identity == self.identity && h.means.as_deref() == Some(&fp) && h.blocks == vec![self.blocks] && h.min_count == Some(self.collector.opts.min_count) {
+                self.progress[Pass::Decisions as usize].set(PassProgress { reused: true, ..PassProgress::default() });
                 return Ok(d);
             }
         }
@@ -366,11 +385,14 @@ impl<'a> Run<'a> {
             Pass::Stats => "statistics",
             Pass::Decisions => "held-out decisions",
         };
+        let resumed_from = (start > self.blocks.0).then_some(start);
+        self.progress[pass as usize].set(PassProgress { reused: false, resumed_from, blocks_processed: 0 });
         let bar = crate::report::progress::items_bar(total as u64, what);
         let began = Instant::now();
         let mut last = Instant::now();
         let mut tokens = 0usize;
         for b in start..self.blocks.1 {
+            self.progress[pass as usize].set(PassProgress { reused: false, resumed_from, blocks_processed: b + 1 - start });
             let texts = self.texts_of_block(b, pass);
             if texts.is_empty() {
                 continue;
