@@ -96,17 +96,19 @@ fn bad_glue_input_names_the_file() {
 fn shared_glue_data_parses() {
     use fairnc::data::glue::Task;
     let dir = shared_data().join("glue/glue_data");
-    if !dir.exists() {
-        eprintln!("skipping: {} not present", dir.display());
-        return;
-    }
+    assert!(dir.is_dir(), "{}: missing; this test needs the shared GLUE copies (the GLUE benchmark's glue_data/ folder, one directory per task)", dir.display());
     for task in Task::ALL {
         for split in ["train", "dev"] {
-            if task.split_path(&dir, split).exists() {
-                let n = task.load(&dir, split).unwrap_or_else(|e| panic!("{e:#}")).len();
-                eprintln!("{} {split}: {n}", task.name());
-                assert!(n > 0);
+            let path = task.split_path(&dir, split);
+            // The shared copy of QNLI has its dev split only; every other split must be there.
+            if task == Task::Qnli && split == "train" {
+                assert!(!path.exists(), "{}: now present; parse it here too", path.display());
+                continue;
             }
+            assert!(path.is_file(), "{}: missing from the shared GLUE copies", path.display());
+            let n = task.load(&dir, split).unwrap_or_else(|e| panic!("{e:#}")).len();
+            eprintln!("{} {split}: {n}", task.name());
+            assert!(n > 0);
         }
     }
     for (task, n) in [(Task::Cola, 1043), (Task::Sst2, 872), (Task::Mrpc, 408), (Task::Rte, 277), (Task::Stsb, 1500)] {
@@ -131,7 +133,36 @@ fn every_family_runs_pairs_and_singles() {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
         let tasks = v["model"]["tasks"].as_array().unwrap();
         assert!(tasks[0]["mean"]["accuracy"].as_f64().unwrap().is_finite(), "{family}");
-        // A constant prediction has no correlation: null, not a number.
-        assert!(tasks[1]["mean"].get("spearman").is_some(), "{family}");
+        // The predicted scores vary, so both correlations are numbers; with one seed the std
+        // over seeds is undefined: null, not 0.
+        let stsb = &tasks[1];
+        for metric in ["pearson", "spearman"] {
+            assert!(stsb["mean"][metric].as_f64().is_some_and(|r| (-1.0..=1.0).contains(&r)), "{family} {metric}: {stsb}");
+            assert_eq!(stsb["std"].get(metric), Some(&serde_json::Value::Null), "{family} {metric}: {stsb}");
+        }
+        assert_eq!(tasks[0]["std"].get("accuracy"), Some(&serde_json::Value::Null), "{family}: {}", tasks[0]);
+    }
+}
+
+/// A correlation that does not exist (every gold score of the dev split equal) is reported as
+/// null, in the run and in the mean, not as a number.
+#[test]
+fn undefined_correlation_is_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = tmp.path().join("glue");
+    synthetic(&glue);
+    let mut dev = String::from("index\tgenre\tsentence1\tsentence2\tscore\n");
+    for i in 0..8 {
+        dev.push_str(&format!("{i}\tx\tthe {} went home\tthe {} was late\t2.500\n", POS[i % 4], NEG[i % 4]));
+    }
+    std::fs::write(glue.join("STS-B/dev.tsv"), dev).unwrap();
+    let out = tmp.path().join("out");
+    let o = fairnc(&["glue", "--model", model_dir("bert").to_str().unwrap(), "--glue-dir", glue.to_str().unwrap(), "--tasks", "stsb", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
+    let stsb = &v["model"]["tasks"][0];
+    for metric in ["pearson", "spearman"] {
+        assert_eq!(stsb["mean"].get(metric), Some(&serde_json::Value::Null), "{metric}: {stsb}");
+        assert_eq!(stsb["runs"][0]["metrics"].get(metric), Some(&serde_json::Value::Null), "{metric}: {stsb}");
     }
 }
