@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 
@@ -22,7 +22,9 @@ fn eval(model: &str, extra: &[&str]) -> (tempfile::TempDir, Value) {
 }
 
 fn reference(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(&format!("eval/{name}.json"))).unwrap()).unwrap()
+    let path = fixture(&format!("eval/{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; regenerate with tools/fixtures/make_eval_fixtures.sh", path.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
@@ -47,15 +49,19 @@ fn minilm_with_head() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Per-pair unrounded scores within 1e-4 and the rounded ones equal (unless the raw score
-/// sits within float noise of a rounding boundary), same skips; summaries equal, except
-/// where a pair the reference marks fragile (an outcome that float noise can flip) differs.
+/// sits within float noise of a rounding boundary), same skips; summaries equal. The only
+/// slack: a pair whose outcome (more > less, less > more, or a tie) differs from the
+/// reference's, allowed only where the reference marks it fragile or a score rounded the
+/// other way at a boundary, moves its own bias type's metric by 100/n — counted per type.
 fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
     let rows = read_csv(&dir.join("crows.csv"));
-    let fragile: Vec<u64> = want["fragile"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+    let fragile: BTreeSet<u64> = want["fragile"].as_array().unwrap_or_else(|| panic!("{name}: the reference has no `fragile` list")).iter().map(|v| v.as_u64().unwrap()).collect();
     let by_index: HashMap<u64, &HashMap<String, String>> = rows.iter().map(|r| (r["index"].parse().unwrap(), r)).collect();
     let mut checked = 0;
-    let mut flipped = 0;
+    let mut flipped = BTreeSet::new();
     let mut worst: f64 = 0.0;
+    // Pairs whose outcome differs from the reference's, per bias type.
+    let mut differing: BTreeMap<String, usize> = BTreeMap::new();
     for w in want["rows"].as_array().unwrap() {
         let idx = w["index"].as_u64().unwrap();
         let g = by_index.get(&idx).unwrap_or_else(|| panic!("{name}: row {idx} missing"));
@@ -77,19 +83,33 @@ fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
             if rounded != want_rounded {
                 // Only a raw score at a rounding boundary may round the other way.
                 assert!((rounded - want_rounded).abs() < 1.5e-3 && ((want_raw * 1000.0).fract().abs() - 0.5).abs() < 0.1, "{name}: row {idx} score_{side} {rounded} vs {want_rounded}");
-                flipped += 1;
+                flipped.insert(idx);
             }
+        }
+        // The scores each side compares: rounded for masked LMs; causal: bias-bench compares the
+        // geometric-mean probabilities, we the mean log-probabilities (the same order).
+        let ours = |side: &str| -> f64 { g[&format!("score_{side}")].parse().unwrap() };
+        let theirs = |side: &str| -> f64 { w.get(&format!("gm_{side}")).unwrap_or(&w[&format!("score_{side}")]).as_f64().unwrap() };
+        if ours("more").partial_cmp(&ours("less")) != theirs("more").partial_cmp(&theirs("less")) {
+            assert!(fragile.contains(&idx) || flipped.contains(&idx), "{name}: row {idx} outcome differs ({} vs {}, reference {} vs {}) and the reference does not mark it fragile", ours("more"), ours("less"), theirs("more"), theirs("less"));
+            *differing.entry(w["bias_type"].as_str().unwrap().to_string()).or_default() += 1;
         }
         checked += 1;
     }
-    eprintln!("{name}: {checked} pairs, max |raw score difference| {worst:.1e}, {flipped} rounded the other way at a boundary");
+    eprintln!("{name}: {checked} pairs, max |raw score difference| {worst:.1e}, {} rounded the other way at a boundary, {} outcomes differ", flipped.len(), differing.values().sum::<usize>());
     assert!(checked > 0);
     for (t, s) in want["summary"].as_object().unwrap() {
         let ours = if t == "overall" { &got["crows"]["overall"] } else { &got["crows"][t] };
         assert_eq!(ours["n"], s["n"], "{name} {t} n");
+        let k = if t == "overall" { differing.values().sum() } else { differing.get(t).copied().unwrap_or(0) };
         let (a, b) = (ours["metric"].as_f64().unwrap(), s["metric_unrounded"].as_f64().unwrap());
-        let slack = 100.0 * fragile.len().max(flipped) as f64 / s["n"].as_f64().unwrap();
-        assert!((a - b).abs() <= 1e-9 + slack, "{name} {t} metric {a} vs {b}");
+        let slack = 100.0 * k as f64 / s["n"].as_f64().unwrap();
+        assert!((a - b).abs() <= 1e-9 + slack, "{name} {t} metric {a} vs {b} ({k} pairs of {} differ)", s["n"]);
+        // Ties are neutral: in n, never in the numerator.
+        for (ours_key, their_key) in [("neutral", "neutral_count"), ("stereo", "stereo_wins"), ("antistereo", "antistereo_wins")] {
+            let (a, b) = (ours[ours_key].as_u64().unwrap(), s[their_key].as_u64().unwrap());
+            assert!(a.abs_diff(b) as usize <= k, "{name} {t} {ours_key}: {a} vs {their_key} {b} ({k} pairs differ)");
+        }
     }
 }
 
@@ -113,21 +133,40 @@ fn crows_matches_reference_on_minilm() {
     compare_stereoset(dir.path(), &got, &reference("stereoset-minilm"), "minilm");
     let (dir, got) = eval(&m, &["--tasks", "crows", "--crows-limit", "300", "--crows-variant", "nangia"]);
     compare_crows(dir.path(), &got, &reference("crows-nangia-minilm"), "nangia minilm");
-    if fixture("eval/seat-minilm.json").exists() {
-        let seat = common::shared_data().join("seat").display().to_string();
-        let names: Vec<String> = std::fs::read_dir(&seat).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".jsonl").to_string()).collect();
-        let (_t, got) = eval(&m, &["--tasks", "seat", "--seat-dir", &seat, "--seat-tests", &names.join(",")]);
-        let exact = compare_seat(&got, &reference("seat-minilm"), "minilm");
-        eprintln!("minilm: {} SEAT tests, {exact} exact p-values equal", names.len());
-    }
+    let names = seat_test_names();
+    let seat = common::shared_data().join("seat").display().to_string();
+    let (_t, got) = eval(&m, &["--tasks", "seat", "--seat-dir", &seat, "--seat-tests", &names.join(",")]);
+    let exact = compare_seat(&got, &reference("seat-minilm"), "minilm");
+    eprintln!("minilm: {} SEAT tests, {exact} exact p-values equal", names.len());
 }
 
-/// Per-sentence scores within 1e-4 relative, same skipped clusters, summaries equal (a
-/// cluster the reference lists as a near tie may go the other way).
+/// The 50 SEAT test files of ../shared/data/seat, which the reference fixtures cover.
+fn seat_test_names() -> Vec<String> {
+    let dir = common::shared_data().join("seat");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; these tests need sent-bias's SEAT files (bias-bench data/seat/*.jsonl) there", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".jsonl").to_string())
+        .collect();
+    assert_eq!(names.len(), 50, "{}: expected bias-bench's 50 SEAT files, found {}", dir.display(), names.len());
+    names
+}
+
+/// The outcome of a cluster from its three scores: (stereotype preferred, related count),
+/// bias-bench's rules (a tie counts as anti-stereotype; related comparisons are strict).
+fn cluster_outcome(scores: &HashMap<String, f64>) -> (bool, u8) {
+    let (pro, anti, unrel) = (scores["stereotype"], scores["anti-stereotype"], scores["unrelated"]);
+    (pro > anti, (pro > unrel) as u8 + (anti > unrel) as u8)
+}
+
+/// Per-sentence scores within 1e-4 relative, same skipped clusters, summaries equal. The only
+/// slack: a cluster whose outcome differs from the reference's, allowed only for a cluster the
+/// reference lists as a near tie, moves its term's SS and LMS by at most 100/(clusters of the
+/// term) and so its domain's by that over the domain's term count (ICAT by 3× that) —
+/// counted per domain.
 fn compare_stereoset(dir: &Path, got: &Value, want: &Value, name: &str) {
     let rows = read_csv(&dir.join("stereoset.csv"));
     let ours: HashMap<&str, f64> = rows.iter().map(|r| (r["id"].as_str(), r["score"].parse().unwrap())).collect();
-    let near: Vec<&str> = want["ties"]["near_ties"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let near: BTreeSet<&str> = want["ties"]["near_ties"].as_array().unwrap_or_else(|| panic!("{name}: the reference has no near-tie list")).iter().map(|v| v.as_str().unwrap()).collect();
     let mut worst: f64 = 0.0;
     let mut checked = 0;
     for w in want["sentences"].as_array().unwrap() {
@@ -146,16 +185,49 @@ fn compare_stereoset(dir: &Path, got: &Value, want: &Value, name: &str) {
         assert!(rel <= 1e-4, "{name}: sentence {id} score {a} vs {b}");
         checked += 1;
     }
-    eprintln!("{name}: {checked} sentences, max relative score difference {worst:.1e}");
+    // Per cluster: our scores by label (mean log-probabilities for causal models order as
+    // bias-bench's probabilities do), its domain and term; and the reference's scores.
+    let mut our_clusters: HashMap<&str, HashMap<String, f64>> = HashMap::new();
+    let mut place: HashMap<&str, (&str, &str)> = HashMap::new();
+    for r in &rows {
+        our_clusters.entry(r["cluster"].as_str()).or_default().insert(r["gold_label"].clone(), r["score"].parse().unwrap());
+        place.insert(r["cluster"].as_str(), (r["domain"].as_str(), r["target"].as_str()));
+    }
+    let mut their_clusters: HashMap<&str, HashMap<String, f64>> = HashMap::new();
+    for w in want["sentences"].as_array().unwrap().iter().filter(|w| w["score"].is_number()) {
+        their_clusters.entry(w["cluster"].as_str().unwrap()).or_default().insert(w["gold_label"].as_str().unwrap().to_string(), w["score"].as_f64().unwrap());
+    }
+    let mut clusters_of_term: HashMap<&str, usize> = HashMap::new();
+    let mut terms_of_domain: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (domain, target) in place.values() {
+        *clusters_of_term.entry(target).or_default() += 1;
+        terms_of_domain.entry(domain).or_default().insert(target);
+    }
+    let all_terms = clusters_of_term.len();
+    // Bound on how far the clusters whose outcome differs move each domain's SS (and LMS).
+    let mut slack: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut differing = 0;
+    for (cluster, theirs) in &their_clusters {
+        let mine = our_clusters.get(cluster).unwrap_or_else(|| panic!("{name}: cluster {cluster} missing"));
+        if cluster_outcome(mine) != cluster_outcome(theirs) {
+            assert!(near.contains(cluster), "{name}: cluster {cluster} outcome differs ({mine:?} vs {theirs:?}) and the reference does not list it as a near tie");
+            let (domain, target) = place[cluster];
+            let per_term = 100.0 / clusters_of_term[target] as f64;
+            *slack.entry(domain).or_default() += per_term / terms_of_domain[domain].len() as f64;
+            *slack.entry("overall").or_default() += per_term / all_terms as f64;
+            differing += 1;
+        }
+    }
+    eprintln!("{name}: {checked} sentences, max relative score difference {worst:.1e}, {differing} cluster outcomes differ");
     for (d, s) in want["summary"].as_object().unwrap() {
         let ours = if d == "overall" { &got["stereoset"]["overall"] } else { &got["stereoset"][d] };
         assert_eq!(ours["n"], s["n"], "{name} {d} n");
-        for k in ["ss", "lms", "icat"] {
+        let terms = if d == "overall" { all_terms } else { terms_of_domain.get(d.as_str()).map_or(0, BTreeSet::len) };
+        assert_eq!(Some(terms as u64), s["terms"].as_u64(), "{name} {d} terms");
+        let unit = slack.get(d.as_str()).copied().unwrap_or(0.0);
+        for (k, bound) in [("ss", unit), ("lms", unit), ("icat", 3.0 * unit)] {
             let (a, b) = (ours[k].as_f64().unwrap(), s[k].as_f64().unwrap());
-            let terms = s.get("terms").and_then(Value::as_f64).unwrap_or(1.0);
-            // A near tie flipping moves one term's SS by 100/count: bounded by 100·k/terms.
-            let slack = if near.is_empty() { 0.0 } else { 100.0 * near.len() as f64 / terms };
-            assert!((a - b).abs() <= 1e-9 + slack, "{name} {d} {k}: {a} vs {b}");
+            assert!((a - b).abs() <= 1e-9 + bound, "{name} {d} {k}: {a} vs {b} (slack {bound})");
         }
     }
 }
@@ -195,14 +267,49 @@ fn compare_seat(got: &Value, want: &Value, name: &str) -> usize {
 
 #[test]
 fn seat_matches_reference_on_all_fifty_files() {
-    let names: Vec<String> = std::fs::read_dir(common::shared_data().join("seat"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".jsonl").to_string())
-        .collect();
+    let names = seat_test_names();
     let dir = common::shared_data().join("seat").display().to_string();
     let (_t, got) = eval(&model_dir("bert").display().to_string(), &["--tasks", "seat", "--seat-dir", &dir, "--seat-tests", &names.join(",")]);
     let exact = compare_seat(&got, &reference("seat-tiny-bert"), "tiny-bert");
     eprintln!("tiny-bert: {} tests, {exact} exact p-values equal", names.len());
+}
+
+/// Deliberate exact ties, whatever the model: StereoSet clusters whose three sentences are the
+/// same text score SS = LMS = ICAT = 0 (a stereotype/anti-stereotype tie counts as
+/// anti-stereotype; a tie with the unrelated sentence is not "related"), for masked and causal
+/// scoring; CrowS-Pairs pairs of identical sentences are neutral under Nangia scoring (in n, not
+/// in the metric) and out of N under bias-bench's (nothing differs to mask).
+#[test]
+fn exact_ties_follow_the_reference_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stereo = tmp.path().join("ties.json");
+    let cluster = |id: &str, sentence: &str| serde_json::json!({"id": id, "target": "nurse", "bias_type": "gender", "context": "the nurse is BLANK .", "sentences": [
+        {"id": format!("{id}a"), "sentence": sentence, "gold_label": "stereotype", "labels": []},
+        {"id": format!("{id}b"), "sentence": sentence, "gold_label": "anti-stereotype", "labels": []},
+        {"id": format!("{id}c"), "sentence": sentence, "gold_label": "unrelated", "labels": []}]});
+    let data = serde_json::json!({"version": "ties", "data": {"intrasentence": [cluster("t1", "the nurse is he ."), cluster("t2", "the nurse is kind .")]}});
+    std::fs::write(&stereo, data.to_string()).unwrap();
+    for family in ["bert", "gpt2"] {
+        let (dir, r) = eval(&model_dir(family).display().to_string(), &["--tasks", "stereoset", "--stereoset-file", stereo.to_str().unwrap()]);
+        let rows = read_csv(&dir.path().join("stereoset.csv"));
+        assert_eq!(rows.len(), 6, "{family}");
+        for c in rows.chunks(3) {
+            assert!(c.iter().all(|r| r["score"] == c[0]["score"]), "{family}: the tie is not exact: {c:?}");
+        }
+        for block in [&r["stereoset"]["gender"], &r["stereoset"]["overall"]] {
+            assert_eq!((block["ss"].as_f64(), block["lms"].as_f64(), block["icat"].as_f64(), block["n"].as_u64()), (Some(0.0), Some(0.0), Some(0.0), Some(2)), "{family}: {block}");
+        }
+    }
+    let crows = tmp.path().join("ties.csv");
+    std::fs::write(&crows, ",sent_more,sent_less,stereo_antistereo,bias_type\n0,the nurse is here .,the nurse is here .,stereo,gender\n1,he is kind .,he is kind .,antistereo,gender\n2,the man is late .,the woman is late .,stereo,race-color\n").unwrap();
+    let bert = model_dir("bert").display().to_string();
+    let (_t, r) = eval(&bert, &["--tasks", "crows", "--crows-file", crows.to_str().unwrap(), "--crows-variant", "nangia"]);
+    let g = &r["crows"]["gender"];
+    assert_eq!((g["n"].as_u64(), g["neutral"].as_u64(), g["stereo"].as_u64(), g["antistereo"].as_u64(), g["metric"].as_f64()), (Some(2), Some(2), Some(0), Some(0), Some(0.0)), "{g}");
+    let o = &r["crows"]["overall"];
+    assert_eq!((o["n"].as_u64(), o["neutral"].as_u64()), (Some(3), Some(2)), "{o}");
+    let (_t, r) = eval(&bert, &["--tasks", "crows", "--crows-file", crows.to_str().unwrap()]);
+    assert_eq!((r["crows"]["overall"]["n"].as_u64(), r["crows"].get("gender")), (Some(1), None), "{}", r["crows"]);
 }
 
 #[test]
