@@ -89,7 +89,7 @@ fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
         // The scores each side compares: rounded for masked LMs; causal: bias-bench compares the
         // geometric-mean probabilities, we the mean log-probabilities (the same order).
         let ours = |side: &str| -> f64 { g[&format!("score_{side}")].parse().unwrap() };
-        let theirs = |side: &str| -> f64 { w.get(&format!("gm_{side}")).unwrap_or(&w[&format!("score_{side}")]).as_f64().unwrap() };
+        let theirs = |side: &str| -> f64 { w.get(format!("gm_{side}")).unwrap_or(&w[&format!("score_{side}")]).as_f64().unwrap() };
         if ours("more").partial_cmp(&ours("less")) != theirs("more").partial_cmp(&theirs("less")) {
             assert!(fragile.contains(&idx) || flipped.contains(&idx), "{name}: row {idx} outcome differs ({} vs {}, reference {} vs {}) and the reference does not mark it fragile", ours("more"), ours("less"), theirs("more"), theirs("less"));
             *differing.entry(w["bias_type"].as_str().unwrap().to_string()).or_default() += 1;
