@@ -10,13 +10,13 @@ pub struct Args {
     model: String,
     #[arg(long, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     steps: Option<u64>,
-    #[arg(long, value_parser = validate::positive_f64, allow_negative_numbers = true)]
+    #[arg(long, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     lr: Option<f64>,
     #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     #[arg(long)]
     warmup: Option<u64>,
-    #[arg(long, value_parser = validate::positive_f64, allow_negative_numbers = true)]
+    #[arg(long, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     head_lr_scale: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,

@@ -72,7 +72,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     min_count: u64,
     /// Fraction of texts held out for the decision pass (NC4).
-    #[arg(long, default_value_t = 0.2, value_parser = validate::open_fraction, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.2, value_parser = validate::open_fraction, allow_hyphen_values = true)]
     heldout: f64,
     #[arg(long, default_value_t = 128, value_parser = validate::max_len, allow_negative_numbers = true)]
     max_len: usize,

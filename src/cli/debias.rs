@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     method: Method,
     /// λ of the NC3 regularizer (0 or absent: none).
-    #[arg(long, value_parser = validate::non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, value_parser = validate::non_negative_f64, allow_hyphen_values = true)]
     nc3: Option<f64>,
     #[arg(long, value_enum, default_value = "std")]
     nc3_variant: Nc3Variant,
@@ -66,13 +66,13 @@ pub struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = 1, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     grad_accum: usize,
-    #[arg(long, default_value_t = 2e-5, value_parser = validate::positive_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2e-5, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     lr: f64,
     #[arg(long, default_value_t = 0)]
     warmup: u64,
-    #[arg(long, default_value_t = 0.01, value_parser = validate::non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.01, value_parser = validate::non_negative_f64, allow_hyphen_values = true)]
     weight_decay: f64,
-    #[arg(long, default_value_t = 1.0, value_parser = validate::positive_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     max_grad_norm: f64,
     #[arg(long, default_value_t = 128, value_parser = validate::max_len, allow_negative_numbers = true)]
     max_len: usize,

@@ -19,7 +19,7 @@ pub struct Args {
     seeds: String,
     #[arg(long, default_value_t = 3, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     epochs: usize,
-    #[arg(long, default_value_t = 2e-5, value_parser = validate::positive_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2e-5, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     lr: f64,
     #[arg(long, default_value_t = 32, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
