@@ -2,7 +2,18 @@ use clap::Parser;
 
 fn main() {
     fairnc::util::alloc::tune();
-    let cli = fairnc::cli::Cli::parse();
+    let cli = match fairnc::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                e.exit();
+            }
+            // Usage errors exit 2, as clap's own do; the message is one line naming the flag.
+            eprintln!("error: {}", fairnc::cli::one_line(&e));
+            std::process::exit(2);
+        }
+    };
     if let Err(e) = fairnc::cli::run(cli) {
         // One line: the file and the problem, as the context chain reads.
         let msg = format!("{e:#}").replace('\n', " ");

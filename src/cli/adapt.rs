@@ -1,3 +1,4 @@
+use super::validate;
 use crate::train::adapt::{AdaptConfig, adapt};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -7,15 +8,15 @@ pub struct Args {
     /// The encoder to adapt (`minilm`, a checkpoint directory, or hf:ORG/NAME).
     #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
     model: String,
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     steps: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     #[arg(long)]
     warmup: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     head_lr_scale: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
@@ -39,6 +40,7 @@ pub fn run(a: Args) -> Result<()> {
         pack: d.pack && !a.no_pack,
         ..d
     };
+    validate::check_warmup(cfg.warmup, cfg.steps)?;
     let base = crate::model::resolve::resolve(&a.model)?;
     let r = adapt(&a.model, &base, &cfg, &a.output)?;
     println!(

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, default_value = "gender")]
     pub words: String,
     /// BUG texts for the NC statistics (default 10,000; --quick 1,500).
-    #[arg(long)]
+    #[arg(long, value_parser = super::validate::positive_usize, allow_negative_numbers = true)]
     pub max_texts: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -67,8 +67,10 @@ pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
 
     let t = std::time::Instant::now();
     let collapse_dir = out.join("collapse");
+    // `collapse/` belongs to this audit, which replaces its own results on a rerun (the same
+    // settings' statistics are still reused): hence --overwrite.
     super::run_subcommand(&[
-        "collapse", "--model", &a.model, "--seed", &seed, "--words", &a.words, "--corpus", "bug", "--max-texts", &texts.to_string(), "--output", path(&collapse_dir)?,
+        "collapse", "--model", &a.model, "--seed", &seed, "--words", &a.words, "--corpus", "bug", "--max-texts", &texts.to_string(), "--output", path(&collapse_dir)?, "--overwrite",
     ])
     .context("NC statistics")?;
     seconds.insert("collapse".into(), t.elapsed().as_secs_f64().into());

@@ -1,4 +1,4 @@
-use super::ModelArgs;
+use super::{ModelArgs, validate};
 use crate::collapse::run::{Collector, Run, RunOptions, decisions_path, stats_path};
 use crate::collapse::shard::{self, Header, Shard};
 use crate::collapse::stats::{ClassStats, Decisions};
@@ -26,6 +26,9 @@ enum Sub {
         /// Shard directories (holding stats.safetensors / decisions.safetensors) or files.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
+        /// Replace another run's results in --output.
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -49,7 +52,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "bug")]
     corpus: String,
     /// Use an evenly spread subset of at most this many texts.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     max_texts: Option<usize>,
     #[arg(long, value_enum, default_value = "default")]
     convention: Convention,
@@ -66,21 +69,21 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
     cdnv_power: Option<u32>,
     /// Classes seen fewer times in the statistics part are left out.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     min_count: u64,
     /// Fraction of texts held out for the decision pass (NC4).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = validate::open_fraction, allow_hyphen_values = true)]
     heldout: f64,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = validate::max_len, allow_negative_numbers = true)]
     max_len: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
     /// Texts per block: batches never cross a block and a shard is a range of blocks, so all
     /// shards of one computation must use the same value.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     block: usize,
     /// Compute only slice i of n (statistics; with --means, decisions).
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = validate::shard)]
     shard: Option<(usize, usize)>,
     /// Merged statistics (a directory or stats.safetensors) whose means the decision pass uses.
     #[arg(long)]
@@ -88,21 +91,15 @@ pub struct RunArgs {
     /// Output directory (required).
     #[arg(long)]
     output: Option<PathBuf>,
-}
-
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/4")?;
-    let i: usize = i.parse().map_err(|_| "i is not a number")?;
-    let n: usize = n.parse().map_err(|_| "n is not a number")?;
-    if n == 0 || i >= n {
-        return Err(format!("{s}: expected 0 ≤ i < n"));
-    }
-    Ok((i, n))
+    /// Replace another collapse run's results in --output (by default such a directory is
+    /// refused; the same run's finished statistics are reused, an unfinished pass resumes).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.merge {
-        Some(Sub::Merge { output, inputs }) => merge(&inputs, &output),
+        Some(Sub::Merge { output, inputs, overwrite }) => merge(&inputs, &output, overwrite),
         None => collect(args.run),
     }
 }
@@ -141,15 +138,12 @@ fn resolve(a: &RunArgs, kind: crate::model::ModelKind) -> Resolved {
         heldout: a.heldout,
         max_len: a.max_len,
     };
-    let opts = RunOptions { target, features, max_len: a.max_len, batch_size: a.batch_size, heldout: a.heldout, min_count: a.min_count, block: a.block.max(1), ..RunOptions::default() };
+    let opts = RunOptions { target, features, max_len: a.max_len, batch_size: a.batch_size, heldout: a.heldout, min_count: a.min_count, block: a.block, ..RunOptions::default() };
     Resolved { settings, opts }
 }
 
 fn collect(a: RunArgs) -> Result<()> {
     let Some(output) = a.output.clone() else { bail!("collapse: --output DIR is required") };
-    if !(0.0..1.0).contains(&a.heldout) {
-        bail!("--heldout {}: expected a fraction in [0, 1)", a.heldout);
-    }
     let model = a.model.load()?;
     let Resolved { settings, opts } = resolve(&a, model.kind());
     let classes = if a.words == "vocabulary" {
@@ -160,6 +154,12 @@ fn collect(a: RunArgs) -> Result<()> {
     let corpus = Corpus::load(&a.corpus)?.subsample(a.max_texts);
     let mut run = Run::new(Collector::new(&model, &classes, opts), &corpus, a.shard, &output)?;
     run.info = serde_json::to_value(Info { settings: settings.clone(), classes: classes.clone() })?;
+    if let Some(other) = other_run(&output, &settings, &run.identity, &[run.blocks]) {
+        if !a.overwrite {
+            bail!("--output {}: holds {other}; pass --overwrite to replace it, or choose another directory", output.display());
+        }
+        remove_run_files(&output)?;
+    }
     let started = std::time::Instant::now();
     if let Some(path) = &a.means {
         // Decision pass of a shard against merged statistics.
@@ -187,6 +187,52 @@ fn collect(a: RunArgs) -> Result<()> {
     finish(&output, &result, started)
 }
 
+/// What a collapse run (or a merge) writes in its directory.
+const RUN_FILES: [&str; 8] = ["stats.safetensors", "decisions.safetensors", ".partial-stats.safetensors", ".partial-decisions.safetensors", "collapse.json", "classes.csv", "summary.md", "nc3_cosines.png"];
+
+fn remove_run_files(dir: &Path) -> Result<()> {
+    for name in RUN_FILES.iter().copied().chain(["nc3_cosines.svg"]) {
+        let p = dir.join(name);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Describes the finished computation `dir` holds if it is not this one (a report with other
+/// settings, or statistics / decisions of another model, word set, corpus, option or shard), so
+/// that it is not overwritten unasked. Statistics that found no labelled position (a failed run)
+/// and files that are not fairnc shards do not count.
+fn other_run(dir: &Path, settings: &Settings, identity: &shard::Identity, blocks: &[(usize, usize)]) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(dir.join("collapse.json")) {
+        let previous: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let now = serde_json::to_value(settings).unwrap_or_default();
+        if previous["settings"] != now {
+            let changed: Vec<String> = now
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| previous["settings"].get(k.as_str()) != Some(v))
+                .map(|(k, v)| format!("{k} {} → {v}", previous["settings"].get(k.as_str()).unwrap_or(&serde_json::Value::Null)))
+                .collect();
+            return Some(format!("a finished collapse run with other settings ({})", if changed.is_empty() { "unreadable collapse.json".into() } else { changed.join(", ") }));
+        }
+    }
+    for path in [stats_path(dir), decisions_path(dir)] {
+        let other = match shard::read(&path) {
+            Ok(Shard::Stats(h, s, _)) => s.positions() > 0 && (h.identity != *identity || h.blocks != blocks),
+            Ok(Shard::Decisions(h, _)) => h.identity != *identity || h.blocks != blocks,
+            Err(_) => false,
+        };
+        if other {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+            return Some(format!("{name} of another computation (model, word set, corpus, options or --shard)"));
+        }
+    }
+    None
+}
+
 fn finish(dir: &Path, result: &CollapseResult, started: std::time::Instant) -> Result<()> {
     crate::report::collapse::write(dir, result)?;
     println!("{}", crate::report::collapse::markdown(result));
@@ -202,7 +248,7 @@ fn read_stats(path: &Path) -> Result<(Header, ClassStats)> {
     }
 }
 
-fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
+fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let mut files = Vec::new();
     for p in inputs {
@@ -257,15 +303,23 @@ fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
             }
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    shard::write_stats(&stats_path(out), &header, &stats, &w)?;
-    if let Some((h, d)) = &merged {
-        shard::write_decisions(&decisions_path(out), h, d)?;
-    }
     let info: Info = serde_json::from_value(header.info.clone().unwrap_or_default()).context("shards carry no settings")?;
     let mut settings = info.settings;
     if let Some((h, _)) = &merged {
         settings.min_count = h.min_count.unwrap_or(settings.min_count);
+    }
+    // The merged output is itself a computation: another one in `out` is not replaced unasked
+    // (an input directory given as the output holds this very one's pieces and is refused too).
+    if let Some(other) = other_run(out, &settings, &header.identity, &header.blocks) {
+        if !overwrite {
+            bail!("--output {}: holds {other}; pass --overwrite to replace it, or choose another directory", out.display());
+        }
+        remove_run_files(out)?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    shard::write_stats(&stats_path(out), &header, &stats, &w)?;
+    if let Some((h, d)) = &merged {
+        shard::write_decisions(&decisions_path(out), h, d)?;
     }
     let mut result = assemble(&info.classes, &stats, merged.as_ref().map(|(_, d)| d), &w, settings);
     if !complete {

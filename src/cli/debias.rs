@@ -1,4 +1,4 @@
-use super::ModelArgs;
+use super::{ModelArgs, validate};
 use crate::collapse::Target;
 use crate::data::corpus::Corpus;
 use crate::model::{Family, LoadOptions, ModelKind};
@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     method: Method,
     /// λ of the NC3 regularizer (0 or absent: none).
-    #[arg(long)]
+    #[arg(long, value_parser = validate::non_negative_f64, allow_hyphen_values = true)]
     nc3: Option<f64>,
     #[arg(long, value_enum, default_value = "std")]
     nc3_variant: Nc3Variant,
@@ -58,37 +58,39 @@ pub struct Args {
     /// Which parameters to update.
     #[arg(long, value_enum, default_value = "all")]
     train: Train,
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     max_texts: Option<usize>,
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     steps: u64,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     grad_accum: usize,
-    #[arg(long, default_value_t = 2e-5)]
+    #[arg(long, default_value_t = 2e-5, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     lr: f64,
     #[arg(long, default_value_t = 0)]
     warmup: u64,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = validate::non_negative_f64, allow_hyphen_values = true)]
     weight_decay: f64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     max_grad_norm: f64,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = validate::max_len, allow_negative_numbers = true)]
     max_len: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     checkpoint_every: u64,
     /// Continue the run in --output from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Replace whatever --output holds.
-    #[arg(long)]
+    /// Replace the debias run --output holds (its own files only; a directory that is not a
+    /// run is refused).
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     #[arg(long)]
     output: PathBuf,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    validate::check_warmup(a.warmup, a.steps)?;
     let settings = serde_json::json!({
         "model": a.model.model, "seed": a.model.seed, "method": a.method, "nc3": a.nc3, "nc3_variant": a.nc3_variant, "train": a.train,
         "words": a.words, "target": a.target, "corpus": a.corpus, "max_texts": a.max_texts, "steps": a.steps,
@@ -96,19 +98,7 @@ pub fn run(a: Args) -> Result<()> {
         "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "max_len": a.max_len,
     });
     let run_file = a.output.join("run.json");
-    if a.output.exists() && std::fs::read_dir(&a.output).map(|mut d| d.next().is_some()).unwrap_or(false) {
-        let previous: Option<serde_json::Value> = std::fs::read_to_string(&run_file).ok().and_then(|t| serde_json::from_str(&t).ok());
-        if a.overwrite {
-            std::fs::remove_dir_all(&a.output).with_context(|| format!("{}: cannot clear", a.output.display()))?;
-        } else if !(a.resume && previous.as_ref() == Some(&settings)) {
-            bail!(
-                "{}: already holds {}; pass --resume to continue the same run or --overwrite to replace it",
-                a.output.display(),
-                if previous.is_some() { "a run with other settings" } else { "other files" }
-            );
-        }
-    }
-    std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
+    prepare_output(&a.output, &settings, a.resume, a.overwrite)?;
     crate::util::fs::write_atomic(&run_file, serde_json::to_string_pretty(&settings)?.as_bytes())?;
 
     let probe = a.model.load()?;
@@ -170,6 +160,68 @@ pub fn run(a: Args) -> Result<()> {
     model.save(&model_dir)?;
     loss_plot(&a.output)?;
     println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png, nc3.png", model_dir.display());
+    Ok(())
+}
+
+/// What a debias run writes in its directory: `--overwrite` removes these and nothing else.
+fn is_run_file(name: &str) -> bool {
+    ["run.json", "log.jsonl", "model", "loss.png", "loss.svg", "nc3.png", "nc3.svg"].contains(&name)
+        || name.starts_with("checkpoint-")
+        // Left by an atomic write that was interrupted (util::fs::temp_sibling).
+        || (name.starts_with('.') && name.contains(".tmp-"))
+}
+
+/// Makes `dir` ready for a run with `settings`: creates it, or continues the same run
+/// (`--resume`), or replaces a debias run (`--overwrite`, removing only that run's files);
+/// anything else is refused with what the directory holds and the flag that would proceed.
+fn prepare_output(dir: &std::path::Path, settings: &serde_json::Value, resume: bool, overwrite: bool) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--output {}: is a file, not a directory", dir.display());
+    }
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect(),
+        Err(_) => Vec::new(),
+    };
+    if names.is_empty() {
+        return std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()));
+    }
+    let run_file = dir.join("run.json");
+    let previous: Option<serde_json::Value> = std::fs::read_to_string(&run_file).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let Some(previous) = previous else {
+        let mut shown: Vec<&str> = names.iter().map(String::as_str).take(3).collect();
+        if names.len() > 3 {
+            shown.push("…");
+        }
+        bail!(
+            "--output {}: holds files that are not a debias run (no run.json; {}); {}choose an empty or new directory",
+            dir.display(),
+            shown.join(", "),
+            if overwrite { "--overwrite replaces only a debias run: " } else { "" }
+        );
+    };
+    if overwrite {
+        for name in names.iter().filter(|n| is_run_file(n)) {
+            let p = dir.join(name);
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+        return Ok(());
+    }
+    if &previous != settings {
+        let changed: Vec<String> = settings
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| previous.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k} {} → {v}", previous.get(k.as_str()).unwrap_or(&serde_json::Value::Null)))
+            .collect();
+        bail!("--output {}: holds a debias run with other settings ({}); pass --overwrite to replace it, or choose another directory", dir.display(), changed.join(", "));
+    }
+    if !resume {
+        if dir.join("model").join("config.json").exists() {
+            bail!("--output {}: holds a finished run with the same settings (model/); pass --overwrite to train it again", dir.display());
+        }
+        bail!("--output {}: holds an unfinished run with the same settings; pass --resume to continue it from its last checkpoint, or --overwrite to start again", dir.display());
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-use super::ModelArgs;
+use super::{ModelArgs, validate};
 use crate::bench::crows::CrowsVariant;
 use crate::bench::{CrowsSection, EvalResults, SeatSection, StereoSetSection};
 use crate::data::{crows, seat, stereoset};
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     crows_file: Option<PathBuf>,
     /// Score only the first N CrowS-Pairs rows.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     crows_limit: Option<usize>,
     /// StereoSet split of the bundle: test or dev.
     #[arg(long, default_value = "test")]
@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     stereoset_file: Option<PathBuf>,
     /// Score only the first N StereoSet intrasentence clusters.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     stereoset_limit: Option<usize>,
     /// Directory of SEAT tests in the sent-bias layout (default: the WEAT-based tests rebuilt
     /// from the weat bundle).
@@ -41,7 +41,7 @@ pub struct Args {
     /// SEAT tests by name (default: the standard tests of the chosen bias types).
     #[arg(long, value_delimiter = ',')]
     seat_tests: Vec<String>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
     #[arg(long)]
     output: PathBuf,

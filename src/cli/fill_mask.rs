@@ -1,4 +1,4 @@
-use super::ModelArgs;
+use super::{ModelArgs, validate};
 use crate::model::{Exec, Overflow};
 use anyhow::{Result, bail};
 
@@ -9,7 +9,7 @@ pub struct Args {
     /// Text holding one or more mask tokens ([MASK] or <mask>; either is accepted).
     text: String,
     /// How many predictions per mask.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     top_k: usize,
 }
 

@@ -1,3 +1,4 @@
+use super::validate;
 use crate::bench::glue::{GlueResults, GlueSettings, run_all};
 use crate::data::glue::Task;
 use anyhow::{Context, Result, bail};
@@ -16,16 +17,16 @@ pub struct Args {
     tasks: String,
     #[arg(long, default_value = "0,1,2")]
     seeds: String,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     epochs: usize,
-    #[arg(long, default_value_t = 2e-5)]
+    #[arg(long, default_value_t = 2e-5, value_parser = validate::positive_f64, allow_hyphen_values = true)]
     lr: f64,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = validate::max_len, allow_negative_numbers = true)]
     max_len: usize,
     /// Subsample each training set to at most N examples (evenly spread) for quick runs.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     max_train: Option<usize>,
     /// A base model to put beside this one (run with the same tasks, seeds and settings into
     /// DIR/base), or a directory holding an earlier run's glue.json.

@@ -1,4 +1,4 @@
-use super::ModelArgs;
+use super::{ModelArgs, validate};
 use crate::model::{Exec, Overflow, plan_by_length};
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Tensor};
@@ -15,13 +15,13 @@ pub struct Args {
     #[arg(long)]
     output: PathBuf,
     /// Longest input in tokens (default: the model's position table).
-    #[arg(long)]
+    #[arg(long, value_parser = validate::max_len, allow_negative_numbers = true)]
     max_len: Option<usize>,
     /// Refuse inputs longer than the limit instead of truncating them.
     #[arg(long)]
     no_truncate: bool,
     /// Sequences per forward pass.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
     /// `hidden`: last-layer states; `head`: their MLM head transform (what the decoder reads).
     #[arg(long, value_enum, default_value = "hidden")]
@@ -29,6 +29,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Checked before the forward passes it would otherwise throw away.
+    if args.output.is_dir() {
+        bail!("--output {}: is a directory; give the file to write, e.g. {}", args.output.display(), args.output.join("hidden.safetensors").display());
+    }
     let m = args.model.load()?;
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("{}: cannot read", args.input.display()))?;
@@ -46,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut hidden = vec![0f32; n * t * d];
     let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
     let bar = crate::report::progress::items_bar(n as u64, "hidden states");
-    for group in plan_by_length(&lengths, args.batch_size.max(1), 64 * 128) {
+    for group in plan_by_length(&lengths, args.batch_size, 64 * 128) {
         let batch = m.batch(group.iter().map(|&i| enc[i].ids.clone()).collect())?;
         let h = m.hidden(&batch, Exec::INFER)?;
         let h = match args.features {

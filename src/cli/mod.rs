@@ -11,6 +11,7 @@ mod fill_mask;
 mod glue;
 mod hidden;
 mod info;
+pub mod validate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -75,8 +76,22 @@ impl ModelArgs {
 /// Runs a command line (without the program name) in this process: how `audit` and
 /// `experiment` call the other commands.
 pub fn run_subcommand(args: &[&str]) -> Result<()> {
-    let cli = Cli::try_parse_from(std::iter::once("fairnc").chain(args.iter().copied())).map_err(|e| anyhow::anyhow!("fairnc {}: {}", args.join(" "), e.to_string().lines().next().unwrap_or("invalid arguments")))?;
+    let cli = Cli::try_parse_from(std::iter::once("fairnc").chain(args.iter().copied())).map_err(|e| anyhow::anyhow!("fairnc {}: {}", args.join(" "), one_line(&e)))?;
     run(cli)
+}
+
+/// A command-line error as one line: clap's message (which names the flag) and its tip, without
+/// the usage block, so that every error of the tool reads the same way.
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = kept.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 
 pub fn run(cli: Cli) -> Result<()> {

@@ -42,11 +42,37 @@ pub struct Dot {
 pub fn dot_plot(stem: &Path, title: &str, x_label: &str, dots: &[Dot], groups: &[String], reference: Option<f64>) -> Result<()> {
     register_font();
     let height = (110 + 22 * dots.len()).clamp(260, 3400) as u32;
+    write_both(
+        stem,
+        (900, height),
+        |root| draw_dots(root, title, x_label, dots, groups, reference),
+        |root| draw_dots(root, title, x_label, dots, groups, reference),
+    )
+}
+
+type Area<DB> = DrawingArea<DB, plotters::coord::Shift>;
+
+/// Writes `<stem>.png` and `<stem>.svg` atomically (util::fs::write_atomic: a full disk leaves
+/// the previous file, or none, never a truncated one). The SVG is drawn into memory; the PNG
+/// into a temporary sibling (its encoder picks the format from the extension), whose bytes are
+/// then written atomically and the temporary removed whatever happens.
+fn write_both(
+    stem: &Path,
+    size: (u32, u32),
+    draw_png: impl FnOnce(Area<BitMapBackend>) -> Result<()>,
+    draw_svg: impl FnOnce(Area<SVGBackend>) -> Result<()>,
+) -> Result<()> {
     let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
-    draw_dots(BitMapBackend::new(&png, (900, height)).into_drawing_area(), title, x_label, dots, groups, reference)?;
-    draw_dots(SVGBackend::new(&svg, (900, height)).into_drawing_area(), title, x_label, dots, groups, reference)?;
-    Ok(())
+    let tmp = crate::util::fs::temp_sibling(&png);
+    let tmp = tmp.with_file_name(format!("{}.png", tmp.file_name().unwrap_or_default().to_string_lossy()));
+    let drawn = draw_png(BitMapBackend::new(&tmp, size).into_drawing_area())
+        .and_then(|()| std::fs::read(&tmp).map_err(|e| anyhow!("{}: cannot read the drawn plot: {e}", tmp.display())))
+        .and_then(|bytes| crate::util::fs::write_atomic(&png, &bytes));
+    let _ = std::fs::remove_file(&tmp);
+    drawn?;
+    let mut svg = String::new();
+    draw_svg(SVGBackend::with_string(&mut svg, size).into_drawing_area())?;
+    crate::util::fs::write_atomic(&stem.with_extension("svg"), svg.as_bytes())
 }
 
 fn draw_dots<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, dots: &[Dot], groups: &[String], reference: Option<f64>) -> Result<()>
@@ -107,11 +133,7 @@ where
 /// A line plot of one or more series over steps, written as `<stem>.png` and `<stem>.svg`.
 pub fn line_plot(stem: &Path, title: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
     register_font();
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
-    draw_lines(BitMapBackend::new(&png, (900, 500)).into_drawing_area(), title, y_label, series)?;
-    draw_lines(SVGBackend::new(&svg, (900, 500)).into_drawing_area(), title, y_label, series)?;
-    Ok(())
+    write_both(stem, (900, 500), |root| draw_lines(root, title, y_label, series), |root| draw_lines(root, title, y_label, series))
 }
 
 fn draw_lines<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()>
@@ -149,8 +171,7 @@ where
 /// A scatter plot of (x, y) points coloured by group, written as `<stem>.png` and `<stem>.svg`.
 pub fn scatter_plot(stem: &Path, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, usize)], groups: &[String]) -> Result<()> {
     register_font();
-    draw_scatter(BitMapBackend::new(&stem.with_extension("png"), (640, 480)).into_drawing_area(), title, x_label, y_label, points, groups)?;
-    draw_scatter(SVGBackend::new(&stem.with_extension("svg"), (640, 480)).into_drawing_area(), title, x_label, y_label, points, groups)
+    write_both(stem, (640, 480), |root| draw_scatter(root, title, x_label, y_label, points, groups), |root| draw_scatter(root, title, x_label, y_label, points, groups))
 }
 
 fn draw_scatter<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, usize)], groups: &[String]) -> Result<()>

@@ -188,6 +188,7 @@ impl<'a> Trainer<'a> {
             bail!("nothing to train: this model's LM head has no parameters of its own (its decoder is the tied embedding)");
         }
         let vars: Vec<candle_core::Var> = trained.iter().map(|(_, v)| v.clone()).collect();
+        let names: Vec<String> = trained.iter().map(|(n, _)| n.clone()).collect();
         let mut opt = AdamW::new(trained, self.cfg.adamw)?;
         opt.scale_lr(crate::model::layout::is_head_param, self.cfg.head_lr_scale);
         let start = self.resume(&mut opt, &extra)?;
@@ -218,9 +219,15 @@ impl<'a> Trainer<'a> {
                 for (k, v) in &out.terms {
                     *terms.entry(k.clone()).or_default() += v / self.cfg.grad_accum as f64;
                 }
+                // The objective's own loss first: diverged weights would otherwise surface as the
+                // regularizer's complaint about a NaN feature, naming neither step nor term.
+                if !loss.to_scalar::<f32>()?.is_finite() {
+                    let bad: Vec<&str> = out.terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.as_str()).collect();
+                    bail!("non-finite loss at step {} (terms: {}); the last checkpoint is kept", step + 1, if bad.is_empty() { objective.name().to_string() } else { bad.join(", ") });
+                }
                 // With a regularizer but no λ the NC3 spread is only logged (a baseline to compare with).
                 if let Some(r) = &mut self.nc3 {
-                    r.observe(&out.hidden, &out.rows)?;
+                    r.observe(&out.hidden, &out.rows).with_context(|| format!("step {}: NC3 regularizer", step + 1))?;
                     if let Some(t) = r.term(self.model.classifier().as_tensor())? {
                         let v = t.loss.to_scalar::<f32>()? as f64;
                         *terms.entry("nc3".into()).or_default() += v / self.cfg.grad_accum as f64;
@@ -234,7 +241,8 @@ impl<'a> Trainer<'a> {
                 total += value as f64 / self.cfg.grad_accum as f64;
                 if !value.is_finite() {
                     let bad: Vec<String> = terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
-                    bail!("non-finite loss at step {} (terms: {}); the last checkpoint is kept", step + 1, if bad.is_empty() { "total".into() } else { bad.join(", ") });
+                    let which = if bad.is_empty() { "total: every term is finite, their weighted sum is not".to_string() } else { bad.join(", ") };
+                    bail!("non-finite loss at step {} (terms: {which}); the last checkpoint is kept", step + 1);
                 }
                 let g = (loss / self.cfg.grad_accum as f64)?.backward()?;
                 grads = Some(match grads {
@@ -253,7 +261,16 @@ impl<'a> Trainer<'a> {
             let mut grads = grads.expect("at least one micro-batch");
             let norm = clip_grad_norm(&mut grads, &vars, self.cfg.max_grad_norm)?;
             if !norm.is_finite() {
-                bail!("non-finite gradient norm at step {}; the last checkpoint is kept", step + 1);
+                // The loss was finite, so the gradient cannot be told apart by loss term: name the
+                // parameters it reached (clipping keeps a non-finite gradient non-finite).
+                let bad: Vec<&str> = vars
+                    .iter()
+                    .zip(&names)
+                    .filter(|(v, _)| grads.get(v.as_tensor()).is_some_and(|g| g.sqr().and_then(|q| q.sum_all()).and_then(|t| t.to_dtype(candle_core::DType::F64)).and_then(|t| t.to_scalar::<f64>()).map_or(true, |x| !x.is_finite())))
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                let shown = if bad.len() > 3 { format!("{} and {} more", bad[..3].join(", "), bad.len() - 3) } else { bad.join(", ") };
+                bail!("non-finite gradient norm at step {} (parameters: {shown}); the last checkpoint is kept", step + 1);
             }
             opt.step(&grads, lr)?;
             let rate = tokens as f64 / began.elapsed().as_secs_f64();
