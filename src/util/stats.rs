@@ -369,10 +369,11 @@ mod small_sample_tests {
         assert_eq!(sign_flip_min_p(6), 0.03125);
         // 3 + 1 + 1 + 1: every flip of a 1 or of the 3 lowers |Σ| below 6: 2 of 16.
         assert_eq!(sign_flip_p(&[3.0, 1.0, 1.0, 1.0], 0).p, 0.125);
-        // 1 + 2 − 3 + 10: with +10, ±1 ±2 ∓3 ≥ 0 in 5 of 8 ways (6, 4, 2, 0, 0); mirrored: 10 of 16.
-        assert_eq!(sign_flip_p(&[1.0, 2.0, -3.0, 10.0], 0).p, 0.625);
-        // The same in tenths: the zero-sum flips {0.1, 0.2, −0.3} must count although rounding differs.
-        assert_eq!(sign_flip_p(&[0.1, 0.2, -0.3, 1.0], 0).p, 0.625);
+        // 2 + 1 − 3 + 9: with +9, ±2 ±1 ∓3 ≥ 0 in 5 of 8 ways (6, 4, 2, 0, 0); mirrored: 10 of 16.
+        assert_eq!(sign_flip_p(&[2.0, 1.0, -3.0, 9.0], 0).p, 0.625);
+        // The same in tenths: flipping the zero-sum {0.2, 0.1, −0.3} must count as a tie although
+        // its f64 sum rounds below the observed one (without the tolerance p is 0.5).
+        assert_eq!(sign_flip_p(&[0.2, 0.1, -0.3, 0.9], 0).p, 0.625);
         assert_eq!(sign_flip_p(&[0.0, 0.0, 0.0], 0).p, 1.0);
         assert_eq!(sign_flip_p(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0).p, 0.03125);
         assert!(sign_flip_p(&[], 0).p.is_nan() && sign_flip_p(&[1.0, f64::NAN], 0).p.is_nan());
