@@ -166,3 +166,57 @@ fn undefined_correlation_is_null() {
         assert_eq!(stsb["runs"][0]["metrics"].get(metric), Some(&serde_json::Value::Null), "{metric}: {stsb}");
     }
 }
+
+/// A rerun into the same output with another lr or GLUE directory is refused, naming the run
+/// directory and the setting; `--overwrite` redoes it. The library refuses a batch size of 0
+/// (it divided by zero) and a seed listed twice, whatever the command line checked.
+#[test]
+fn changed_settings_are_refused_or_redone_and_bad_settings_are_errors() {
+    use fairnc::bench::glue::{GlueSettings, run_all};
+    use fairnc::data::glue::Task;
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = tmp.path().join("glue");
+    synthetic(&glue);
+    let other = tmp.path().join("glue2");
+    synthetic(&other);
+    let bert = model_dir("bert").display().to_string();
+    let out = tmp.path().join("out");
+    let run = |lr: &str, dir: &Path, extra: &[&str]| {
+        let mut args = vec!["glue", "--model", &bert, "--glue-dir", dir.to_str().unwrap(), "--tasks", "sst2", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--lr", lr, "--output", out.to_str().unwrap()];
+        args.extend(extra);
+        fairnc(&args)
+    };
+    let o = run("3e-3", &glue, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let result = out.join("runs/sst2-seed0/result.json");
+    let before = std::fs::read_to_string(&result).unwrap();
+    let stamp = std::fs::metadata(&result).unwrap().modified().unwrap();
+    for (lr, dir, want) in [("1e-3", &glue, "`lr` was 0.003, now 0.001"), ("3e-3", &other, "`glue_dir` was ")] {
+        let o = run(lr, dir, &[]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{lr}: reused the old result");
+        assert!(e.contains("runs/sst2-seed0: this run was made with other settings: ") && e.contains(want) && e.contains("pass --overwrite"), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert_eq!(std::fs::metadata(&result).unwrap().modified().unwrap(), stamp, "a refused rerun changes nothing");
+    }
+    // The same settings reuse the run; --overwrite redoes a changed one.
+    assert!(run("3e-3", &glue, &[]).status.success());
+    assert_eq!(std::fs::read_to_string(&result).unwrap(), before);
+    let o = run("1e-3", &glue, &["--overwrite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ne!(std::fs::metadata(&result).unwrap().modified().unwrap(), stamp, "redone");
+    let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("runs/sst2-seed0/settings.json")).unwrap()).unwrap();
+    assert_eq!(recorded["lr"].as_f64(), Some(1e-3));
+
+    let dir = model_dir("bert");
+    let zero = GlueSettings { batch_size: 0, epochs: 1, ..GlueSettings::default() };
+    let e = run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &zero, &tmp.path().join("zero"), false).unwrap_err();
+    assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
+    let e = fairnc::bench::glue::run_task("bert", &dir, &glue, Task::Sst2, 0, &zero, &tmp.path().join("zero"), false).unwrap_err();
+    assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
+    let nan = GlueSettings { lr: f64::NAN, ..GlueSettings::default() };
+    assert!(format!("{:#}", run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &nan, &tmp.path().join("nan"), false).unwrap_err()).contains("lr must be a finite number above 0"));
+    let e = run_all("bert", &dir, &glue, &[Task::Sst2], &[0, 1, 0], &GlueSettings::default(), &tmp.path().join("dup"), false).unwrap_err();
+    assert_eq!(format!("{e:#}"), "seed 0 is listed twice: each seed is one run, counted once");
+    assert!(!tmp.path().join("zero").exists() && !tmp.path().join("dup").exists(), "nothing written for refused settings");
+}

@@ -8,7 +8,7 @@ use crate::train::classify::{Classification, ClassifierHead, items, predict};
 use crate::train::optim::AdamWConfig;
 use crate::train::trainer::{TrainConfig, Trainer};
 use crate::util::stats;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -27,6 +27,53 @@ impl Default for GlueSettings {
     fn default() -> Self {
         GlueSettings { epochs: 3, lr: 2e-5, batch_size: 32, max_len: 128, max_train: None, weight_decay: 0.01 }
     }
+}
+
+impl GlueSettings {
+    /// Refuses settings that cannot train (a batch of 0 divides by zero, a non-finite lr
+    /// trains to NaN); the library checks even where a command line has checked its flags.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            bail!("GLUE settings: epochs must be at least 1");
+        }
+        if self.batch_size == 0 {
+            bail!("GLUE settings: batch size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("GLUE settings: lr must be a finite number above 0 (got {})", self.lr);
+        }
+        if self.max_len < 2 {
+            bail!("GLUE settings: max length must be at least 2 tokens (got {})", self.max_len);
+        }
+        if self.max_train == Some(0) {
+            bail!("GLUE settings: max train must be at least 1 example");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("GLUE settings: weight decay must be a finite number ≥ 0 (got {})", self.weight_decay);
+        }
+        Ok(())
+    }
+}
+
+/// The settings record of one task-seed run (util/settings.rs): what decides its result.
+fn run_record(model_name: &str, model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settings: &GlueSettings) -> serde_json::Value {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let mut record = serde_json::json!({"model": model_name, "model_dir": canonical(model_dir), "glue_dir": canonical(glue_dir), "task": task.name(), "seed": seed});
+    if let (Some(r), serde_json::Value::Object(s)) = (record.as_object_mut(), serde_json::to_value(settings).unwrap_or_default()) {
+        r.extend(s);
+    }
+    record
+}
+
+/// What a task-seed run writes in its directory (and all `overwrite` removes).
+fn clear_run(run_dir: &Path) -> Result<()> {
+    for name in ["result.json", crate::util::settings::FILE, "log.jsonl"] {
+        let path = run_dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove", path.display()))?;
+        }
+    }
+    crate::train::trainer::remove_checkpoints(run_dir)
 }
 
 /// The metrics of a task, the first being the one a table leads with.
@@ -75,14 +122,30 @@ pub struct RunResult {
 }
 
 /// Fine-tunes `model_dir` on `task` with `seed` in `run_dir` (log, checkpoints; a killed run
-/// resumes; a finished one is read back from `result.json`).
-pub fn run_task(model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settings: &GlueSettings, run_dir: &Path) -> Result<RunResult> {
+/// resumes; a finished one is read back from `result.json`). The run's settings are recorded in
+/// `run_dir` before it starts; a directory recorded with other settings (or with none, by an
+/// older fairnc) is refused, or cleared and redone with `overwrite`.
+pub fn run_task(model_name: &str, model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settings: &GlueSettings, run_dir: &Path, overwrite: bool) -> Result<RunResult> {
+    settings.validate()?;
+    let record = run_record(model_name, model_dir, glue_dir, task, seed, settings);
     let done = run_dir.join("result.json");
+    let conflict = match crate::util::settings::read(run_dir)? {
+        Some(recorded) => crate::util::settings::difference(&recorded, &record),
+        None if done.exists() || run_dir.join("log.jsonl").exists() => Some("no settings recorded (an older fairnc wrote it)".into()),
+        None => None,
+    };
+    if let Some(why) = conflict {
+        if !overwrite {
+            bail!("{}: this run was made with other settings: {why}; use another --output or pass --overwrite to redo it", run_dir.display());
+        }
+        clear_run(run_dir)?;
+    }
     if let Ok(text) = std::fs::read_to_string(&done) {
         if let Ok(r) = serde_json::from_str::<RunResult>(&text) {
             return Ok(r);
         }
     }
+    crate::util::settings::write(run_dir, &record)?;
     let train = crate::data::glue::subsample(task.load(glue_dir, "train")?, settings.max_train);
     let dev = task.load(glue_dir, "dev")?;
     let model = LanguageModel::load(model_dir, &LoadOptions { seed, ..Default::default() })?;
@@ -140,14 +203,19 @@ pub struct GlueResults {
     pub tasks: Vec<TaskSummary>,
 }
 
-/// Every task × seed for one model, in `out/runs/<task>-seed<k>/`.
-pub fn run_all(model_name: &str, model_dir: &Path, glue_dir: &Path, tasks: &[Task], seeds: &[u64], settings: &GlueSettings, out: &Path) -> Result<GlueResults> {
+/// Every task × seed for one model, in `out/runs/<task>-seed<k>/` (`overwrite`: redo runs
+/// recorded with other settings instead of refusing them).
+pub fn run_all(model_name: &str, model_dir: &Path, glue_dir: &Path, tasks: &[Task], seeds: &[u64], settings: &GlueSettings, out: &Path, overwrite: bool) -> Result<GlueResults> {
+    settings.validate()?;
+    if let Some(s) = seeds.iter().enumerate().find_map(|(i, s)| seeds[..i].contains(s).then_some(s)) {
+        bail!("seed {s} is listed twice: each seed is one run, counted once");
+    }
     let mut summaries = Vec::new();
     for &task in tasks {
         let mut runs = Vec::new();
         for &seed in seeds {
             let dir = out.join("runs").join(format!("{}-seed{seed}", task.name()));
-            let r = run_task(model_dir, glue_dir, task, seed, settings, &dir).with_context(|| format!("{model_name} on {}", task.name()))?;
+            let r = run_task(model_name, model_dir, glue_dir, task, seed, settings, &dir, overwrite).with_context(|| format!("{model_name} on {}", task.name()))?;
             eprintln!(
                 "{model_name} {} seed {seed}: {} ({} train examples, {:.0} s/epoch)",
                 task.name(),

@@ -34,6 +34,10 @@ pub struct Args {
     compare: Option<String>,
     #[arg(long)]
     output: PathBuf,
+    /// Redo task-seed runs in OUTPUT that were made with other settings (model, GLUE directory,
+    /// epochs, lr, ...) instead of refusing them.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn parse_tasks(list: &str) -> Result<Vec<Task>> {
@@ -81,13 +85,13 @@ pub fn run(a: Args) -> Result<()> {
     let settings = GlueSettings { epochs: a.epochs, lr: a.lr, batch_size: a.batch_size, max_len: a.max_len, max_train: a.max_train, ..GlueSettings::default() };
     std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
     let model_dir = crate::model::resolve::resolve(&a.model)?;
-    let results = run_all(&a.model, &model_dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output)?;
+    let results = run_all(&a.model, &model_dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output, a.overwrite)?;
     let base = match &a.compare {
         None => None,
         Some(b) if Path::new(b).join("glue.json").exists() => Some(read_previous(Path::new(b))?),
         Some(b) => {
             let dir = crate::model::resolve::resolve(b)?;
-            Some(run_all(b, &dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output.join("base"))?)
+            Some(run_all(b, &dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output.join("base"), a.overwrite)?)
         }
     };
     write(&a.output, &results, base.as_ref())?;

@@ -4,5 +4,6 @@ pub mod alloc;
 pub mod fs;
 pub mod hash;
 pub mod rng;
+pub mod settings;
 pub mod stats;
 pub mod text;
