@@ -213,6 +213,7 @@ fn run_cell(cfg: &Config, cell: &Cell, dir: &Path) -> Result<BTreeMap<String, f6
         words: cfg.debias.words.clone().unwrap_or_else(|| "gender".into()),
         max_texts: cfg.audit.max_texts,
         seed: cell.seed,
+        seat_dir: None,
     };
     let audit = super::audit::audit(&audit_args, &dir.join("audit")).context("audit")?;
     let mut metrics: BTreeMap<String, f64> = audit.headline().into_iter().map(|(p, m, v)| (format!("{p}.{m}"), v)).collect();
