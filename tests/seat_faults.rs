@@ -57,3 +57,19 @@ fn an_undefined_effect_size_is_an_error_not_nan() {
     let s = run_test(&t, &enc, 0).unwrap();
     assert!(s.effect_size.is_finite() && s.p_value.is_finite() && s.exact, "{s:?}");
 }
+
+#[test]
+fn a_model_with_nan_weights_fails_naming_the_sentence_not_a_nan_effect() {
+    // A NaN LayerNorm weight makes every hidden state NaN.
+    let dir = common::copy_dir(&common::model_dir("bert"));
+    let path = dir.path().join("model.safetensors");
+    let mut tensors = fairnc::model::weights::load_tensors(&path, &candle_core::Device::Cpu).unwrap();
+    let w = tensors.get_mut("bert.embeddings.LayerNorm.weight").unwrap();
+    *w = (w.ones_like().unwrap() * f64::NAN).unwrap();
+    candle_core::safetensors::save(&tensors.into_iter().collect::<std::collections::HashMap<_, _>>(), &path).unwrap();
+    let model = common::load(dir.path());
+    let t = test(&["This is math.", "That is algebra."], &["This is poetry.", "That is art."], &["This is a man."], &["This is a woman."]);
+    let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
+    // Which sentence is named depends on the length-sorted batch order; each is named with its set.
+    assert!(e.starts_with("SEAT test t, set ") && e.contains(": sentence \"") && e.contains("the model's mean-pooled hidden state has norm NaN"), "{e}");
+}
