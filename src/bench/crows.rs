@@ -133,7 +133,11 @@ pub fn score(model: &LanguageModel, pairs: &[CrowsPair], variant: CrowsVariant, 
                     if long {
                         Err(format!("longer than the model's {} positions", model.max_len()))
                     } else if i[0] == i[1] {
-                        Err("the two sentences tokenize identically".to_string())
+                        // bias-bench's causal runner scores such a pair like any other: equal
+                        // scores, a neutral pair counted in N. One score for both makes the tie
+                        // exact whatever the batch layout did to the rounding.
+                        let m = mean(&l[0]);
+                        Ok((m, m))
                     } else {
                         Ok((mean(&l[0]), mean(&l[1])))
                     }

@@ -22,10 +22,14 @@ pub struct SeatScore {
 }
 
 /// Mean-pooled (over every position, special tokens included), L2-normalised last-layer
-/// encodings of each distinct sentence.
-pub fn encode(model: &LanguageModel, sentences: &[&str], batch_size: usize) -> Result<HashMap<String, Vec<f64>>> {
+/// encodings of each distinct sentence. `origin(i)` says where sentence i comes from (test and
+/// set), for the error when it tokenizes to nothing or its encoding is not finite.
+pub fn encode(model: &LanguageModel, sentences: &[&str], batch_size: usize, origin: &dyn Fn(usize) -> String) -> Result<HashMap<String, Vec<f64>>> {
     let enc = model.encode(sentences, model.max_len(), Overflow::Truncate)?;
     let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
+    if let Some(i) = lengths.iter().position(|&n| n == 0) {
+        bail!("{}: sentence {:?} tokenizes to nothing (no token to mean-pool)", origin(i), sentences[i]);
+    }
     let mut out = HashMap::with_capacity(sentences.len());
     for group in plan_by_length(&lengths, batch_size.max(1), 64 * 128) {
         let batch = model.batch(group.iter().map(|&i| enc[i].ids.clone()).collect())?;
@@ -42,6 +46,10 @@ pub fn encode(model: &LanguageModel, sentences: &[&str], batch_size: usize) -> R
             let n = rows.len() as f64;
             mean.iter_mut().for_each(|m| *m /= n);
             let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+            // A zero or non-finite norm would turn every cosine of the test into NaN.
+            if !(norm.is_finite() && norm > 0.0) {
+                bail!("{}: sentence {:?}: the model's mean-pooled hidden state has norm {norm} (non-finite or zero hidden states)", origin(i), sentences[i]);
+            }
             out.insert(sentences[i].to_string(), mean.into_iter().map(|x| x / norm).collect());
         }
     }
@@ -106,11 +114,26 @@ pub fn effect_and_p(sx: &[f64], sy: &[f64], seed: u64) -> (f64, f64, bool) {
     }
 }
 
-pub fn run_test(test: &SeatTest, enc: &HashMap<String, Vec<f64>>, seed: u64) -> Result<SeatScore> {
-    let (x, y, a, b) = (dedup(&test.targ1.examples), dedup(&test.targ2.examples), dedup(&test.attr1.examples), dedup(&test.attr2.examples));
-    if x.len() + y.len() < 3 {
+/// Refuses a test whose association is undefined before anything is encoded: two target (or
+/// two attribute) sets holding the same sentences make every s(w) difference vanish (d = 0/0).
+pub fn check(test: &SeatTest) -> Result<()> {
+    fn set(c: &crate::data::seat::Category) -> std::collections::BTreeSet<&str> {
+        c.examples.iter().map(String::as_str).collect()
+    }
+    for ((k1, c1), (k2, c2)) in [(("targ1", &test.targ1), ("targ2", &test.targ2)), (("attr1", &test.attr1), ("attr2", &test.attr2))] {
+        if set(c1) == set(c2) {
+            bail!("SEAT test {}: {k1} ({}) and {k2} ({}) hold the same sentences; the test is undefined", test.name, c1.category, c2.category);
+        }
+    }
+    if dedup(&test.targ1.examples).len() + dedup(&test.targ2.examples).len() < 3 {
         bail!("SEAT test {}: too few target sentences", test.name);
     }
+    Ok(())
+}
+
+pub fn run_test(test: &SeatTest, enc: &HashMap<String, Vec<f64>>, seed: u64) -> Result<SeatScore> {
+    check(test)?;
+    let (x, y, a, b) = (dedup(&test.targ1.examples), dedup(&test.targ2.examples), dedup(&test.attr1.examples), dedup(&test.attr2.examples));
     let get = |s: &str| enc.get(s).map(Vec::as_slice).ok_or_else(|| anyhow::anyhow!("SEAT test {}: sentence {s:?} was not encoded", test.name));
     let s = |w: &str| -> Result<f64> {
         let w = get(w)?;
@@ -120,24 +143,41 @@ pub fn run_test(test: &SeatTest, enc: &HashMap<String, Vec<f64>>, seed: u64) -> 
     };
     let sx: Vec<f64> = x.iter().map(|w| s(w)).collect::<Result<_>>()?;
     let sy: Vec<f64> = y.iter().map(|w| s(w)).collect::<Result<_>>()?;
+    if let Some(v) = sx.iter().chain(&sy).find(|v| !v.is_finite()) {
+        bail!("SEAT test {}: an association s(w) is {v} (non-finite encodings)", test.name);
+    }
     let (effect_size, p_value, exact) = effect_and_p(&sx, &sy, seed);
+    // Equal s(w) for every target sentence: the standard deviation is 0 and d is undefined.
+    if !effect_size.is_finite() || !p_value.is_finite() {
+        bail!("SEAT test {}: effect size {effect_size}, p {p_value}: undefined (every target sentence has the same association s(w), std 0)", test.name);
+    }
     Ok(SeatScore { effect_size, p_value, exact, sizes: [x.len(), y.len(), a.len(), b.len()] })
 }
 
 /// Scores every test, encoding all their sentences in one batched pass.
 pub fn score(model: &LanguageModel, tests: &[SeatTest], batch_size: usize, seed: u64) -> Result<Vec<(String, SeatScore)>> {
+    for t in tests {
+        check(t)?;
+    }
     let mut sentences: Vec<&str> = Vec::new();
+    // Where each distinct sentence first occurs: (test, set key, category).
+    let mut origins: Vec<(&str, &str, &str)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for t in tests {
-        for c in [&t.targ1, &t.targ2, &t.attr1, &t.attr2] {
+        for (key, c) in [("targ1", &t.targ1), ("targ2", &t.targ2), ("attr1", &t.attr1), ("attr2", &t.attr2)] {
             for e in &c.examples {
                 if seen.insert(e.as_str()) {
                     sentences.push(e);
+                    origins.push((&t.name, key, &c.category));
                 }
             }
         }
     }
-    let enc = encode(model, &sentences, batch_size)?;
+    let origin = |i: usize| {
+        let (t, k, c) = origins[i];
+        format!("SEAT test {t}, set {k} ({c})")
+    };
+    let enc = encode(model, &sentences, batch_size, &origin)?;
     tests.iter().map(|t| Ok((t.name.clone(), run_test(t, &enc, seed)?))).collect()
 }
 

@@ -28,6 +28,10 @@ pub struct Args {
     pub max_texts: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// SEAT tests from sent-bias's files in this directory (default: rebuilt from WEAT word
+    /// lists; only the files' gender average is shown beside bias-bench's published figure).
+    #[arg(long)]
+    pub seat_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_TEXTS: usize = 10_000;
@@ -104,6 +108,9 @@ pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
     let mut eval_args: Vec<String> = ["eval", "--model", &a.model, "--seed", &seed, "--tasks", &tasks.join(","), "--output", path(&eval_dir)?].iter().map(|s| s.to_string()).collect();
     if a.quick {
         eval_args.extend(["--crows-limit".into(), QUICK_LIMIT.to_string(), "--stereoset-limit".into(), QUICK_LIMIT.to_string()]);
+    }
+    if let Some(dir) = &a.seat_dir {
+        eval_args.extend(["--seat-dir".into(), path(dir)?.to_string()]);
     }
     super::run_subcommand(&eval_args.iter().map(String::as_str).collect::<Vec<_>>()).context("bias benchmarks")?;
     seconds.insert("eval".into(), t.elapsed().as_secs_f64().into());

@@ -19,7 +19,8 @@ pub enum Method {
     Dropout,
     /// BEC-style: LM training on GAP's Wikipedia text with every gendered word flipped.
     Bec,
-    /// ASE-style: WinoBias sentences (bundle, dev split) with the gendered pronoun masked.
+    /// ASE-style: WinoBias sentences (bundle, dev and test splits, as the release's ASE) with
+    /// the gendered pronoun masked.
     Ase,
     /// MABEL-style: InfoNCE between each CDA sentence and its counterfactual, an alignment
     /// term, and 0.1 × MLM.
@@ -52,6 +53,10 @@ pub struct Args {
     /// Label of a hidden state for NC3 (default: same for masked LMs, next for causal).
     #[arg(long, value_enum)]
     target: Option<Target>,
+    /// Word → NC3 class policy: whole-word (single-token words only) or first-subword (the
+    /// release's mapping; words may merge).
+    #[arg(long, value_enum, default_value = "whole-word")]
+    policy: Policy,
     /// Corpus: bug, gap, bold, or a text file (default: gap for bec, bug otherwise).
     #[arg(long)]
     corpus: Option<String>,
@@ -93,7 +98,7 @@ pub fn run(a: Args) -> Result<()> {
     validate::check_warmup(a.warmup, a.steps)?;
     let settings = serde_json::json!({
         "model": a.model.model, "seed": a.model.seed, "method": a.method, "nc3": a.nc3, "nc3_variant": a.nc3_variant, "train": a.train,
-        "words": a.words, "target": a.target, "corpus": a.corpus, "max_texts": a.max_texts, "steps": a.steps,
+        "words": a.words, "target": a.target, "policy": a.policy, "corpus": a.corpus, "max_texts": a.max_texts, "steps": a.steps,
         "batch_size": a.batch_size, "grad_accum": a.grad_accum, "lr": a.lr, "warmup": a.warmup,
         "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "max_len": a.max_len,
     });
@@ -123,7 +128,7 @@ pub fn run(a: Args) -> Result<()> {
         Method::Ase | Method::Contrastive => Vec::new(),
     };
     let objective: Box<dyn Objective> = match (a.method, model.kind()) {
-        (Method::Ase, ModelKind::Masked) => Box::new(crate::train::objective::MaskedPronouns::new(&model, &crate::data::winobias::dev_sentences()?, a.max_len)?),
+        (Method::Ase, ModelKind::Masked) => Box::new(crate::train::objective::MaskedPronouns::new(&model, &crate::data::winobias::sentences()?, a.max_len)?),
         (Method::Ase, ModelKind::Causal) => bail!("ASE-style training masks pronouns: it needs a masked LM, not {}", a.model.model),
         (Method::Contrastive, ModelKind::Masked) => {
             let pairs = crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?;
@@ -136,7 +141,8 @@ pub fn run(a: Args) -> Result<()> {
     let target = a.target.unwrap_or(if model.kind() == ModelKind::Causal { Target::Next } else { Target::Same });
     let lambda = a.nc3.filter(|l| *l != 0.0);
     // Built without λ too: the NC3 spread is then logged but not optimised.
-    let classes = ClassSet::map(&set, &model.tokenizer, Policy::WholeWord)?;
+    let classes = ClassSet::map(&set, &model.tokenizer, a.policy)?;
+    eprintln!("NC3 classes: {} of {} ({} policy, {} words left out)", classes.classes.len(), set.name, serde_json::to_value(a.policy)?.as_str().unwrap_or("?"), classes.skipped.len());
     let nc3 = Some(Nc3Regularizer::new(&classes, model.config.vocab_size.max(model.tokenizer.vocab_size()), model.config.hidden_size, target, a.nc3_variant));
     let cfg = TrainConfig {
         steps: a.steps,

@@ -129,6 +129,15 @@ pub fn run(args: Args) -> Result<()> {
             Some(dir) => seat::read_dir(dir, &names)?,
             None => names.iter().map(|n| crate::data::seat::rebuild(n)).collect::<Result<Vec<_>>>()?,
         };
+        if args.seat_dir.is_none() {
+            let differ: Vec<String> = tests.iter().filter(|t| !seat::is_standard(&t.name)).map(|t| format!("{} ({} {} / {} {} sentences)", t.name, t.targ1.examples.len(), t.targ1.category, t.targ2.examples.len(), t.targ2.category)).collect();
+            if !differ.is_empty() {
+                res.notes.push(format!(
+                    "SEAT tests rebuilt from WEFE's WEAT lists: {} keep every Arts sentence where sent-bias's files of the same name cut the set at random to the other target's size, so their effect sizes are not comparable with published ones (pass --seat-dir with sent-bias's files for those)",
+                    differ.join(", ")
+                ));
+            }
+        }
         let scores = crate::bench::seat::score(&model, &tests, args.batch_size, args.model.seed)?;
         crate::report::eval::seat_csv(&args.output.join("seat.csv"), &scores)?;
         let mut avg: BTreeMap<String, (f64, usize)> = BTreeMap::new();

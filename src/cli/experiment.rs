@@ -357,6 +357,7 @@ fn run_cell(cfg: &Config, cell: &Cell, dir: &Path) -> Result<BTreeMap<String, f6
         words: cfg.debias.words.clone().unwrap_or_else(|| "gender".into()),
         max_texts: cfg.audit.max_texts.as_ref().map(|v| *v.get_ref() as usize),
         seed: cell.seed,
+        seat_dir: None,
     };
     let audit = super::audit::audit(&audit_args, &dir.join("audit")).context("audit")?;
     let mut metrics: BTreeMap<String, f64> = audit.headline().into_iter().map(|(p, m, v)| (format!("{p}.{m}"), v)).collect();

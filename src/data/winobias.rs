@@ -1,4 +1,4 @@
-//! WinoBias sentences (`WinoBias/data/*_stereotyped_type*.txt.dev` of the benchmark bundle):
+//! WinoBias sentences (`WinoBias/data/*_stereotyped_type*.txt.{dev,test}` of the benchmark bundle):
 //! "1 [The developer] argued with the designer because [he] did not like the design." — the
 //! bracketed pronoun is the gendered word ASE-style training masks.
 
@@ -34,19 +34,34 @@ pub fn parse_line(line: &str) -> Option<PronounSentence> {
     span.map(|pronoun| PronounSentence { text, pronoun })
 }
 
-/// The dev sentences of all four WinoBias files (pro/anti, type 1/2).
-pub fn dev_sentences() -> Result<Vec<PronounSentence>> {
+/// The splits ASE-style training reads: the release's ASE (Fairness-NC `ase/`, from BERT-ASE)
+/// reads the type-1 `.txt.test` files in `finetune_both_nc.py` and ships `{pro,anti}{1,2}comb.txt`,
+/// each the dev file followed by the test file; the bundle has both splits of all four files.
+pub const SPLITS: [&str; 2] = ["dev", "test"];
+
+/// The four WinoBias files (pro/anti, type 1/2).
+pub const KINDS: [&str; 4] = ["pro_stereotyped_type1", "pro_stereotyped_type2", "anti_stereotyped_type1", "anti_stereotyped_type2"];
+
+/// The sentences of every file in [`KINDS`] and split in [`SPLITS`], dev before test as in the
+/// release's `*comb.txt`.
+pub fn sentences() -> Result<Vec<PronounSentence>> {
     let dir = Bundle::Benchmarks.ensure()?.join("WinoBias/data");
     let mut out = Vec::new();
-    for kind in ["pro_stereotyped_type1", "pro_stereotyped_type2", "anti_stereotyped_type1", "anti_stereotyped_type2"] {
-        let path = dir.join(format!("{kind}.txt.dev"));
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        out.extend(text.lines().filter_map(parse_line));
+    for kind in KINDS {
+        for split in SPLITS {
+            out.extend(read_file(&dir.join(format!("{kind}.txt.{split}")))?);
+        }
     }
     if out.is_empty() {
         bail!("{}: no WinoBias sentence with a bracketed pronoun", dir.display());
     }
     Ok(out)
+}
+
+/// The sentences of one WinoBias file that have a bracketed pronoun.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<PronounSentence>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(text.lines().filter_map(parse_line).collect())
 }
 
 #[cfg(test)]

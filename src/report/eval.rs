@@ -97,9 +97,9 @@ pub fn markdown(r: &EvalResults) -> String {
         let cells: Vec<String> = s.tests.values().map(|t| format!("{:.3}{}", t.effect_size, if t.p_value < 0.01 { "*" } else { "" })).collect();
         let avgs: Vec<String> = s.avg_abs_effect.values().map(|v| format!("{v:.3}")).collect();
         let _ = writeln!(out, "| {model} | {} | {} |", cells.join(" | "), avgs.join(" | "));
-        let _ = writeln!(out, "\n| test | d | p | p exact |\n| --- | ---: | ---: | --- |");
+        let _ = writeln!(out, "\n| test | d | p | p exact | X / Y / A / B sentences |\n| --- | ---: | ---: | --- | --- |");
         for (n, t) in &s.tests {
-            let _ = writeln!(out, "| {n} | {:.4} | {:.4} | {} |", t.effect_size, t.p_value, if t.exact { "yes" } else { "100,000 random splits" });
+            let _ = writeln!(out, "| {n} | {:.4} | {:.4} | {} | {} |", t.effect_size, t.p_value, if t.exact { "yes" } else { "100,000 random splits" }, t.sizes.map(|k| k.to_string()).join(" / "));
         }
     }
     for n in &r.notes {
