@@ -246,8 +246,10 @@ mod tests {
                 }
                 let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
                 log.lock().unwrap().push(path.clone());
+                // A hostile hub serves whatever name its index gave.
                 let (status, body) = match files.get(&path) {
                     Some(b) => ("200 OK", b.clone()),
+                    None if path.ends_with("escaped.safetensors") => ("200 OK", b"written outside".to_vec()),
                     None => ("404 Not Found", b"not found".to_vec()),
                 };
                 let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
@@ -284,6 +286,9 @@ mod tests {
             assert!(asked.lock().unwrap().iter().all(|p| !p.contains("escaped") && !p.contains("sub/")), "{:?}", asked.lock().unwrap());
             let entries: Vec<_> = std::fs::read_dir(home.path().join("hf")).unwrap().collect();
             assert!(entries.is_empty(), "{bad}: left {entries:?}");
+            let top: Vec<_> = std::fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(top, ["hf"], "{bad}: wrote beside the snapshot folder");
+            assert!(!Path::new("/tmp/escaped.safetensors").exists(), "{bad}: wrote /tmp/escaped.safetensors");
         }
     }
 
