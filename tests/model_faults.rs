@@ -194,3 +194,22 @@ fn an_index_naming_a_file_outside_the_checkpoint_is_refused() {
         );
     }
 }
+
+#[test]
+fn fill_mask_fails_in_one_line_on_a_nan_model_and_finds_the_mask_with_a_bare_vocab() {
+    let tmp = copy_dir(&model_dir("bert"));
+    rewrite(tmp.path(), |n, t| Some(if n == "cls.predictions.bias" { (n, with_first(t, f32::NAN)) } else { (n, t) }));
+    let dir = tmp.path().to_str().unwrap();
+    let out = fairnc(&["fill-mask", "--model", dir, "the doctor said [MASK] would be late ."]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("model.safetensors: tensor cls.predictions.bias holds NaN"), "{err}");
+
+    let tmp = copy_dir(&model_dir("bert"));
+    std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
+    let out = fairnc(&["fill-mask", "--model", tmp.path().to_str().unwrap(), "the doctor said [MASK] would be late ."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("NaN"));
+}
