@@ -454,3 +454,40 @@ pub fn load_tensors_with_metadata(path: &Path, device: &Device) -> Result<(BTree
     }
     Ok((raw, metadata))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::Dtype;
+
+    #[test]
+    fn the_weight_scan_finds_nan_and_inf_in_every_float_dtype() {
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f16s = |v: &[f32]| v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
+        let bf16s = |v: &[f32]| v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
+        // Far past one scan block, with the bad value last, so every block is looked at.
+        let mut v = vec![0.5f32; 20_000];
+        assert_eq!(first_non_finite(Dtype::F32, &f32s(&v)), None);
+        assert_eq!(first_non_finite(Dtype::F16, &f16s(&v)), None);
+        *v.last_mut().unwrap() = f32::NAN;
+        assert!(first_non_finite(Dtype::F32, &f32s(&v)).is_some_and(f64::is_nan));
+        assert!(first_non_finite(Dtype::F16, &f16s(&v)).is_some_and(f64::is_nan));
+        assert!(first_non_finite(Dtype::BF16, &bf16s(&v)).is_some_and(f64::is_nan));
+        *v.last_mut().unwrap() = f32::INFINITY;
+        assert_eq!(first_non_finite(Dtype::BF16, &bf16s(&v)), Some(f64::INFINITY));
+        assert_eq!(first_non_finite(Dtype::F64, &f64s(&[1.0, f64::NEG_INFINITY])), Some(f64::NEG_INFINITY));
+        // Integer tensors (buffers) are not floats: never flagged.
+        assert_eq!(first_non_finite(Dtype::I64, &[0xff; 16]), None);
+    }
+
+    #[test]
+    fn shard_names_must_be_plain_file_names() {
+        for good in ["model-00001-of-00002.safetensors", "weights.bin.safetensors"] {
+            check_shard_name(good).unwrap();
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "C:x", "a\0b"] {
+            assert!(check_shard_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
