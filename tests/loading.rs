@@ -141,7 +141,7 @@ fn broken_inputs_fail_with_one_line_naming_the_file() {
     let tmp = copy_dir(&model_dir("gpt2"));
     rewrite(tmp.path(), |n, t| (n != "transformer.h.0.ln_2.bias").then_some((n, t)));
     let e = load_err(tmp.path());
-    assert!(e.contains("missing tensor transformer.h.0.ln_2.bias"), "{e}");
+    assert!(e.contains("1 tensor(s) the config.json needs are missing: transformer.h.0.ln_2.bias"), "{e}");
 
     // Tokenizer larger than the embedding.
     let tmp = copy_dir(&model_dir("bert"));

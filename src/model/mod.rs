@@ -172,8 +172,24 @@ impl LanguageModel {
     }
 
     /// Last-layer hidden states `[B, T, D]` (GPT-2: after `ln_f`).
+    ///
+    /// Without a backward pass (every measurement: fill-mask, `hidden`, scoring, SEAT,
+    /// statistics) the states are checked to be finite, so that weights that overflow give an
+    /// error naming the model instead of NaN scores; training checks its loss instead.
     pub fn hidden(&self, batch: &Batch, exec: Exec) -> Result<Tensor> {
-        self.hidden_from_words(batch, &self.word_embeddings(batch)?, exec)
+        let hidden = self.hidden_from_words(batch, &self.word_embeddings(batch)?, exec)?;
+        if !exec.grad {
+            // One reduction against a whole forward pass; NaN and ±inf both survive a sum.
+            let total = hidden.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+            if !total.is_finite() {
+                bail!(
+                    "{}: hidden states of a batch of {} text(s) are not finite (the weights overflow); the model cannot be measured",
+                    self.dir.display(),
+                    batch.ids.len()
+                );
+            }
+        }
+        Ok(hidden)
     }
 
     /// The input path of the tied matrix: word-embedding rows of the batch `[B, T, D]`.

@@ -75,6 +75,9 @@ impl TextTokenizer {
     /// `vocab.json` + `merges.txt` (byte-level BPE).
     pub fn from_dir(dir: &Path, family: Family, pad_from_config: Option<u32>) -> Result<Self> {
         let json = dir.join("tokenizer.json");
+        if json.is_dir() {
+            bail!("{}: is a directory, not a tokenizer file", json.display());
+        }
         let (mut inner, source) = if json.exists() {
             let t = Tokenizer::from_file(&json)
                 .map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
@@ -87,6 +90,7 @@ impl TextTokenizer {
             .map_err(|e| anyhow!("{}: cannot disable truncation ({e})", source.display()))?;
         inner.with_padding(None);
         let sp = specials(family);
+        register_specials(&mut inner, &sp, &source)?;
         let id = |tok: &str| inner.token_to_id(tok);
         let pad_id = match family {
             Family::Gpt2 => pad_from_config.or_else(|| id(sp.pad)),
@@ -200,6 +204,29 @@ impl TextTokenizer {
     }
 }
 
+/// Makes the family's special tokens that the vocabulary holds special added tokens, so that
+/// `[MASK]` written in a text is one token whatever files the vocabulary came from: a bare
+/// `vocab.txt` WordPiece would otherwise split it into `[`, `mask`, `]`. Tokens a
+/// `tokenizer.json` already declares keep its settings; ids never change (each is in the
+/// vocabulary already).
+fn register_specials(inner: &mut Tokenizer, sp: &Specials, source: &Path) -> Result<()> {
+    let declared: BTreeSet<String> = inner.get_added_tokens_decoder().into_iter().map(|(_, t)| t.content).collect();
+    let missing: Vec<tokenizers::AddedToken> = [sp.pad, sp.unk, sp.cls, sp.sep]
+        .into_iter()
+        .chain(sp.mask)
+        .filter(|tok| inner.token_to_id(tok).is_some() && !declared.contains(*tok))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|tok| tokenizers::AddedToken::from(tok.to_string(), true))
+        .collect();
+    if !missing.is_empty() {
+        inner
+            .add_special_tokens(missing)
+            .map_err(|e| anyhow!("{}: cannot register special tokens ({e})", source.display()))?;
+    }
+    Ok(())
+}
+
 fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> {
     use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
     use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
@@ -220,6 +247,9 @@ fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> 
             let vocab = dir.join("vocab.txt");
             if !vocab.exists() {
                 bail!("{}: no tokenizer.json or vocab.txt", dir.display());
+            }
+            if vocab.is_dir() {
+                bail!("{}: is a directory, not a tokenizer file", vocab.display());
             }
             let vs = vocab.to_string_lossy().to_string();
             let model = WordPiece::from_file(&vs)
@@ -244,9 +274,22 @@ fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> 
             if !vocab.exists() || !merges.exists() {
                 bail!("{}: no tokenizer.json, or vocab.json + merges.txt", dir.display());
             }
+            for path in [&vocab, &merges] {
+                if path.is_dir() {
+                    bail!("{}: is a directory, not a tokenizer file", path.display());
+                }
+            }
+            // The BPE builder reads both files and does not say which one is broken: check
+            // vocab.json first, so that any later error is the merges file's.
+            let vocab_text = std::fs::read_to_string(&vocab).with_context(|| format!("{}: cannot read", vocab.display()))?;
+            let parsed: serde_json::Value = serde_json::from_str(&vocab_text)
+                .map_err(|e| anyhow!("{}: not a valid BPE vocabulary ({e})", vocab.display()))?;
+            if !parsed.as_object().is_some_and(|m| m.values().all(|v| v.as_u64().is_some_and(|id| id <= u32::MAX as u64))) {
+                bail!("{}: not a valid BPE vocabulary (expected an object of token → id)", vocab.display());
+            }
             let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
                 .build()
-                .map_err(|e| anyhow!("{}: not a valid BPE vocabulary ({e})", vocab.display()))?;
+                .map_err(|e| anyhow!("{}: not a valid merges file for {} ({e})", merges.display(), vocab.display()))?;
             let mut t = Tokenizer::new(model);
             let prefix = flag("add_prefix_space", false);
             t.with_pre_tokenizer(Some(ByteLevel::new(prefix, true, true)));

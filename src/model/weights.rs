@@ -31,6 +31,36 @@ fn is_buffer(name: &str) -> bool {
         || name.ends_with(".attn.masked_bias")
 }
 
+/// Tensors a checkpoint may hold that the LM does not use, kept and saved back unchanged:
+/// the pooler of `*Model` / `*ForPreTraining` files and BERT's next-sentence head.
+fn is_tolerated_extra(name: &str) -> bool {
+    let bare = name.split_once('.').filter(|(first, _)| matches!(*first, "bert" | "roberta" | "distilbert" | "transformer")).map_or(name, |(_, rest)| rest);
+    bare.starts_with("pooler.") || name.starts_with("cls.seq_relationship.")
+}
+
+/// The layer number in a tensor name such as `bert.encoder.layer.3.output.dense.weight`.
+fn layer_index(name: &str) -> Option<usize> {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.windows(2).find(|w| w[0] == "layer" || w[0] == "h").and_then(|w| w[1].parse().ok())
+}
+
+/// The first five names and how many more.
+fn first_few(names: &[&str]) -> String {
+    let shown = names.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 { format!("{shown} and {} more", names.len() - 5) } else { shown }
+}
+
+/// When the file's layers disagree with the config's layer count, say so: the usual cause.
+fn layer_hint(cfg: &ModelConfig, file_layers: &std::collections::BTreeSet<usize>) -> String {
+    match file_layers.last() {
+        Some(&last) if last + 1 != cfg.num_layers => format!(
+            " (config.json says {} layer(s); the weights have layers up to {last})",
+            cfg.num_layers
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Old TensorFlow-converted BERT files call LayerNorm parameters gamma/beta.
 fn normalise_name(name: &str) -> String {
     if let Some(stem) = name.strip_suffix(".gamma") {
@@ -47,28 +77,21 @@ impl TensorFiles {
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
+        for path in [&single, &index] {
+            if path.is_dir() {
+                bail!("{}: is a directory; it should be the checkpoint's weights file", path.display());
+            }
+        }
         let files: Vec<PathBuf> = if single.exists() {
             vec![single]
         } else if index.exists() {
             let text = std::fs::read_to_string(&index)
                 .with_context(|| format!("{}: cannot read", index.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not valid JSON", index.display()))?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .with_context(|| format!("{}: no \"weight_map\" object", index.display()))?;
-            let mut shards: Vec<PathBuf> = map
-                .values()
-                .filter_map(|f| f.as_str())
+            index_shards(&text)
+                .with_context(|| index.display().to_string())?
+                .into_iter()
                 .map(|f| dir.join(f))
-                .collect();
-            shards.sort();
-            shards.dedup();
-            if shards.is_empty() {
-                bail!("{}: \"weight_map\" lists no files", index.display());
-            }
-            shards
+                .collect()
         } else if dir.join("pytorch_model.bin").exists() {
             bail!(
                 "{}: only PyTorch pickle weights found; fairnc reads safetensors (convert with \
@@ -85,6 +108,15 @@ impl TensorFiles {
         Ok(TensorFiles { tensors, primary: files[0].clone() })
     }
 
+    fn has(&self, name: &str, family: Family) -> bool {
+        self.tensors.contains_key(name) || name.strip_prefix(family.prefix()).is_some_and(|b| self.tensors.contains_key(b))
+    }
+
+    /// The distinct layer numbers the remaining tensor names mention (`layer.3.`, `h.3.`).
+    fn layer_indices(&self) -> std::collections::BTreeSet<usize> {
+        self.tensors.keys().filter_map(|n| layer_index(n)).collect()
+    }
+
     fn describe(&self) -> String {
         self.primary.display().to_string()
     }
@@ -96,6 +128,58 @@ impl TensorFiles {
         }
         let bare = name.strip_prefix(family.prefix())?;
         self.tensors.remove(bare)
+    }
+}
+
+/// The shard files a `model.safetensors.index.json` names, sorted and without repeats. Each
+/// must be a plain file name beside the index: the index may come from the network, and a
+/// name such as `../../.bashrc` or `/etc/passwd` would read or (when downloading) write
+/// outside the checkpoint directory.
+pub fn index_shards(index_json: &str) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(index_json).context("not valid JSON")?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).context("no \"weight_map\" object")?;
+    let mut shards = Vec::new();
+    for (tensor, file) in map {
+        let file = file.as_str().with_context(|| format!("\"weight_map\" entry {tensor} is not a file name"))?;
+        check_shard_name(file).with_context(|| format!("\"weight_map\" entry {tensor}"))?;
+        shards.push(file.to_string());
+    }
+    shards.sort();
+    shards.dedup();
+    if shards.is_empty() {
+        bail!("\"weight_map\" lists no files");
+    }
+    Ok(shards)
+}
+
+/// A shard name is one path component: not empty, not `.`/`..`, no separator, not absolute.
+fn check_shard_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !(name.len() >= 2 && name.as_bytes()[1] == b':');
+    if !plain {
+        bail!("shard file {name:?} is not a plain file name beside the index (no directories, no \"..\", not absolute)");
+    }
+    Ok(())
+}
+
+/// The first non-finite value of a little-endian float buffer, if any. One pass over the
+/// weights costs far less than a forward pass and turns NaN scores into an error at load.
+fn first_non_finite(dtype: safetensors::Dtype, data: &[u8]) -> Option<f64> {
+    use rayon::prelude::*;
+    let find = |width: usize, to_f64: fn(&[u8]) -> f64| {
+        data.par_chunks(width * 4096).find_map_any(|block| {
+            block.chunks_exact(width).map(to_f64).find(|x| !x.is_finite())
+        })
+    };
+    match dtype {
+        safetensors::Dtype::F32 => find(4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        safetensors::Dtype::F64 => find(8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+        safetensors::Dtype::F16 => find(2, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()),
+        safetensors::Dtype::BF16 => find(2, |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f64()),
+        _ => None,
     }
 }
 
@@ -125,6 +209,10 @@ fn read_safetensors(
             safetensors::Dtype::I64 => DType::I64,
             other => bail!("{}: tensor {name} has unsupported dtype {other:?}", file.display()),
         };
+        if let Some(bad) = first_non_finite(view.dtype(), view.data()) {
+            let what = if bad.is_nan() { "NaN" } else { "an infinite value" };
+            bail!("{}: tensor {name} holds {what}; the model's outputs would not be numbers", file.display());
+        }
         let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
             .and_then(|t| t.to_dtype(DType::F32))
             .with_context(|| format!("{}: tensor {name} cannot be read", file.display()))?;
@@ -181,6 +269,20 @@ impl ParamStore {
                 .collect();
             bail!("{}: LM head is incomplete, missing {}", files.describe(), missing.join(", "));
         }
+        let missing: Vec<&str> = specs
+            .iter()
+            .filter(|s| !(s.role == ParamRole::Head && new_head) && !files.has(&s.name, family))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: {} tensor(s) the config.json needs are missing: {}{}",
+                files.describe(),
+                missing.len(),
+                first_few(&missing),
+                layer_hint(cfg, &files.layer_indices())
+            );
+        }
         let mut rng = SplitMix::new(seed);
         for spec in specs {
             let tensor = match spec.role {
@@ -221,6 +323,19 @@ impl ParamStore {
         }
         if new_head {
             notes.push("checkpoint has no LM head: created one (transform initialised, decoder tied to the embeddings, zero bias); it is not pretrained".into());
+        }
+        // Anything left is a tensor this configuration does not use: weights of more layers
+        // than `num_hidden_layers` says, or of another architecture. Loading them quietly would
+        // measure a different model than the file holds, so only known leftovers pass.
+        let unused: Vec<&str> = files.tensors.keys().map(String::as_str).filter(|n| !is_tolerated_extra(n)).collect();
+        if !unused.is_empty() {
+            bail!(
+                "{}: {} tensor(s) are not used by the model config.json describes: {}{}",
+                files.describe(),
+                unused.len(),
+                first_few(&unused),
+                layer_hint(cfg, &files.layer_indices())
+            );
         }
         let extras = std::mem::take(&mut files.tensors)
             .into_iter()
@@ -338,4 +453,41 @@ pub fn load_tensors_with_metadata(path: &Path, device: &Device) -> Result<(BTree
         raw.insert(name, Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?);
     }
     Ok((raw, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::Dtype;
+
+    #[test]
+    fn the_weight_scan_finds_nan_and_inf_in_every_float_dtype() {
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f16s = |v: &[f32]| v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
+        let bf16s = |v: &[f32]| v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
+        // Far past one scan block, with the bad value last, so every block is looked at.
+        let mut v = vec![0.5f32; 20_000];
+        assert_eq!(first_non_finite(Dtype::F32, &f32s(&v)), None);
+        assert_eq!(first_non_finite(Dtype::F16, &f16s(&v)), None);
+        *v.last_mut().unwrap() = f32::NAN;
+        assert!(first_non_finite(Dtype::F32, &f32s(&v)).is_some_and(f64::is_nan));
+        assert!(first_non_finite(Dtype::F16, &f16s(&v)).is_some_and(f64::is_nan));
+        assert!(first_non_finite(Dtype::BF16, &bf16s(&v)).is_some_and(f64::is_nan));
+        *v.last_mut().unwrap() = f32::INFINITY;
+        assert_eq!(first_non_finite(Dtype::BF16, &bf16s(&v)), Some(f64::INFINITY));
+        assert_eq!(first_non_finite(Dtype::F64, &f64s(&[1.0, f64::NEG_INFINITY])), Some(f64::NEG_INFINITY));
+        // Integer tensors (buffers) are not floats: never flagged.
+        assert_eq!(first_non_finite(Dtype::I64, &[0xff; 16]), None);
+    }
+
+    #[test]
+    fn shard_names_must_be_plain_file_names() {
+        for good in ["model-00001-of-00002.safetensors", "weights.bin.safetensors"] {
+            check_shard_name(good).unwrap();
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "C:x", "a\0b"] {
+            assert!(check_shard_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -64,6 +64,12 @@ pub fn counterfactual(text: &str, table: &HashMap<String, String>) -> Option<Str
 
 /// The augmented corpus: (original, counterfactual) of every text holding an attribute word.
 pub fn augment(texts: &[String], set: &WordSet, corpus_name: &str) -> Result<Vec<(String, String)>> {
+    if set.tuples.is_empty() {
+        bail!(
+            "CDA: word set {} has no tuples; counterfactual swaps need aligned words, one per group (tuples = [[\"he\", \"she\"], ...])",
+            set.name
+        );
+    }
     let table = swap_table(set);
     let pairs: Vec<(String, String)> = texts.iter().filter_map(|t| counterfactual(t, &table).map(|c| (t.clone(), c))).collect();
     if pairs.is_empty() {
@@ -101,5 +107,12 @@ mod tests {
         let out = augment(&texts, &set(), "c").unwrap();
         assert_eq!(out, vec![("he runs".into(), "she runs".into()), ("she reads".into(), "he reads".into())]);
         assert!(augment(&["it rains".to_string()], &set(), "c").unwrap_err().to_string().contains("word set g"));
+    }
+
+    #[test]
+    fn a_set_without_tuples_is_refused_by_name() {
+        let untupled = WordSet { tuples: Vec::new(), ..set() };
+        let err = augment(&["he runs".to_string()], &untupled, "c").unwrap_err().to_string();
+        assert!(err.contains("word set g has no tuples"), "{err}");
     }
 }

@@ -53,6 +53,12 @@ impl WordSet {
     }
 
     pub fn builtin(name: &str) -> Result<Self> {
+        let set = Self::builtin_unchecked(name)?;
+        set.check_groups()?;
+        Ok(set)
+    }
+
+    fn builtin_unchecked(name: &str) -> Result<Self> {
         let dir = Bundle::Benchmarks.ensure()?;
         let path = dir.join("StereoSet/data/bias_attribute_words.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -136,7 +142,33 @@ impl WordSet {
         if set.words.iter().all(Vec::is_empty) {
             bail!("{}: the word set has no words", path.display());
         }
+        set.check_groups().with_context(|| path.display().to_string())?;
         Ok(set)
+    }
+
+    /// Group names must be distinct (results are keyed by them: a repeated name hides a
+    /// group) and no word may belong to two groups (its class would count for neither).
+    pub fn check_groups(&self) -> Result<()> {
+        for (i, g) in self.groups.iter().enumerate() {
+            if self.groups[..i].contains(g) {
+                bail!("word set {}: group \"{g}\" is named twice; group names must differ", self.name);
+            }
+        }
+        let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (g, words) in self.words.iter().enumerate() {
+            for w in words {
+                if let Some(&first) = owner.get(w.as_str()).filter(|&&first| first != g) {
+                    bail!(
+                        "word set {}: word \"{w}\" is in groups \"{}\" and \"{}\"; a word may belong to one group only",
+                        self.name,
+                        self.groups[first],
+                        self.groups[g]
+                    );
+                }
+                owner.insert(w, g);
+            }
+        }
+        Ok(())
     }
 
     /// A stable fingerprint of the set, for shard compatibility checks.
@@ -160,5 +192,61 @@ fn orient(a: &str, b: &str, known_male: &BTreeSet<String>) -> Option<Vec<String>
         Some(vec![b.to_string(), a.to_string()])
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<WordSet> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set.toml");
+        std::fs::write(&path, toml_text).unwrap();
+        WordSet::from_file(&path)
+    }
+
+    /// The word-set example in the README, exactly as printed there: the TOML block that
+    /// follows "Word sets:" in the `collapse` section.
+    fn readme_example() -> String {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+        let after = &readme[readme.find("Word sets:").expect("README has a \"Word sets:\" paragraph")..];
+        let block = &after[after.find("```toml\n").expect("a ```toml block after \"Word sets:\"") + 8..];
+        block[..block.find("```").expect("the block ends")].to_string()
+    }
+
+    #[test]
+    fn the_readme_example_parses_with_its_tuples() {
+        let set = parse(&readme_example()).unwrap_or_else(|e| panic!("the README's word-set example is refused: {e:#}"));
+        assert_eq!(set.name, "pronouns");
+        assert_eq!(set.groups, ["male", "female"]);
+        assert_eq!(set.tuples, [["he", "she"], ["his", "her"]]);
+        assert_eq!(set.words, [vec!["he", "his", "him"], vec!["she", "her"]]);
+    }
+
+    #[test]
+    fn the_builtin_sets_have_distinct_groups_and_no_shared_word() {
+        for name in BUILTIN {
+            let set = WordSet::builtin(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(set.words.iter().all(|w| !w.is_empty()), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_group_name_is_refused() {
+        let err = parse("name = \"s\"\n[[group]]\nname = \"male\"\nwords = [\"he\"]\n[[group]]\nname = \"male\"\nwords = [\"she\"]\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("word set s: group \"male\" is named twice"), "{msg}");
+        assert!(msg.contains("set.toml"), "{msg}");
+    }
+
+    #[test]
+    fn a_word_in_two_groups_is_refused() {
+        let err = parse("name = \"s\"\n[[group]]\nname = \"male\"\nwords = [\"he\", \"they\"]\n[[group]]\nname = \"female\"\nwords = [\"she\", \"they\"]\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("word set s: word \"they\" is in groups \"male\" and \"female\""), "{msg}");
+        // Through a tuple too: tuple words join their groups.
+        let err = parse("name = \"s\"\ntuples = [[\"he\", \"she\"], [\"she\", \"he\"]]\n[[group]]\nname = \"male\"\n[[group]]\nname = \"female\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("is in groups \"male\" and \"female\""), "{err:#}");
     }
 }
