@@ -59,17 +59,31 @@ fn an_undefined_effect_size_is_an_error_not_nan() {
 }
 
 #[test]
-fn a_model_with_nan_weights_fails_naming_the_sentence_not_a_nan_effect() {
-    // A NaN LayerNorm weight makes every hidden state NaN.
+fn a_model_with_nan_weights_is_refused_at_load_and_zero_states_name_the_sentence() {
+    // NaN weights never reach SEAT: loading refuses them, naming the tensor.
     let dir = common::copy_dir(&common::model_dir("bert"));
     let path = dir.path().join("model.safetensors");
-    let mut tensors = fairnc::model::weights::load_tensors(&path, &candle_core::Device::Cpu).unwrap();
+    let original = fairnc::model::weights::load_tensors(&path, &candle_core::Device::Cpu).unwrap();
+    let mut tensors = original.clone();
     let w = tensors.get_mut("bert.embeddings.LayerNorm.weight").unwrap();
     *w = (w.ones_like().unwrap() * f64::NAN).unwrap();
+    candle_core::safetensors::save(&tensors.into_iter().collect::<std::collections::HashMap<_, _>>(), &path).unwrap();
+    let e = match fairnc::model::LanguageModel::load(dir.path(), &Default::default()) {
+        Ok(_) => panic!("a model with NaN weights loaded"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(e.contains("bert.embeddings.LayerNorm.weight holds NaN"), "{e}");
+    // A last LayerNorm of zeros makes every hidden state zero: finite, but with no direction to
+    // normalise; SEAT names the sentence instead of dividing by zero.
+    let mut tensors = original;
+    for name in ["bert.encoder.layer.1.output.LayerNorm.weight", "bert.encoder.layer.1.output.LayerNorm.bias"] {
+        let w = tensors.get_mut(name).unwrap();
+        *w = w.zeros_like().unwrap();
+    }
     candle_core::safetensors::save(&tensors.into_iter().collect::<std::collections::HashMap<_, _>>(), &path).unwrap();
     let model = common::load(dir.path());
     let t = test(&["This is math.", "That is algebra."], &["This is poetry.", "That is art."], &["This is a man."], &["This is a woman."]);
     let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
     // Which sentence is named depends on the length-sorted batch order; each is named with its set.
-    assert!(e.starts_with("SEAT test t, set ") && e.contains(": sentence \"") && e.contains("the model's mean-pooled hidden state has norm NaN"), "{e}");
+    assert!(e.starts_with("SEAT test t, set ") && e.contains(": sentence \"") && e.contains("the model's mean-pooled hidden state has norm 0"), "{e}");
 }
