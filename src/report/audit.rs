@@ -95,7 +95,7 @@ pub fn write(dir: &Path, a: &Audit) -> Result<()> {
         let dots: Vec<Dot> = s
             .tests
             .iter()
-            .map(|(n, t)| Dot { label: format!("{} (p={:.3})", n.trim_start_matches("sent-"), t.p_value), value: t.effect_size, group: usize::from(t.p_value >= 0.01) })
+            .map(|(n, t)| Dot { label: format!("{} (p={})", n.trim_start_matches("sent-"), super::p_value(t.p_value)), value: t.effect_size, group: usize::from(t.p_value >= 0.01) })
             .collect();
         dot_plot(&dir.join("seat_effects"), &format!("SEAT effect sizes: {}", a.model), "effect size d (0 = no association)", &dots, &["p < 0.01".into(), "p ≥ 0.01".into()], Some(0.0))?;
     }
@@ -170,9 +170,9 @@ pub fn document(a: &Audit) -> Document {
         let rows = s
             .tests
             .iter()
-            .map(|(n, t)| vec![n.clone(), f(Some(t.effect_size), 3), f(Some(t.p_value), 4), if t.exact { "exact".into() } else { "100,000 random splits".into() }, t.sizes.map(|k| k.to_string()).join(" / ")])
+            .map(|(n, t)| vec![n.clone(), f(Some(t.effect_size), 3), super::p_value(t.p_value), if t.exact { "every split".into() } else { "100,000 random splits".into() }, t.sizes.map(|k| k.to_string()).join(" / ")])
             .collect();
-        d.table(&["test", "effect size d", "p", "p-value", "|X| / |Y| / |A| / |B|"], rows);
+        d.table(&["test", "effect size d", "p", "p from", "|X| / |Y| / |A| / |B|"], rows);
         d.plot("seat_effects", "SEAT effect sizes (colour: significance at 0.01)");
     }
     if let Some(c) = &a.eval.crows {

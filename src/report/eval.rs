@@ -99,7 +99,7 @@ pub fn markdown(r: &EvalResults) -> String {
         let _ = writeln!(out, "| {model} | {} | {} |", cells.join(" | "), avgs.join(" | "));
         let _ = writeln!(out, "\n| test | d | p | p exact | X / Y / A / B sentences |\n| --- | ---: | ---: | --- | --- |");
         for (n, t) in &s.tests {
-            let _ = writeln!(out, "| {n} | {:.4} | {:.4} | {} | {} |", t.effect_size, t.p_value, if t.exact { "yes" } else { "100,000 random splits" }, t.sizes.map(|k| k.to_string()).join(" / "));
+            let _ = writeln!(out, "| {n} | {:.4} | {} | {} | {} |", t.effect_size, super::p_value(t.p_value), if t.exact { "yes" } else { "100,000 random splits" }, t.sizes.map(|k| k.to_string()).join(" / "));
         }
     }
     for n in &r.notes {

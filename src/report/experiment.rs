@@ -103,18 +103,6 @@ impl PairedDelta {
     }
 }
 
-/// A p-value as a table shows it: four decimals, or the order of magnitude below 0.0001 (a
-/// random-permutation p is never 0: at least 1 / (B + 1)).
-fn p_value(p: f64) -> String {
-    if !p.is_finite() {
-        "—".into()
-    } else if p < 1e-4 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.4}")
-    }
-}
-
 fn sd(v: f64) -> String {
     if v.is_finite() { format!("{v:.4}") } else { "—".into() }
 }
@@ -215,7 +203,7 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             } else {
                 "no".into()
             };
-            let mut row = vec![c.0.clone(), c.1.clone(), c.2.clone(), k.clone(), d.n.to_string(), format!("{:+.4}", d.mean), sd(d.std), interval(d.t_ci), p_value(d.test.p), significance];
+            let mut row = vec![c.0.clone(), c.1.clone(), c.2.clone(), k.clone(), d.n.to_string(), format!("{:+.4}", d.mean), sd(d.std), interval(d.t_ci), super::p_value(d.test.p), significance];
             if let Some(b) = d.bootstrap {
                 any_bootstrap = true;
                 row.push(interval(b));
@@ -293,7 +281,7 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
                 Some(ci) => format!("{r:+.3} {}", interval3(ci)),
                 None => format!("{r:+.3}"),
             };
-            rows.push(vec![x.to_string(), y.to_string(), n.to_string(), with_ci(p, ci_p), p_value(pp.p), with_ci(s, ci_s), p_value(sp.p), how, dependence.clone(), format!("`{stem}.png`")]);
+            rows.push(vec![x.to_string(), y.to_string(), n.to_string(), with_ci(p, ci_p), super::p_value(pp.p), with_ci(s, ci_s), super::p_value(sp.p), how, dependence.clone(), format!("`{stem}.png`")]);
             corr_json.push(serde_json::json!({
                 "nc": x, "bias": y, "n": n, "seeds": seeds, "models": models, "independent": false, "dependence": dependence,
                 "pearson": p, "pearson_p": pp.p, "spearman": s, "spearman_p": sp.p, "permutation_exact": pp.exact, "permutations": pp.assignments,
