@@ -275,9 +275,12 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             let models = distinct(used.iter().map(|r| r.model.clone()));
             let dependence = format!("{n} cells share {seeds} seed{} and {models} base model{}", if seeds == 1 { "" } else { "s" }, if models == 1 { "" } else { "s" });
             let how = if pp.exact { format!("exact, {} orders", pp.assignments) } else { format!("{} random orders", pp.assignments) };
+            let r2 = |v: f64| if v.is_finite() { format!("{v:.2}") } else { "undefined".to_string() };
             let stem = format!("scatter_{}_{}", x.replace('.', "-"), y.replace('.', "-"));
-            crate::report::plot::scatter_plot(&out.join(&stem), &format!("{y} vs {x} (Pearson {p:.2}, Spearman {s:.2}; n = {n})"), x, y, &pairs, &methods)?;
+            crate::report::plot::scatter_plot(&out.join(&stem), &format!("{y} vs {x} (Pearson {}, Spearman {}; n = {n})", r2(p), r2(s)), x, y, &pairs, &methods)?;
+            // An undefined correlation (a constant score across the cells) shows as —, never NaN.
             let with_ci = |r: f64, ci: Option<(f64, f64)>| match ci {
+                _ if !r.is_finite() => "—".to_string(),
                 Some(ci) => format!("{r:+.3} {}", interval3(ci)),
                 None => format!("{r:+.3}"),
             };

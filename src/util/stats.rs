@@ -23,6 +23,12 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     if x.len() < 2 {
         return f64::NAN;
     }
+    // A constant vector has no correlation. Test constancy itself: when its mean is not exactly
+    // representable, the centred sums are rounding noise rather than 0 and would give an r.
+    let constant = |v: &[f64]| v.iter().all(|a| *a == v[0]);
+    if constant(x) || constant(y) {
+        return f64::NAN;
+    }
     let (mx, my) = (mean(x), mean(y));
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
     for (a, b) in x.iter().zip(y) {
@@ -287,6 +293,15 @@ mod tests {
         assert!((matthews(&[1, 0, 0, 0, 0], &[1, 1, 0, 0, 0]) - 0.6123724356957946).abs() < 1e-12);
         close(matthews(&[1, 1, 1], &[1, 0, 1]), 0.0);
         close(f1(&[0, 0], &[1, 1]), 0.0);
+    }
+
+    #[test]
+    fn a_constant_vector_has_no_correlation() {
+        // 0.1 × 9 / 9 is not 0.1 in binary: the old centred sums were 1e-34, not 0, and gave r = -0.0.
+        let x: Vec<f64> = (1..=9).map(f64::from).collect();
+        assert!(pearson(&x, &[0.1; 9]).is_nan() && pearson(&[0.1; 9], &x).is_nan() && spearman(&x, &[0.1; 9]).is_nan());
+        assert!(pearson_permutation_p(&x, &[0.1; 9], 1).p.is_nan());
+        assert!((pearson(&x, &x) - 1.0).abs() < 1e-12);
     }
 
     #[test]
