@@ -90,7 +90,8 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Cell>)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let cfg: Config = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| format!(":{}", line_of(&text, s.start))).unwrap_or_default();
-        anyhow::anyhow!("{}{line}: {}", path.display(), e.message())
+        // toml's messages run over lines ("invalid array\nexpected `]`"); errors are one line.
+        anyhow::anyhow!("{}{line}: {}", path.display(), e.message().trim_end().replace('\n', ": "))
     })?;
     let at = |s: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(&text, s.start));
     for m in &cfg.models {

@@ -72,6 +72,9 @@ pub enum Activation {
     Relu,
 }
 
+/// The largest size a config may give any dimension or count (see [`ModelConfig::from_value`]).
+pub const MAX_SIZE: usize = 1 << 32;
+
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub family: Family,
@@ -135,7 +138,10 @@ impl ModelConfig {
                 other => bail!("unsupported activation \"{other}\" in \"{key}\""),
             })
         };
-        let pad = raw.get("pad_token_id").and_then(Value::as_u64).map(|v| v as u32);
+        let pad = match raw.get("pad_token_id").and_then(Value::as_u64) {
+            Some(v) => Some(u32::try_from(v).ok().with_context(|| format!("\"pad_token_id\" {v} is not a token id"))?),
+            None => None,
+        };
         let cfg = match family {
             Family::Bert | Family::Roberta => ModelConfig {
                 family,
@@ -179,7 +185,7 @@ impl ModelConfig {
                     hidden_size: d,
                     num_layers: get("n_layer")?,
                     num_heads: get("n_head")?,
-                    intermediate_size: inner.unwrap_or(4 * d),
+                    intermediate_size: inner.unwrap_or(d.saturating_mul(4)),
                     max_positions: get("n_positions")?,
                     type_vocab_size: 0,
                     layer_norm_eps: get_f("layer_norm_epsilon", 1e-5),
@@ -191,6 +197,16 @@ impl ModelConfig {
                 }
             }
         };
+        // No checkpoint has a dimension near 2³²; larger values would overflow the shape
+        // products the layout computes (3·n_embd, 4·n_embd) and can only come from a broken file.
+        for (key, v) in [("vocab size", cfg.vocab_size), ("hidden size", cfg.hidden_size), ("intermediate size", cfg.intermediate_size), ("position table size", cfg.max_positions), ("token type table size", cfg.type_vocab_size), ("layer count", cfg.num_layers), ("attention head count", cfg.num_heads)] {
+            if v > MAX_SIZE {
+                bail!("{key} {v} is larger than any checkpoint (at most {MAX_SIZE})");
+            }
+        }
+        if family == Family::Roberta && cfg.max_positions <= cfg.pad_token_id.unwrap_or(1) as usize + 1 {
+            bail!("max_position_embeddings {} leaves no positions: RoBERTa's table starts after pad_token_id {} + 1", cfg.max_positions, cfg.pad_token_id.unwrap_or(1));
+        }
         if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
             bail!(
                 "hidden size {} is not divisible by {} attention heads",

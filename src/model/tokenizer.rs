@@ -76,8 +76,11 @@ impl TextTokenizer {
     pub fn from_dir(dir: &Path, family: Family, pad_from_config: Option<u32>) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let (mut inner, source) = if json.exists() {
-            let t = Tokenizer::from_file(&json)
-                .map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
+            let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
+            // tokenizers panics (`expect("Helper")`) on a syntax error inside the "decoder"
+            // section, so the syntax is checked first.
+            serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| anyhow!("{}: not valid JSON ({e})", json.display()))?;
+            let t: Tokenizer = text.parse().map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
             (t, json)
         } else {
             build_from_vocab(dir, family)?

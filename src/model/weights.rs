@@ -85,6 +85,11 @@ impl TensorFiles {
         Ok(TensorFiles { tensors, primary: files[0].clone() })
     }
 
+    /// How many tensors the checkpoint holds (buffers not counted).
+    pub fn tensor_count(&self) -> usize {
+        self.tensors.len()
+    }
+
     fn describe(&self) -> String {
         self.primary.display().to_string()
     }
