@@ -365,7 +365,7 @@ fn build_safetensors(case: &SafetensorsCase) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(cases(48))]
+    #![proptest_config(cases(1024))]
 
     /// The tensor readers (`TensorFiles::open`, `load_tensors`) and the model loader on top.
     #[test]
@@ -455,7 +455,7 @@ fn config_edit() -> impl Strategy<Value = ConfigEdit> {
 }
 
 proptest! {
-    #![proptest_config(cases(48))]
+    #![proptest_config(cases(1024))]
 
     /// `config.json` read alone and as part of loading the fixture model it describes.
     #[test]
@@ -515,7 +515,7 @@ fn swap() -> impl Strategy<Value = Swap> {
 }
 
 proptest! {
-    #![proptest_config(cases(48))]
+    #![proptest_config(cases(1024))]
 
     #[test]
     fn fuzz_tokenizer_json(family in prop::sample::select(FAMILIES.to_vec()), swaps in prop::collection::vec(swap(), 0..3), fields in prop::collection::vec(("[a-z_]{1,6}", json_value()), 0..2), text_edits in edits(4), sample in text()) {
@@ -640,7 +640,7 @@ fn bert_tokenizer() -> &'static TextTokenizer {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     /// A word-set file read, then mapped to a vocabulary under both policies.
     #[test]
@@ -672,7 +672,7 @@ fn csv_field(s: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     #[test]
     fn fuzz_crows_csv(columns in prop::sample::subsequence(vec!["", "sent_more", "sent_less", "stereo_antistereo", "bias_type", "annotations"], 3..=6).prop_shuffle(),
@@ -719,7 +719,7 @@ fn cluster() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     #[test]
     fn fuzz_stereoset_json(clusters in prop::collection::vec(cluster(), 0..4), text_edits in edits(4)) {
@@ -743,7 +743,7 @@ fn category() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     #[test]
     fn fuzz_seat_json(cats in prop::collection::vec(category(), 4), drop in prop::option::of(0..4usize), text_edits in edits(4)) {
@@ -778,7 +778,7 @@ fn glue_header(task: Task) -> &'static str {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     #[test]
     fn fuzz_glue_tsv(task in prop::sample::select(Task::ALL.to_vec()),
@@ -857,7 +857,7 @@ fn experiment_toml(f: &ExperimentFile, model: &Path) -> String {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     /// The experiment grid reader. The model is a local directory, so nothing is fetched.
     #[test]
@@ -944,7 +944,7 @@ fn use_shard(s: Shard) {
 }
 
 proptest! {
-    #![proptest_config(cases(96))]
+    #![proptest_config(cases(2048))]
 
     #[test]
     fn fuzz_shard_records(case in shard_case()) {
@@ -1110,4 +1110,54 @@ fn fuzz_finding_tokenizer_json_with_inf_inserted() {
     let path = write(tmp.path(), "tokenizer.json", &bytes);
     let err = TextTokenizer::from_dir(tmp.path(), Family::Bert, Some(0)).err().expect("a broken tokenizer.json was read");
     check_error(&err, &path);
+}
+
+/// Found reading `ParamStore::load` while fuzzing configs: a checkpoint without an LM head and
+/// with no layers is only its embeddings, yet the head created for it is `[hidden, hidden]`:
+/// 2.6 MB of embeddings with a hidden size of 2¹⁵ asked for a 4 GiB head.
+#[test]
+fn fuzz_finding_created_head_larger_than_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_model("bert", tmp.path());
+    let d = 1usize << 15;
+    let v = config_with("bert", &[("num_hidden_layers", json!(0)), ("hidden_size", json!(d)), ("vocab_size", json!(1)), ("max_position_embeddings", json!(2)), ("num_attention_heads", json!(1))]);
+    std::fs::write(tmp.path().join("config.json"), v.to_string()).unwrap();
+    let dev = candle_core::Device::Cpu;
+    let zeros = |rows: usize| candle_core::Tensor::zeros((rows, d), candle_core::DType::F32, &dev).unwrap();
+    let tensors = vec![
+        ("bert.embeddings.word_embeddings.weight".to_string(), zeros(1)),
+        ("bert.embeddings.position_embeddings.weight".to_string(), zeros(2)),
+        ("bert.embeddings.token_type_embeddings.weight".to_string(), zeros(2)),
+        ("bert.embeddings.LayerNorm.weight".to_string(), candle_core::Tensor::ones(d, candle_core::DType::F32, &dev).unwrap()),
+        ("bert.embeddings.LayerNorm.bias".to_string(), candle_core::Tensor::zeros(d, candle_core::DType::F32, &dev).unwrap()),
+    ];
+    fairnc::model::weights::save_tensors(&tensors, &tmp.path().join("model.safetensors")).unwrap();
+    let (r, largest) = largest_allocation(|| LanguageModel::load(tmp.path(), &LoadOptions::default()).map(|_| ()));
+    let msg = format!("{:#}", r.expect_err("a 4 GiB head was created for a 2.6 MB checkpoint"));
+    assert!(msg.contains("is larger than the whole checkpoint"), "{msg}");
+    assert!(largest < 64 << 20, "loading allocated {largest} bytes at once");
+}
+
+/// Found by the longer run of `fuzz_tokenizer_json`: a TemplateProcessing post-processor whose
+/// template names a special token missing from its `special_tokens` loaded, then panicked in
+/// tokenizers at the first encode ("no entry found for key").
+#[test]
+fn fuzz_finding_template_names_an_undefined_special_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut v: Value = serde_json::from_slice(&std::fs::read(fixture("models/bert/tokenizer.json")).unwrap()).unwrap();
+    v["post_processor"]["special_tokens"].as_object_mut().unwrap().remove("[CLS]");
+    let path = write(tmp.path(), "tokenizer.json", &serde_json::to_vec_pretty(&v).unwrap());
+    let err = TextTokenizer::from_dir(tmp.path(), Family::Bert, Some(0)).err().expect("a template naming an undefined special token was read");
+    check_error(&err, &path);
+    assert!(format!("{err:#}").contains("uses special token \"[CLS]\""), "{err:#}");
+    // The input the fuzzer shrank to: DistilBERT's file with GPT-2's model and padding, and a "0" inserted.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(fixture("models/distilbert/tokenizer.json")).unwrap()).unwrap();
+    let gpt2: Value = serde_json::from_slice(&std::fs::read(fixture("models/gpt2/tokenizer.json")).unwrap()).unwrap();
+    v["padding"] = gpt2["padding"].clone();
+    v["model"] = gpt2["model"].clone();
+    let path = write(tmp.path(), "tokenizer.json", &apply(serde_json::to_vec_pretty(&v).unwrap(), &[Edit::Insert(1074115693767370554, b"0".to_vec())]));
+    match TextTokenizer::from_dir(tmp.path(), Family::DistilBert, Some(0)) {
+        Ok(t) => exercise_tokenizer(&t, "a"),
+        Err(e) => check_error(&e, &path),
+    }
 }
