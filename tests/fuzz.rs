@@ -1161,3 +1161,13 @@ fn fuzz_finding_template_names_an_undefined_special_token() {
         Err(e) => check_error(&e, &path),
     }
 }
+
+/// Found by a PROPTEST_CASES=20000 run of `fuzz_word_set`: an unknown key holding a newline
+/// (`{"g\n": 1}`) was echoed into the error, which then ran over two lines.
+#[test]
+fn fuzz_finding_word_set_error_with_a_newline_in_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "set.json", br#"{"g\n": 1, "group": [{"name": "male", "words": ["he"]}]}"#);
+    let err = WordSet::from_file(&path).err().expect("an unknown key was accepted");
+    check_error(&err, &path);
+}
