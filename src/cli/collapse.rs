@@ -273,7 +273,7 @@ fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
                         bail!("{}: computed with a different model, word set, corpus or settings than the other shards", f.display());
                     }
                     acc_h.blocks = shard::union_blocks(&acc_h.blocks, &h.blocks).with_context(|| format!("{}", f.display()))?;
-                    acc.merge(&s)?;
+                    acc.merge(&s).with_context(|| format!("{}", f.display()))?;
                 }
             },
             Shard::Decisions(h, d) => decisions.push((f.clone(), h, d)),
@@ -299,7 +299,7 @@ fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
                     bail!("{}: decisions with another min_count", f.display());
                 }
                 mh.blocks = shard::union_blocks(&mh.blocks, &h.blocks).with_context(|| format!("{}", f.display()))?;
-                md.merge(&d)?;
+                md.merge(&d).with_context(|| format!("{}", f.display()))?;
             }
         }
     }

@@ -114,7 +114,8 @@ pub fn parse(path: &Path) -> Result<(Config, Vec<Cell>)> {
             Some(s) => (format!(":{}", line_of(&text, s.start)), text.lines().nth(line_of(&text, s.start) - 1).map(|l| format!("`{}`: ", l.trim())).unwrap_or_default()),
             None => (String::new(), String::new()),
         };
-        anyhow::anyhow!("{}{line}: {setting}{}", path.display(), e.message().trim())
+        // toml's messages run over lines ("invalid array\nexpected `]`"); errors are one line.
+        anyhow::anyhow!("{}{line}: {setting}{}", path.display(), e.message().trim().replace('\n', ": "))
     })?;
     let at = |s: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(&text, s.start));
     for (i, m) in cfg.models.iter().enumerate() {

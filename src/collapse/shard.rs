@@ -93,13 +93,35 @@ pub fn read(path: &Path) -> Result<Shard> {
         .context("no fairnc header")
         .and_then(|h| serde_json::from_str(h).context("unreadable fairnc header"))
         .with_context(|| format!("{}: not a fairnc shard", path.display()))?;
+    if header.identity.block == 0 {
+        bail!("{}: fairnc header has a block size of 0", path.display());
+    }
     let get = |name: &str| t.get(name).with_context(|| format!("{}: no tensor {name}", path.display()));
+    // Counts are written from u64 values below 2⁶³; a negative one is a damaged file.
+    let counts_of = |name: &str| -> Result<Vec<u64>> {
+        i64s(get(name)?)
+            .with_context(|| format!("{}: tensor {name} is not integer", path.display()))?
+            .into_iter()
+            .map(|c| u64::try_from(c).ok().with_context(|| format!("{}: tensor {name} holds a negative count {c}", path.display())))
+            .collect()
+    };
+    // i128 sums are stored as (low, high) pairs.
+    let pairs_of = |name: &str| -> Result<Vec<i128>> {
+        let raw = i64s(get(name)?).with_context(|| format!("{}: tensor {name} is not integer", path.display()))?;
+        if raw.len() % 2 != 0 {
+            bail!("{}: tensor {name} has an odd length {}, not (low, high) pairs", path.display(), raw.len());
+        }
+        Ok(join_i128(&raw))
+    };
     match header.kind.as_str() {
         "stats" => {
-            let counts: Vec<u64> = i64s(get("counts")?)?.into_iter().map(|c| c as u64).collect();
-            let sums = join_i128(&i64s(get("sums")?)?);
-            let sq_norms = join_i128(&i64s(get("sq_norms")?)?);
+            let counts = counts_of("counts")?;
+            let sums = pairs_of("sums")?;
+            let sq_norms = pairs_of("sq_norms")?;
             let k = counts.len();
+            if counts.iter().try_fold(0u64, |a, &c| a.checked_add(c)).is_none() {
+                bail!("{}: the counts add up to more than 2^64 positions", path.display());
+            }
             if k == 0 || sums.len() % k != 0 || sq_norms.len() != k {
                 bail!("{}: inconsistent tensor sizes", path.display());
             }
@@ -111,8 +133,11 @@ pub fn read(path: &Path) -> Result<Shard> {
             Ok(Shard::Stats(header, ClassStats { dim, counts, sums, sq_norms }, w))
         }
         "decisions" => {
-            let positions: Vec<u64> = i64s(get("positions")?)?.into_iter().map(|c| c as u64).collect();
-            let agree: Vec<u64> = i64s(get("agree")?)?.into_iter().map(|c| c as u64).collect();
+            let positions = counts_of("positions")?;
+            let agree = counts_of("agree")?;
+            if positions.len() != agree.len() || agree.iter().zip(&positions).any(|(a, p)| a > p) {
+                bail!("{}: decision counts are inconsistent (agree must be at most positions, per class)", path.display());
+            }
             Ok(Shard::Decisions(header, Decisions { positions, agree }))
         }
         other => bail!("{}: unknown shard kind {other}", path.display()),

@@ -62,20 +62,28 @@ impl ClassStats {
         if other.dim != self.dim || other.counts.len() != self.counts.len() {
             bail!("statistics of different shapes cannot be merged");
         }
+        // Shards come from files: an overflowing sum is a damaged or hostile shard, not a panic.
+        let overflow = || anyhow::anyhow!("statistics overflow when merged (a damaged shard?)");
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
+            *a = a.checked_add(*b).ok_or_else(overflow)?;
         }
         for (a, b) in self.sums.iter_mut().zip(&other.sums) {
-            *a += b;
+            *a = a.checked_add(*b).ok_or_else(overflow)?;
         }
         for (a, b) in self.sq_norms.iter_mut().zip(&other.sq_norms) {
-            *a += b;
+            *a = a.checked_add(*b).ok_or_else(overflow)?;
         }
+        self.checked_positions().ok_or_else(overflow)?;
         Ok(())
     }
 
     pub fn positions(&self) -> u64 {
         self.counts.iter().sum()
+    }
+
+    /// [`Self::positions`], or None when the counts (read from a file) overflow a u64.
+    pub fn checked_positions(&self) -> Option<u64> {
+        self.counts.iter().try_fold(0u64, |a, &c| a.checked_add(c))
     }
 
     /// μ_c (zeros for an unseen class).
@@ -132,11 +140,12 @@ impl Decisions {
         if other.positions.len() != self.positions.len() {
             bail!("decisions over different class sets cannot be merged");
         }
+        let overflow = || anyhow::anyhow!("decision counts overflow when merged (a damaged shard?)");
         for (a, b) in self.positions.iter_mut().zip(&other.positions) {
-            *a += b;
+            *a = a.checked_add(*b).ok_or_else(overflow)?;
         }
         for (a, b) in self.agree.iter_mut().zip(&other.agree) {
-            *a += b;
+            *a = a.checked_add(*b).ok_or_else(overflow)?;
         }
         Ok(())
     }

@@ -72,6 +72,9 @@ pub enum Activation {
     Relu,
 }
 
+/// The largest size a config may give any dimension or count (see [`ModelConfig::from_value`]).
+pub const MAX_SIZE: usize = 1 << 32;
+
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub family: Family,
@@ -139,7 +142,10 @@ impl ModelConfig {
                 other => bail!("unsupported activation \"{other}\" in \"{key}\""),
             })
         };
-        let pad = raw.get("pad_token_id").and_then(Value::as_u64).map(|v| v as u32);
+        let pad = match raw.get("pad_token_id").and_then(Value::as_u64) {
+            Some(v) => Some(u32::try_from(v).ok().with_context(|| format!("\"pad_token_id\" {v} is not a token id"))?),
+            None => None,
+        };
         let cfg = match family {
             Family::Bert | Family::Roberta => ModelConfig {
                 family,
@@ -183,7 +189,7 @@ impl ModelConfig {
                     hidden_size: d,
                     num_layers: get("n_layer")?,
                     num_heads: get("n_head")?,
-                    intermediate_size: inner.unwrap_or(4 * d),
+                    intermediate_size: inner.unwrap_or(d.saturating_mul(4)),
                     max_positions: get("n_positions")?,
                     type_vocab_size: 0,
                     layer_norm_eps: get_f("layer_norm_epsilon", 1e-5)?,
@@ -209,6 +215,13 @@ impl ModelConfig {
     /// Refuses values that would make every output NaN or the model empty instead of letting
     /// them through to the numbers (a negative LayerNorm epsilon gives NaN hidden states).
     fn validate(&self) -> Result<()> {
+        // No checkpoint has a dimension near 2³²; larger values would overflow the shape
+        // products the layout computes (3·n_embd, 4·n_embd) and can only come from a broken file.
+        for (key, v) in [("vocab size", self.vocab_size), ("hidden size", self.hidden_size), ("intermediate size", self.intermediate_size), ("position table size", self.max_positions), ("token type table size", self.type_vocab_size), ("layer count", self.num_layers), ("attention head count", self.num_heads)] {
+            if v > MAX_SIZE {
+                bail!("{key} {v} is larger than any checkpoint (at most {MAX_SIZE})");
+            }
+        }
         let sizes = [
             ("vocabulary size", self.vocab_size),
             ("hidden size", self.hidden_size),
@@ -232,7 +245,7 @@ impl ModelConfig {
         }
         if self.family == Family::Roberta && self.max_positions <= self.pad_token_id.unwrap_or(1) as usize + 1 {
             bail!(
-                "max_position_embeddings {} leaves no position after RoBERTa's padding offset (pad_token_id {})",
+                "max_position_embeddings {} leaves no positions: RoBERTa's table starts after pad_token_id {} + 1",
                 self.max_positions,
                 self.pad_token_id.unwrap_or(1)
             );

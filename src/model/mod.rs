@@ -77,6 +77,11 @@ impl LanguageModel {
         }
         let tokenizer = TextTokenizer::from_dir(dir, config.family, config.pad_token_id)?;
         let mut files = TensorFiles::open(dir, &opts.device)?;
+        // Every layer has tensors of its own; checked before the per-layer layout is built,
+        // whose size would otherwise follow the config's count alone.
+        if config.num_layers > files.tensor_count() {
+            bail!("{}: {} layers, but {} holds only {} tensors", dir.join("config.json").display(), config.num_layers, files.primary.display(), files.tensor_count());
+        }
         let specs = layout::param_specs(&config);
         let mut params = ParamStore::load(&mut files, &specs, &config, opts.seed)?;
         if tokenizer.vocab_size() > config.vocab_size {

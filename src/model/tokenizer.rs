@@ -79,8 +79,12 @@ impl TextTokenizer {
             bail!("{}: is a directory, not a tokenizer file", json.display());
         }
         let (mut inner, source) = if json.exists() {
-            let t = Tokenizer::from_file(&json)
-                .map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
+            let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
+            // tokenizers panics (`expect("Helper")`) on a syntax error inside the "decoder"
+            // section, so the syntax is checked first.
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON ({e})", json.display()))?;
+            check_templates(&value["post_processor"]).map_err(|e| anyhow!("{}: {e}", json.display()))?;
+            let t: Tokenizer = text.parse().map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
             (t, json)
         } else {
             build_from_vocab(dir, family)?
@@ -225,6 +229,31 @@ fn register_specials(inner: &mut Tokenizer, sp: &Specials, source: &Path) -> Res
             .map_err(|e| anyhow!("{}: cannot register special tokens ({e})", source.display()))?;
     }
     Ok(())
+}
+
+/// tokenizers panics (a map lookup in `apply_template`) at the first encode when a
+/// TemplateProcessing template names a special token its `special_tokens` map lacks.
+fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            if m.get("type").and_then(Value::as_str) == Some("TemplateProcessing") {
+                let known = m.get("special_tokens").and_then(Value::as_object);
+                for key in ["single", "pair"] {
+                    for piece in m.get(key).and_then(Value::as_array).into_iter().flatten() {
+                        if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) {
+                            if !known.is_some_and(|k| k.contains_key(id)) {
+                                return Err(format!("post_processor template uses special token {id:?}, which its special_tokens do not define"));
+                            }
+                        }
+                    }
+                }
+            }
+            m.values().try_for_each(check_templates)
+        }
+        Value::Array(a) => a.iter().try_for_each(check_templates),
+        _ => Ok(()),
+    }
 }
 
 fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> {

@@ -117,6 +117,11 @@ impl TensorFiles {
         self.tensors.keys().filter_map(|n| layer_index(n)).collect()
     }
 
+    /// How many tensors the checkpoint holds (buffers not counted).
+    pub fn tensor_count(&self) -> usize {
+        self.tensors.len()
+    }
+
     fn describe(&self) -> String {
         self.primary.display().to_string()
     }
@@ -282,6 +287,17 @@ impl ParamStore {
                 first_few(&missing),
                 layer_hint(cfg, &files.layer_indices())
             );
+        }
+        // A created head is sized by the config; bounded by the checkpoint it completes, so a
+        // small file with a huge hidden size and no layers cannot make it allocate terabytes.
+        if new_head {
+            let in_file: usize = files.tensors.values().map(|t| t.tensor.elem_count()).sum();
+            for s in &head {
+                let n = s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if n.is_none_or(|n| n > in_file) {
+                    bail!("{}: has no LM head, and the one its config implies ({} {:?}) is larger than the whole checkpoint ({in_file} values)", files.describe(), s.name, s.shape);
+                }
+            }
         }
         let mut rng = SplitMix::new(seed);
         for spec in specs {

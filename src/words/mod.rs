@@ -117,7 +117,8 @@ impl WordSet {
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let file: File = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            // serde echoes an unknown key as written, newlines included; errors are one line.
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace(['\n', '\r'], " ")))?
         } else {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " ")))?
         };
