@@ -172,7 +172,7 @@ pub fn document(a: &Audit) -> Document {
             .iter()
             .map(|(n, t)| vec![n.clone(), f(Some(t.effect_size), 3), super::p_value(t.p_value), if t.exact { "every split".into() } else { "100,000 random splits".into() }, t.sizes.map(|k| k.to_string()).join(" / ")])
             .collect();
-        d.table(&["test", "effect size d", "p", "p from", "|X| / |Y| / |A| / |B|"], rows);
+        d.table(&["test", "effect size d", "p", "p from", "X / Y / A / B sentences"], rows);
         d.plot("seat_effects", "SEAT effect sizes (colour: significance at 0.01)");
     }
     if let Some(c) = &a.eval.crows {
