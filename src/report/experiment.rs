@@ -274,7 +274,13 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             let seeds = distinct(used.iter().map(|r| r.seed.to_string()));
             let models = distinct(used.iter().map(|r| r.model.clone()));
             let dependence = format!("{n} cells share {seeds} seed{} and {models} base model{}", if seeds == 1 { "" } else { "s" }, if models == 1 { "" } else { "s" });
-            let how = if pp.exact { format!("exact, {} orders", pp.assignments) } else { format!("{} random orders", pp.assignments) };
+            let how = if !p.is_finite() {
+                "none: a value is constant across the cells".to_string()
+            } else if pp.exact {
+                format!("exact, {} orders", pp.assignments)
+            } else {
+                format!("{} random orders", pp.assignments)
+            };
             let r2 = |v: f64| if v.is_finite() { format!("{v:.2}") } else { "undefined".to_string() };
             let stem = format!("scatter_{}_{}", x.replace('.', "-"), y.replace('.', "-"));
             crate::report::plot::scatter_plot(&out.join(&stem), &format!("{y} vs {x} (Pearson {}, Spearman {}; n = {n})", r2(p), r2(s)), x, y, &pairs, &methods)?;
