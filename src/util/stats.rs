@@ -100,18 +100,6 @@ pub fn bootstrap_ci(n: usize, resamples: usize, level: f64, seed: u64, stat: imp
     percentile_interval(&mut values, level)
 }
 
-/// Percentile bootstrap interval of mean(a) − mean(b), resampling each side independently
-/// (two groups of seeds).
-pub fn bootstrap_mean_diff_ci(a: &[f64], b: &[f64], resamples: usize, level: f64, seed: u64) -> (f64, f64) {
-    if a.is_empty() || b.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mut rng = SplitMix::new(seed);
-    let mut resample_mean = |x: &[f64]| (0..x.len()).map(|_| x[rng.below(x.len())]).sum::<f64>() / x.len() as f64;
-    let mut values: Vec<f64> = (0..resamples).map(|_| resample_mean(a) - resample_mean(b)).collect();
-    percentile_interval(&mut values, level)
-}
-
 fn percentile_interval(values: &mut [f64], level: f64) -> (f64, f64) {
     if values.is_empty() {
         return (f64::NAN, f64::NAN);
@@ -311,10 +299,6 @@ mod tests {
         let x: Vec<f64> = (0..200).map(|i| i as f64).collect();
         let (lo, hi) = bootstrap_ci(x.len(), 500, 0.95, 1, |idx| mean(&idx.iter().map(|&i| x[i]).collect::<Vec<_>>()));
         assert!(lo < 99.5 && hi > 99.5 && hi - lo < 25.0, "{lo} {hi}");
-        let (lo, hi) = bootstrap_mean_diff_ci(&[10.0, 11.0, 12.0], &[1.0, 2.0, 3.0], 1000, 0.95, 2);
-        assert!(lo > 7.0 && hi < 11.0 && lo < 9.0 && hi > 9.0, "{lo} {hi}");
-        let (lo, hi) = bootstrap_mean_diff_ci(&[1.0, 3.0], &[2.0, 2.0], 1000, 0.95, 2);
-        assert!(lo <= 0.0 && hi >= 0.0);
     }
 }
 
