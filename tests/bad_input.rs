@@ -148,7 +148,7 @@ fn debias_output_directories_are_never_lost() {
     refused(&args, &[o, "unfinished run with the same settings", "pass --resume"]);
     let mut other = args.to_vec();
     other.extend(["--lr", "1e-4"]);
-    refused(&other, &[o, "other settings", "lr 0.00002 → 0.0001"]);
+    refused(&other, &[o, "other settings", "`lr` was 0.00002, now 0.0001"]);
 
     // --overwrite keeps what the run did not write.
     std::fs::write(out.join("notes.txt"), "mine").unwrap();

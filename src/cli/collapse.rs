@@ -209,13 +209,7 @@ fn other_run(dir: &Path, settings: &Settings, identity: &shard::Identity, blocks
         let previous: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let now = serde_json::to_value(settings).unwrap_or_default();
         if previous["settings"] != now {
-            let changed: Vec<String> = now
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, v)| previous["settings"].get(k.as_str()) != Some(v))
-                .map(|(k, v)| format!("{k} {} → {v}", previous["settings"].get(k.as_str()).unwrap_or(&serde_json::Value::Null)))
-                .collect();
+            let changed = crate::util::settings::changes(&previous["settings"], &now);
             return Some(format!("a finished collapse run with other settings ({})", if changed.is_empty() { "unreadable collapse.json".into() } else { changed.join(", ") }));
         }
     }

@@ -213,13 +213,7 @@ fn prepare_output(dir: &std::path::Path, settings: &serde_json::Value, resume: b
         return Ok(());
     }
     if &previous != settings {
-        let changed: Vec<String> = settings
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| previous.get(k.as_str()) != Some(v))
-            .map(|(k, v)| format!("{k} {} → {v}", previous.get(k.as_str()).unwrap_or(&serde_json::Value::Null)))
-            .collect();
+        let changed = crate::util::settings::changes(&previous, settings);
         bail!("--output {}: holds a debias run with other settings ({}); pass --overwrite to replace it, or choose another directory", dir.display(), changed.join(", "));
     }
     if !resume {

@@ -29,16 +29,21 @@ fn shown(v: Option<&serde_json::Value>) -> String {
     }
 }
 
-/// The first setting (in name order) whose recorded value differs from `now`, as
-/// "`lr` was 0.00002, now 0.0001"; None when every setting agrees.
-pub fn difference(recorded: &serde_json::Value, now: &serde_json::Value) -> Option<String> {
+/// Every setting (in name order) whose recorded value differs from `now`, each as
+/// "`lr` was 0.00002, now 0.0001"; a setting missing on one side counts as unset.
+pub fn changes(recorded: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
     let empty = serde_json::Map::new();
     let (old, new) = (recorded.as_object().unwrap_or(&empty), now.as_object().unwrap_or(&empty));
     let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
     names.sort();
     names.dedup();
     let null = serde_json::Value::Null;
-    names.into_iter().find(|k| old.get(*k).unwrap_or(&null) != new.get(*k).unwrap_or(&null)).map(|k| format!("`{k}` was {}, now {}", shown(old.get(k)), shown(new.get(k))))
+    names.into_iter().filter(|k| old.get(*k).unwrap_or(&null) != new.get(*k).unwrap_or(&null)).map(|k| format!("`{k}` was {}, now {}", shown(old.get(k)), shown(new.get(k)))).collect()
+}
+
+/// The first of [`changes`]; None when every setting agrees.
+pub fn difference(recorded: &serde_json::Value, now: &serde_json::Value) -> Option<String> {
+    changes(recorded, now).into_iter().next()
 }
 
 #[cfg(test)]
@@ -54,5 +59,6 @@ mod tests {
         let d = serde_json::json!({"lr": 2e-5, "model": "minilm"});
         assert_eq!(super::difference(&a, &d), None, "a missing setting is an unset one");
         assert_eq!(super::difference(&serde_json::json!({"model": "a"}), &serde_json::json!({"model": "b"})).unwrap(), "`model` was \"a\", now \"b\"");
+        assert_eq!(super::changes(&a, &serde_json::json!({"lr": 1e-4, "model": "x"})), ["`lr` was 0.00002, now 0.0001", "`model` was \"minilm\", now \"x\""]);
     }
 }
