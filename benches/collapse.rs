@@ -11,13 +11,19 @@ use std::time::Instant;
 fn main() {
     fairnc::util::alloc::tune();
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(2000);
-    let dir = fairnc::model::resolve::resolve("minilm").unwrap();
+    let dir = fairnc::registry::resolve("minilm").unwrap();
     let m = LanguageModel::load(&dir, &LoadOptions::default()).unwrap();
     let corpus = Corpus::load("bug").unwrap().subsample(Some(n));
     let set = WordSet::load("gender").unwrap();
     let classes = ClassSet::map(&set, &m.tokenizer, Policy::WholeWord).unwrap();
     // The statistics part (held-out texts go to the decision pass).
-    let texts: Vec<&str> = corpus.texts.iter().enumerate().filter(|(i, _)| !Corpus::is_heldout(*i, 0.2)).map(|(_, t)| t.as_str()).collect();
+    let texts: Vec<&str> = corpus
+        .texts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !Corpus::is_heldout(*i, 0.2))
+        .map(|(_, t)| t.as_str())
+        .collect();
     let enc = m.encode(&texts, 128, Overflow::Truncate).unwrap();
     let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
     let tokens: usize = lengths.iter().sum();

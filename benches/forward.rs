@@ -10,9 +10,7 @@ use std::time::Instant;
 
 fn throughput(m: &LanguageModel, batch: usize, len: usize, reps: usize) -> f64 {
     let mut rng = SplitMix::new(2);
-    let rows: Vec<Vec<u32>> = (0..batch)
-        .map(|_| (0..len).map(|_| 1000 + rng.below(20000) as u32).collect())
-        .collect();
+    let rows: Vec<Vec<u32>> = (0..batch).map(|_| (0..len).map(|_| 1000 + rng.below(20000) as u32).collect()).collect();
     let b = m.batch(rows).unwrap();
     m.hidden(&b, Exec::INFER).unwrap(); // warm-up
     let start = Instant::now();
@@ -28,7 +26,7 @@ fn main() {
     // `cargo bench --bench forward -- minilm` runs one case.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
-    let minilm = fairnc::model::resolve::resolve("minilm").expect("minilm bundle");
+    let minilm = fairnc::registry::resolve("minilm").expect("minilm bundle");
     if wanted("minilm") {
         let m = LanguageModel::load(&minilm, &LoadOptions::default()).unwrap();
         println!("minilm     32x128  {:>8.0} tok/s", throughput(&m, 32, 128, 8));

@@ -23,7 +23,8 @@ fn step_time(m: &LanguageModel, batch: usize, len: usize, reps: usize) -> f64 {
         let b = m.batch(masked.inputs).unwrap();
         let h = m.hidden(&b, Exec::TRAIN).unwrap();
         let logits = m.logits_at(&h, &masked.positions, Exec::TRAIN).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(masked.targets.as_slice(), &m.device).unwrap()).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(masked.targets.as_slice(), &m.device).unwrap())
+            .unwrap();
         let mut g = loss.backward().unwrap();
         clip_grad_norm(&mut g, &vars, 1.0).unwrap();
         opt.step(&g, 2e-5).unwrap();
@@ -40,7 +41,7 @@ fn main() {
     fairnc::util::alloc::tune();
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
-    let minilm = fairnc::model::resolve::resolve("minilm").unwrap();
+    let minilm = fairnc::registry::resolve("minilm").unwrap();
     if wanted("minilm") {
         let m = LanguageModel::load(&minilm, &LoadOptions::default()).unwrap();
         println!("minilm     32x64   {:>6.3} s/step", step_time(&m, 32, 64, 3));

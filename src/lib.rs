@@ -10,6 +10,7 @@ pub mod cli;
 pub mod collapse;
 pub mod data;
 pub mod model;
+pub mod registry;
 pub mod report;
 pub mod train;
 pub mod util;

@@ -2,11 +2,17 @@ use clap::Parser;
 
 fn main() {
     fairnc::util::alloc::tune();
+    fairnc::util::progress::report_background_to(Box::new(fairnc::cli::progress::Bars::new()));
     let cli = match fairnc::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 e.exit();
             }
             // Usage errors exit 2, as clap's own do; the message is one line naming the flag.

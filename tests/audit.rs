@@ -13,7 +13,19 @@ fn quick_audit_writes_a_complete_report() {
     let bert = model_dir("bert").display().to_string();
     let o = fairnc(&["audit", "--model", &bert, "--quick", "--output", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for f in ["report.md", "report.html", "audit.json", "summary.csv", "seat_effects.png", "seat_effects.svg", "stereoset_ss.png", "collapse/nc3_cosines.png", "collapse/classes.csv", "eval/crows.csv", "eval/seat.csv"] {
+    for f in [
+        "report.md",
+        "report.html",
+        "audit.json",
+        "summary.csv",
+        "seat_effects.png",
+        "seat_effects.svg",
+        "stereoset_ss.png",
+        "collapse/nc3_cosines.png",
+        "collapse/classes.csv",
+        "eval/crows.csv",
+        "eval/seat.csv",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
@@ -22,14 +34,28 @@ fn quick_audit_writes_a_complete_report() {
     assert!(a["eval"]["crows"]["overall"]["metric"].is_number() && a["eval"]["stereoset"]["overall"]["ss"].is_number());
     assert!(a["skipped"].as_array().unwrap().is_empty());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for section in ["## Headline", "## Fairness geometry (neural collapse)", "## SEAT", "## CrowS-Pairs", "## StereoSet (intrasentence)", "UNC3", "![SEAT effect sizes"] {
+    for section in [
+        "## Headline",
+        "## Fairness geometry (neural collapse)",
+        "## SEAT",
+        "## CrowS-Pairs",
+        "## StereoSet (intrasentence)",
+        "UNC3",
+        "![SEAT effect sizes",
+    ] {
         assert!(md.contains(section), "report lacks {section}:\n{md}");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 3, "three inlined plots");
     assert!(!html.contains("src=\""), "the page is self-contained");
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(csv.starts_with("part,metric,value\n") && csv.contains("nc,duality_std,") && csv.contains("stereoset,icat,") && csv.contains("seat,avg_abs_effect_gender,"), "{csv}");
+    assert!(
+        csv.starts_with("part,metric,value\n")
+            && csv.contains("nc,duality_std,")
+            && csv.contains("stereoset,icat,")
+            && csv.contains("seat,avg_abs_effect_gender,"),
+        "{csv}"
+    );
 }
 
 #[test]
@@ -38,8 +64,19 @@ fn bare_encoder_skips_the_lm_benchmarks_with_the_fix() {
     // The fixture BERT without its MLM head: a bare encoder.
     let bare = copy_dir(&model_dir("bert"));
     let m = load(&model_dir("bert"));
-    let kept: Vec<(String, candle_core::Tensor)> = m.params.vars.iter().filter(|(n, _)| !fairnc::model::layout::is_head_param(n)).map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    fairnc::model::weights::save_tensors_with_metadata(&kept, &bare.path().join("model.safetensors"), [("format".to_string(), "pt".to_string())].into()).unwrap();
+    let kept: Vec<(String, candle_core::Tensor)> = m
+        .params
+        .vars
+        .iter()
+        .filter(|(n, _)| !fairnc::model::layout::is_head_param(n))
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    fairnc::model::weights::save_tensors_with_metadata(
+        &kept,
+        &bare.path().join("model.safetensors"),
+        [("format".to_string(), "pt".to_string())].into(),
+    )
+    .unwrap();
     let out = tmp.path().join("a");
     let o = fairnc(&["audit", "--model", bare.path().to_str().unwrap(), "--quick", "--output", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -56,12 +56,80 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag() {
     let glue_dir = tmp.path().display().to_string();
     let file = tmp.path().join("in.txt").display().to_string();
     std::fs::write(&file, "the doctor said that he would be late .\n").unwrap();
-    let debias = |flag: &str, value: &str| vec!["debias".to_string(), "--model".into(), bert.clone(), "--method".into(), "cda".into(), "--output".into(), out.clone(), flag.into(), value.into()];
-    let adapt = |flag: &str, value: &str| vec!["adapt".to_string(), "--model".into(), bert.clone(), "--output".into(), out.clone(), flag.into(), value.into()];
-    let glue = |flag: &str, value: &str| vec!["glue".to_string(), "--model".into(), bert.clone(), "--glue-dir".into(), glue_dir.clone(), "--output".into(), out.clone(), flag.into(), value.into()];
-    let collapse = |flag: &str, value: &str| vec!["collapse".to_string(), "--model".into(), bert.clone(), "--corpus".into(), corpus(), "--output".into(), out.clone(), flag.into(), value.into()];
-    let hidden = |flag: &str, value: &str| vec!["hidden".to_string(), "--model".into(), bert.clone(), "--input".into(), file.clone(), "--output".into(), format!("{out}.safetensors"), flag.into(), value.into()];
-    let eval = |flag: &str, value: &str| vec!["eval".to_string(), "--model".into(), bert.clone(), "--output".into(), out.clone(), flag.into(), value.into()];
+    let debias = |flag: &str, value: &str| {
+        vec![
+            "debias".to_string(),
+            "--model".into(),
+            bert.clone(),
+            "--method".into(),
+            "cda".into(),
+            "--output".into(),
+            out.clone(),
+            flag.into(),
+            value.into(),
+        ]
+    };
+    let adapt = |flag: &str, value: &str| {
+        vec![
+            "adapt".to_string(),
+            "--model".into(),
+            bert.clone(),
+            "--output".into(),
+            out.clone(),
+            flag.into(),
+            value.into(),
+        ]
+    };
+    let glue = |flag: &str, value: &str| {
+        vec![
+            "glue".to_string(),
+            "--model".into(),
+            bert.clone(),
+            "--glue-dir".into(),
+            glue_dir.clone(),
+            "--output".into(),
+            out.clone(),
+            flag.into(),
+            value.into(),
+        ]
+    };
+    let collapse = |flag: &str, value: &str| {
+        vec![
+            "collapse".to_string(),
+            "--model".into(),
+            bert.clone(),
+            "--corpus".into(),
+            corpus(),
+            "--output".into(),
+            out.clone(),
+            flag.into(),
+            value.into(),
+        ]
+    };
+    let hidden = |flag: &str, value: &str| {
+        vec![
+            "hidden".to_string(),
+            "--model".into(),
+            bert.clone(),
+            "--input".into(),
+            file.clone(),
+            "--output".into(),
+            format!("{out}.safetensors"),
+            flag.into(),
+            value.into(),
+        ]
+    };
+    let eval = |flag: &str, value: &str| {
+        vec![
+            "eval".to_string(),
+            "--model".into(),
+            bert.clone(),
+            "--output".into(),
+            out.clone(),
+            flag.into(),
+            value.into(),
+        ]
+    };
     let mut cases: Vec<Vec<String>> = Vec::new();
     for (flag, values) in [
         ("--batch-size", vec!["0", "-1"]),
@@ -77,13 +145,31 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag() {
     ] {
         cases.extend(values.iter().map(|v| debias(flag, v)));
     }
-    for (flag, v) in [("--batch-size", "0"), ("--steps", "0"), ("--lr", "0"), ("--lr", "-1"), ("--head-lr-scale", "0")] {
+    for (flag, v) in [("--batch-size", "0"), ("--steps", "0"), ("--lr", "0"), ("--lr", "-1"), ("--head-lr-scale", "0")]
+    {
         cases.push(adapt(flag, v));
     }
-    for (flag, v) in [("--batch-size", "0"), ("--epochs", "0"), ("--lr", "-0.00002"), ("--max-len", "1"), ("--max-train", "0")] {
+    for (flag, v) in
+        [("--batch-size", "0"), ("--epochs", "0"), ("--lr", "-0.00002"), ("--max-len", "1"), ("--max-train", "0")]
+    {
         cases.push(glue(flag, v));
     }
-    for (flag, v) in [("--heldout", "0"), ("--heldout", "1"), ("--heldout", "1.5"), ("--heldout", "-0.2"), ("--heldout", "nan"), ("--shard", "3/3"), ("--shard", "0/0"), ("--shard", "1"), ("--min-count", "0"), ("--block", "0"), ("--max-texts", "0"), ("--max-len", "1"), ("--batch-size", "0"), ("--cdnv-power", "3")] {
+    for (flag, v) in [
+        ("--heldout", "0"),
+        ("--heldout", "1"),
+        ("--heldout", "1.5"),
+        ("--heldout", "-0.2"),
+        ("--heldout", "nan"),
+        ("--shard", "3/3"),
+        ("--shard", "0/0"),
+        ("--shard", "1"),
+        ("--min-count", "0"),
+        ("--block", "0"),
+        ("--max-texts", "0"),
+        ("--max-len", "1"),
+        ("--batch-size", "0"),
+        ("--cdnv-power", "3"),
+    ] {
         cases.push(collapse(flag, v));
     }
     for (flag, v) in [("--max-len", "0"), ("--max-len", "1"), ("--batch-size", "0")] {
@@ -92,8 +178,23 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag() {
     for (flag, v) in [("--crows-limit", "0"), ("--stereoset-limit", "0"), ("--batch-size", "0")] {
         cases.push(eval(flag, v));
     }
-    cases.push(vec!["fill-mask".into(), "--model".into(), bert.clone(), "the [MASK] is late .".into(), "--top-k".into(), "0".into()]);
-    cases.push(vec!["audit".into(), "--model".into(), bert.clone(), "--output".into(), out.clone(), "--max-texts".into(), "0".into()]);
+    cases.push(vec![
+        "fill-mask".into(),
+        "--model".into(),
+        bert.clone(),
+        "the [MASK] is late .".into(),
+        "--top-k".into(),
+        "0".into(),
+    ]);
+    cases.push(vec![
+        "audit".into(),
+        "--model".into(),
+        bert.clone(),
+        "--output".into(),
+        out.clone(),
+        "--max-texts".into(),
+        "0".into(),
+    ]);
     for args in &cases {
         // The flag under test is the last but one.
         let flag = args[args.len() - 2].as_str();
@@ -104,9 +205,15 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag() {
     // A negative value reaches the flag's check instead of reading as an unknown option.
     let line = refused(&debias("--lr", "-1").iter().map(String::as_str).collect::<Vec<_>>(), &["--lr"]);
     assert!(line.contains("greater than 0"), "{line}");
-    refused(&["debias", "--model", &bert, "--method", "cda", "--output", &out, "--lr=-inf"], &["'--lr <", "finite number greater than 0"]);
+    refused(
+        &["debias", "--model", &bert, "--method", "cda", "--output", &out, "--lr=-inf"],
+        &["'--lr <", "finite number greater than 0"],
+    );
     // An exponent is not a "negative number" to clap: the value still reaches the check.
-    refused(&["debias", "--model", &bert, "--method", "cda", "--output", &out, "--lr", "-2e-5"], &["'--lr <", "finite number greater than 0"]);
+    refused(
+        &["debias", "--model", &bert, "--method", "cda", "--output", &out, "--lr", "-2e-5"],
+        &["'--lr <", "finite number greater than 0"],
+    );
     // Nothing was created for any of them.
     assert!(!Path::new(&out).exists());
 }
@@ -117,15 +224,27 @@ fn flag_combinations_and_usage_errors_are_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out").display().to_string();
     let bert = model_dir("bert").display().to_string();
-    refused(&["debias", "--model", &bert, "--method", "cda", "--steps", "10", "--warmup", "11", "--output", &out], &["--warmup 11 is more than --steps 10"]);
+    refused(
+        &["debias", "--model", &bert, "--method", "cda", "--steps", "10", "--warmup", "11", "--output", &out],
+        &["--warmup 11 is more than --steps 10"],
+    );
     // adapt's default warm-up (50 steps) with a shorter run.
     refused(&["adapt", "--model", &bert, "--steps", "20", "--output", &out], &["--warmup 50 is more than --steps 20"]);
     refused(&["debias", "--model", &bert, "--method", "cda"], &["required", "--output"]);
-    refused(&["debias", "--model", &bert, "--method", "cda", "--resume", "--overwrite", "--output", &out], &["--overwrite", "--resume"]);
+    refused(
+        &["debias", "--model", &bert, "--method", "cda", "--resume", "--overwrite", "--output", &out],
+        &["--overwrite", "--resume"],
+    );
     let file = tmp.path().join("file");
     std::fs::write(&file, "keep").unwrap();
-    refused(&["debias", "--model", &bert, "--method", "cda", "--output", file.to_str().unwrap()], &["--output", "is a file, not a directory"]);
-    refused(&["hidden", "--model", &bert, "--input", file.to_str().unwrap(), "--output", tmp.path().to_str().unwrap()], &["--output", "is a directory", "hidden.safetensors"]);
+    refused(
+        &["debias", "--model", &bert, "--method", "cda", "--output", file.to_str().unwrap()],
+        &["--output", "is a file, not a directory"],
+    );
+    refused(
+        &["hidden", "--model", &bert, "--input", file.to_str().unwrap(), "--output", tmp.path().to_str().unwrap()],
+        &["--output", "is a directory", "hidden.safetensors"],
+    );
     assert!(!Path::new(&out).exists());
 }
 
@@ -139,7 +258,23 @@ fn debias_output_directories_are_never_lost() {
     let o = out.to_str().unwrap();
     let bert = model_dir("bert").display().to_string();
     let c = corpus();
-    let args = ["debias", "--model", &bert, "--method", "cda", "--corpus", &c, "--steps", "2", "--batch-size", "4", "--checkpoint-every", "1", "--output", o];
+    let args = [
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "cda",
+        "--corpus",
+        &c,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "1",
+        "--output",
+        o,
+    ];
     ok(&args);
     assert!(out.join("model/config.json").exists() && out.join("loss.png").exists());
     refused(&args, &[o, "finished run with the same settings", "--overwrite"]);
@@ -162,7 +297,8 @@ fn debias_output_directories_are_never_lost() {
     assert_eq!(std::fs::read_to_string(out.join("data/x.csv")).unwrap(), "1");
     // The stale log was replaced, not appended to.
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    let steps: Vec<u64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, [1, 2], "{log}");
     assert!(out.join("model/config.json").exists());
 
@@ -189,7 +325,26 @@ fn a_diverging_run_names_the_step_and_the_term() {
     let out = tmp.path().join("run");
     let bert = model_dir("bert").display().to_string();
     let c = corpus();
-    let line = refused(&["debias", "--model", &bert, "--method", "cda", "--corpus", &c, "--steps", "4", "--batch-size", "4", "--lr", "1e30", "--output", out.to_str().unwrap()], &["non-finite", "at step 2"]);
+    let line = refused(
+        &[
+            "debias",
+            "--model",
+            &bert,
+            "--method",
+            "cda",
+            "--corpus",
+            &c,
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e30",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &["non-finite", "at step 2"],
+    );
     assert!(line.contains("(terms: mlm") || line.contains("(parameters: "), "{line}");
     assert!(!out.join("model").exists());
 }
@@ -208,7 +363,11 @@ fn collapse_refuses_to_replace_another_run() {
     ok(&base);
     let first = std::fs::read(out.join("collapse.json")).unwrap();
     ok(&base);
-    assert_eq!(std::fs::read(out.join("collapse.json")).unwrap(), first, "the same run again must give the same result");
+    assert_eq!(
+        std::fs::read(out.join("collapse.json")).unwrap(),
+        first,
+        "the same run again must give the same result"
+    );
     let mut p2 = base.to_vec();
     p2.extend(["--cdnv-power", "2"]);
     refused(&p2, &[o, "finished collapse run with other settings", "metric", "--overwrite"]);
@@ -224,7 +383,10 @@ fn collapse_refuses_to_replace_another_run() {
     let s = tmp.path().join("s");
     let s = s.to_str().unwrap();
     ok(&["collapse", "--model", &bert, "--corpus", &c, "--block", "20", "--shard", "0/2", "--output", s]);
-    refused(&["collapse", "--model", &bert, "--corpus", &c, "--block", "20", "--shard", "1/2", "--output", s], &[s, "stats.safetensors of another computation"]);
+    refused(
+        &["collapse", "--model", &bert, "--corpus", &c, "--block", "20", "--shard", "1/2", "--output", s],
+        &[s, "stats.safetensors of another computation"],
+    );
     // And a merge does not write over a different run.
     refused(&["collapse", "merge", "--output", o, s], &[o, "--overwrite"]);
 }
@@ -243,14 +405,27 @@ fn plots_are_written_atomically() {
     let png = std::fs::read(out.join("nc3_cosines.png")).unwrap();
     let svg = std::fs::read(out.join("nc3_cosines.svg")).unwrap();
     for name in ["nc3_cosines.png", "nc3_cosines.svg"] {
-        refused_env(&args, &[name, "cannot write", "No space left on device"], &[("FAIRNC_DISK_FULL_UNDER", &out.join(name))]);
+        refused_env(
+            &args,
+            &[name, "cannot write", "No space left on device"],
+            &[("FAIRNC_DISK_FULL_UNDER", &out.join(name))],
+        );
         assert_eq!(std::fs::read(out.join("nc3_cosines.png")).unwrap(), png);
         assert_eq!(std::fs::read(out.join("nc3_cosines.svg")).unwrap(), svg);
-        let left: Vec<String> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
+        let left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
     // A first write that fails leaves no plot at all.
     let fresh = tmp.path().join("fresh");
-    refused_env(&["collapse", "--model", &bert, "--corpus", &c, "--output", fresh.to_str().unwrap()], &["nc3_cosines.png", "No space left on device"], &[("FAIRNC_DISK_FULL_UNDER", &fresh.join("nc3_cosines.png"))]);
+    refused_env(
+        &["collapse", "--model", &bert, "--corpus", &c, "--output", fresh.to_str().unwrap()],
+        &["nc3_cosines.png", "No space left on device"],
+        &[("FAIRNC_DISK_FULL_UNDER", &fresh.join("nc3_cosines.png"))],
+    );
     assert!(!fresh.join("nc3_cosines.png").exists());
 }

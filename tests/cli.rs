@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -18,19 +17,48 @@ fn hidden_writes_padded_states_in_input_order() {
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, exp.sentences.join("\n\n") + "\n").unwrap();
     let out = tmp.path().join("h.safetensors");
-    let o = fairnc(&["hidden", "--model", dir.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--batch-size", "2"]);
+    let o = fairnc(&[
+        "hidden",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got = fairnc::model::weights::load_tensors(&out, &candle_core::Device::Cpu).unwrap();
     let rows = exp.rows();
-    assert_eq!(got["input_ids"].to_vec2::<i64>().unwrap(), exp.tensors["input_ids"].to_vec2::<i64>().unwrap().iter().zip(&rows).map(|(r, k)| r.iter().enumerate().map(|(j, &x)| if j < k.len() { x } else { 1 }).collect()).collect::<Vec<Vec<i64>>>());
-    assert_eq!(got["attention_mask"].to_vec2::<i64>().unwrap(), exp.tensors["attention_mask"].to_vec2::<i64>().unwrap());
+    assert_eq!(
+        got["input_ids"].to_vec2::<i64>().unwrap(),
+        exp.tensors["input_ids"]
+            .to_vec2::<i64>()
+            .unwrap()
+            .iter()
+            .zip(&rows)
+            .map(|(r, k)| r.iter().enumerate().map(|(j, &x)| if j < k.len() { x } else { 1 }).collect())
+            .collect::<Vec<Vec<i64>>>()
+    );
+    assert_eq!(
+        got["attention_mask"].to_vec2::<i64>().unwrap(),
+        exp.tensors["attention_mask"].to_vec2::<i64>().unwrap()
+    );
     assert!(max_err_masked(&got["hidden"], &exp.tensors["hidden"], &rows) < 1e-4);
 }
 
 #[test]
 fn fill_mask_ranks_tokens_and_refuses_causal_models() {
     let dir = model_dir("bert");
-    let o = fairnc(&["fill-mask", "--model", dir.to_str().unwrap(), "--top-k", "3", "the doctor said that [MASK] would be late."]);
+    let o = fairnc(&[
+        "fill-mask",
+        "--model",
+        dir.to_str().unwrap(),
+        "--top-k",
+        "3",
+        "the doctor said that [MASK] would be late.",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(text.lines().count(), 3, "{text}");
@@ -50,7 +78,15 @@ fn bad_inputs_exit_non_zero_with_one_line() {
         (vec!["info".into(), "--model".into(), "hf:bad/../name".into()], "not a repository name"),
         (vec!["fetch".into(), "nonsense".into()], "unknown bundle"),
         (
-            vec!["hidden".into(), "--model".into(), model_dir("bert").display().to_string(), "--input".into(), tmp.path().join("missing.txt").display().to_string(), "--output".into(), tmp.path().join("o.safetensors").display().to_string()],
+            vec![
+                "hidden".into(),
+                "--model".into(),
+                model_dir("bert").display().to_string(),
+                "--input".into(),
+                tmp.path().join("missing.txt").display().to_string(),
+                "--output".into(),
+                tmp.path().join("o.safetensors").display().to_string(),
+            ],
             "missing.txt: cannot read",
         ),
     ];
@@ -66,7 +102,16 @@ fn bad_inputs_exit_non_zero_with_one_line() {
     // Too long with --no-truncate.
     let input = tmp.path().join("long.txt");
     std::fs::write(&input, "the doctor said that he would be late . ".repeat(30)).unwrap();
-    let o = fairnc(&["hidden", "--model", model_dir("bert").to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", tmp.path().join("o.safetensors").to_str().unwrap(), "--no-truncate"]);
+    let o = fairnc(&[
+        "hidden",
+        "--model",
+        model_dir("bert").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        tmp.path().join("o.safetensors").to_str().unwrap(),
+        "--no-truncate",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("long.txt") && stderr(&o).contains("longer than 64 tokens"), "{}", stderr(&o));
 }

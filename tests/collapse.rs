@@ -7,7 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::path::Path;
 
-
 fn run_ok(args: &[&str]) -> Value {
     let o = fairnc(args);
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
@@ -66,7 +65,8 @@ fn check(name: &str, model: &str, extra: &[&str]) {
     let mut args = vec!["collapse", "--model", model, "--corpus", &c, "--output", out];
     args.extend_from_slice(extra);
     let got = run_ok(&args);
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(fixture(&format!("collapse/{name}.json"))).unwrap()).unwrap();
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("collapse/{name}.json"))).unwrap()).unwrap();
     compare(&got, &want, name);
     for f in ["classes.csv", "summary.md", "nc3_cosines.png", "nc3_cosines.svg"] {
         assert!(tmp.path().join(f).exists(), "{name}: no {f}");
@@ -97,7 +97,8 @@ fn sharded_run_and_merge_equal_the_single_run_exactly() {
     let c = corpus();
     // 700 lines in blocks of 100: seven blocks over three shards.
     let lines: Vec<String> = std::fs::read_to_string(&c).unwrap().lines().map(String::from).collect();
-    let big: Vec<String> = (0..7).flat_map(|k| lines.iter().map(move |l| if k % 2 == 0 { l.clone() } else { l.to_uppercase() })).collect();
+    let big: Vec<String> =
+        (0..7).flat_map(|k| lines.iter().map(move |l| if k % 2 == 0 { l.clone() } else { l.to_uppercase() })).collect();
     std::fs::write(p("big.txt"), big.join("\n")).unwrap();
     let base = ["collapse", "--model", &bert, "--corpus", &p("big.txt"), "--block", "100"];
     let with = |extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|s| s.to_string()).collect() };
@@ -116,7 +117,8 @@ fn sharded_run_and_merge_equal_the_single_run_exactly() {
     }
     let o = fairnc(&["collapse", "merge", "--output", &p("merged"), &p("stats"), &p("d0"), &p("d1"), &p("d2")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let merged: Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("merged/collapse.json")).unwrap()).unwrap();
+    let merged: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("merged/collapse.json")).unwrap()).unwrap();
     assert_eq!(merged["metrics"], single["metrics"]);
     assert_eq!(merged["classes"], single["classes"]);
     assert_eq!(merged["groups"], single["groups"]);
@@ -124,7 +126,19 @@ fn sharded_run_and_merge_equal_the_single_run_exactly() {
 
     // Shards from another model, or the same shard twice, are refused.
     let gpt2 = model_dir("gpt2").display().to_string();
-    run(vec!["collapse".into(), "--model".into(), gpt2, "--corpus".into(), p("big.txt"), "--block".into(), "100".into(), "--shard".into(), "1/3".into(), "--output".into(), p("g1")]);
+    run(vec![
+        "collapse".into(),
+        "--model".into(),
+        gpt2,
+        "--corpus".into(),
+        p("big.txt"),
+        "--block".into(),
+        "100".into(),
+        "--shard".into(),
+        "1/3".into(),
+        "--output".into(),
+        p("g1"),
+    ]);
     let o = fairnc(&["collapse", "merge", "--output", &p("bad"), &p("s0"), &p("g1")]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("different model"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -157,13 +171,33 @@ fn bad_inputs_are_named() {
     // A word set none of whose words is in the vocabulary.
     let set = tmp.path().join("set.toml");
     std::fs::write(&set, "name = \"odd\"\n[[group]]\nname = \"a\"\nwords = [\"xylophonist\"]\n").unwrap();
-    let o = fairnc(&["collapse", "--model", &bert, "--words", set.to_str().unwrap(), "--corpus", &corpus(), "--output", &out]);
+    let o = fairnc(&[
+        "collapse",
+        "--model",
+        &bert,
+        "--words",
+        set.to_str().unwrap(),
+        "--corpus",
+        &corpus(),
+        "--output",
+        &out,
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("word set odd"), "{err}");
 
     // One class only: pair metrics are not computable (null), never NaN.
     std::fs::write(&set, "name = \"one\"\n[[group]]\nname = \"a\"\nwords = [\"he\"]\n").unwrap();
-    let r = run_ok(&["collapse", "--model", &bert, "--words", set.to_str().unwrap(), "--corpus", &corpus(), "--output", &out]);
+    let r = run_ok(&[
+        "collapse",
+        "--model",
+        &bert,
+        "--words",
+        set.to_str().unwrap(),
+        "--corpus",
+        &corpus(),
+        "--output",
+        &out,
+    ]);
     assert_eq!(r["metrics"]["cdnv"], Value::Null);
     assert_eq!(r["metrics"]["duality_std"], Value::Null);
     assert!(r["metrics"]["ncc_agreement"].is_number());
@@ -174,7 +208,17 @@ fn bad_inputs_are_named() {
 fn full_vocabulary_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().display().to_string();
-    let r = run_ok(&["collapse", "--model", model_dir("bert").to_str().unwrap(), "--words", "vocabulary", "--corpus", &corpus(), "--output", &out]);
+    let r = run_ok(&[
+        "collapse",
+        "--model",
+        model_dir("bert").to_str().unwrap(),
+        "--words",
+        "vocabulary",
+        "--corpus",
+        &corpus(),
+        "--output",
+        &out,
+    ]);
     let k = r["counts"]["K"].as_u64().unwrap();
     assert!(k > 100, "{k}");
     assert!(r["metrics"]["cdnv"].is_number() && r["metrics"]["ncc_agreement"].is_number());

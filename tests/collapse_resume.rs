@@ -24,7 +24,10 @@ fn killed_run_resumes_to_the_same_result() {
     let blocks = corpus.texts.len().div_ceil(10);
     assert!(blocks > 4, "the fixture corpus has only {blocks} blocks of 10 texts");
     assert_eq!(run.progress(Pass::Stats), PassProgress { reused: false, resumed_from: None, blocks_processed: blocks });
-    assert_eq!(run.progress(Pass::Decisions), PassProgress { reused: false, resumed_from: None, blocks_processed: blocks });
+    assert_eq!(
+        run.progress(Pass::Decisions),
+        PassProgress { reused: false, resumed_from: None, blocks_processed: blocks }
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let killed = RunOptions { stop_after_blocks: Some(4), ..opts.clone() };
@@ -34,7 +37,10 @@ fn killed_run_resumes_to_the_same_result() {
     let run = Run::new(Collector::new(&m, &classes, opts.clone()), &corpus, None, dir.path()).unwrap();
     let resumed = run.stats().unwrap();
     // It took over at block 4 (checkpointed after every block) and did only the rest.
-    assert_eq!(run.progress(Pass::Stats), PassProgress { reused: false, resumed_from: Some(4), blocks_processed: blocks - 4 });
+    assert_eq!(
+        run.progress(Pass::Stats),
+        PassProgress { reused: false, resumed_from: Some(4), blocks_processed: blocks - 4 }
+    );
     assert_eq!(resumed, stats);
     assert!(!dir.path().join(".partial-stats.safetensors").exists());
 
@@ -49,5 +55,8 @@ fn killed_run_resumes_to_the_same_result() {
     // Held-out texts are a fifth of each block: some blocks have none, so the 4 blocks with
     // held-out texts that the killed pass did may span more than 4 blocks.
     assert!(stopped_at >= 4, "{stopped_at}");
-    assert_eq!(run.progress(Pass::Decisions), PassProgress { reused: false, resumed_from: Some(stopped_at), blocks_processed: blocks - stopped_at });
+    assert_eq!(
+        run.progress(Pass::Decisions),
+        PassProgress { reused: false, resumed_from: Some(stopped_at), blocks_processed: blocks - stopped_at }
+    );
 }

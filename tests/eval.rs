@@ -9,7 +9,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-
 fn eval(model: &str, extra: &[&str]) -> (tempfile::TempDir, Value) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().to_str().unwrap().to_string();
@@ -23,22 +22,26 @@ fn eval(model: &str, extra: &[&str]) -> (tempfile::TempDir, Value) {
 
 fn reference(name: &str) -> Value {
     let path = fixture(&format!("eval/{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; regenerate with tools/fixtures/make_eval_fixtures.sh", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; regenerate with tools/fixtures/make_eval_fixtures.sh", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let mut rdr = csv::Reader::from_path(path).unwrap();
     let headers = rdr.headers().unwrap().clone();
-    rdr.records().map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()).collect()
+    rdr.records()
+        .map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+        .collect()
 }
 
 /// MiniLM with the fixture's fixed MLM head, assembled in a temporary checkpoint directory.
 fn minilm_with_head() -> (tempfile::TempDir, PathBuf) {
-    let src = fairnc::model::resolve::resolve("minilm").unwrap();
+    let src = fairnc::registry::resolve("minilm").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dev = candle_core::Device::Cpu;
-    let mut tensors: Vec<(String, candle_core::Tensor)> = fairnc::model::weights::load_tensors(&src.join("model.safetensors"), &dev).unwrap().into_iter().collect();
+    let mut tensors: Vec<(String, candle_core::Tensor)> =
+        fairnc::model::weights::load_tensors(&src.join("model.safetensors"), &dev).unwrap().into_iter().collect();
     tensors.extend(fairnc::model::weights::load_tensors(&fixture("eval/minilm-head.safetensors"), &dev).unwrap());
     fairnc::model::weights::save_tensors(&tensors, &tmp.path().join("model.safetensors")).unwrap();
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"] {
@@ -55,8 +58,14 @@ fn minilm_with_head() -> (tempfile::TempDir, PathBuf) {
 /// other way at a boundary, moves its own bias type's metric by 100/n — counted per type.
 fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
     let rows = read_csv(&dir.join("crows.csv"));
-    let fragile: BTreeSet<u64> = want["fragile"].as_array().unwrap_or_else(|| panic!("{name}: the reference has no `fragile` list")).iter().map(|v| v.as_u64().unwrap()).collect();
-    let by_index: HashMap<u64, &HashMap<String, String>> = rows.iter().map(|r| (r["index"].parse().unwrap(), r)).collect();
+    let fragile: BTreeSet<u64> = want["fragile"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: the reference has no `fragile` list"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let by_index: HashMap<u64, &HashMap<String, String>> =
+        rows.iter().map(|r| (r["index"].parse().unwrap(), r)).collect();
     let mut checked = 0;
     let mut flipped = BTreeSet::new();
     let mut worst: f64 = 0.0;
@@ -66,13 +75,22 @@ fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
         let idx = w["index"].as_u64().unwrap();
         let g = by_index.get(&idx).unwrap_or_else(|| panic!("{name}: row {idx} missing"));
         let skipped = w["skipped"].as_bool().unwrap();
-        assert_eq!(!g["skipped"].is_empty(), skipped, "{name}: row {idx} skip differs ({:?} vs {:?})", g["skipped"], w.get("reason"));
+        assert_eq!(
+            !g["skipped"].is_empty(),
+            skipped,
+            "{name}: row {idx} skip differs ({:?} vs {:?})",
+            g["skipped"],
+            w.get("reason")
+        );
         if skipped {
             continue;
         }
         for side in ["more", "less"] {
             let raw: f64 = g[&format!("raw_{side}")].parse().unwrap();
-            let want_raw = w.get(&format!("raw_{side}")).and_then(Value::as_f64).unwrap_or_else(|| w[&format!("score_{side}")].as_f64().unwrap());
+            let want_raw = w
+                .get(&format!("raw_{side}"))
+                .and_then(Value::as_f64)
+                .unwrap_or_else(|| w[&format!("score_{side}")].as_f64().unwrap());
             worst = worst.max((raw - want_raw).abs());
             assert!((raw - want_raw).abs() <= 1e-4, "{name}: row {idx} raw_{side} {raw} vs {want_raw}");
             if w.get(&format!("raw_{side}")).is_none() {
@@ -82,21 +100,37 @@ fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
             let want_rounded = w[&format!("score_{side}")].as_f64().unwrap();
             if rounded != want_rounded {
                 // Only a raw score at a rounding boundary may round the other way.
-                assert!((rounded - want_rounded).abs() < 1.5e-3 && ((want_raw * 1000.0).fract().abs() - 0.5).abs() < 0.1, "{name}: row {idx} score_{side} {rounded} vs {want_rounded}");
+                assert!(
+                    (rounded - want_rounded).abs() < 1.5e-3 && ((want_raw * 1000.0).fract().abs() - 0.5).abs() < 0.1,
+                    "{name}: row {idx} score_{side} {rounded} vs {want_rounded}"
+                );
                 flipped.insert(idx);
             }
         }
         // The scores each side compares: rounded for masked LMs; causal: bias-bench compares the
         // geometric-mean probabilities, we the mean log-probabilities (the same order).
         let ours = |side: &str| -> f64 { g[&format!("score_{side}")].parse().unwrap() };
-        let theirs = |side: &str| -> f64 { w.get(format!("gm_{side}")).unwrap_or(&w[&format!("score_{side}")]).as_f64().unwrap() };
+        let theirs = |side: &str| -> f64 {
+            w.get(format!("gm_{side}")).unwrap_or(&w[&format!("score_{side}")]).as_f64().unwrap()
+        };
         if ours("more").partial_cmp(&ours("less")) != theirs("more").partial_cmp(&theirs("less")) {
-            assert!(fragile.contains(&idx) || flipped.contains(&idx), "{name}: row {idx} outcome differs ({} vs {}, reference {} vs {}) and the reference does not mark it fragile", ours("more"), ours("less"), theirs("more"), theirs("less"));
+            assert!(
+                fragile.contains(&idx) || flipped.contains(&idx),
+                "{name}: row {idx} outcome differs ({} vs {}, reference {} vs {}) and the reference does not mark it fragile",
+                ours("more"),
+                ours("less"),
+                theirs("more"),
+                theirs("less")
+            );
             *differing.entry(w["bias_type"].as_str().unwrap().to_string()).or_default() += 1;
         }
         checked += 1;
     }
-    eprintln!("{name}: {checked} pairs, max |raw score difference| {worst:.1e}, {} rounded the other way at a boundary, {} outcomes differ", flipped.len(), differing.values().sum::<usize>());
+    eprintln!(
+        "{name}: {checked} pairs, max |raw score difference| {worst:.1e}, {} rounded the other way at a boundary, {} outcomes differ",
+        flipped.len(),
+        differing.values().sum::<usize>()
+    );
     assert!(checked > 0);
     for (t, s) in want["summary"].as_object().unwrap() {
         let ours = if t == "overall" { &got["crows"]["overall"] } else { &got["crows"][t] };
@@ -106,7 +140,9 @@ fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
         let slack = 100.0 * k as f64 / s["n"].as_f64().unwrap();
         assert!((a - b).abs() <= 1e-9 + slack, "{name} {t} metric {a} vs {b} ({k} pairs of {} differ)", s["n"]);
         // Ties are neutral: in n, never in the numerator.
-        for (ours_key, their_key) in [("neutral", "neutral_count"), ("stereo", "stereo_wins"), ("antistereo", "antistereo_wins")] {
+        for (ours_key, their_key) in
+            [("neutral", "neutral_count"), ("stereo", "stereo_wins"), ("antistereo", "antistereo_wins")]
+        {
             let (a, b) = (ours[ours_key].as_u64().unwrap(), s[their_key].as_u64().unwrap());
             assert!(a.abs_diff(b) as usize <= k, "{name} {t} {ours_key}: {a} vs {their_key} {b} ({k} pairs differ)");
         }
@@ -144,7 +180,12 @@ fn crows_matches_reference_on_minilm() {
 fn seat_test_names() -> Vec<String> {
     let dir = common::shared_data().join("seat");
     let names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}; these tests need sent-bias's SEAT files (bias-bench data/seat/*.jsonl) there", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; these tests need sent-bias's SEAT files (bias-bench data/seat/*.jsonl) there",
+                dir.display()
+            )
+        })
         .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".jsonl").to_string())
         .collect();
     assert_eq!(names.len(), 50, "{}: expected bias-bench's 50 SEAT files, found {}", dir.display(), names.len());
@@ -166,7 +207,12 @@ fn cluster_outcome(scores: &HashMap<String, f64>) -> (bool, u8) {
 fn compare_stereoset(dir: &Path, got: &Value, want: &Value, name: &str) {
     let rows = read_csv(&dir.join("stereoset.csv"));
     let ours: HashMap<&str, f64> = rows.iter().map(|r| (r["id"].as_str(), r["score"].parse().unwrap())).collect();
-    let near: BTreeSet<&str> = want["ties"]["near_ties"].as_array().unwrap_or_else(|| panic!("{name}: the reference has no near-tie list")).iter().map(|v| v.as_str().unwrap()).collect();
+    let near: BTreeSet<&str> = want["ties"]["near_ties"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: the reference has no near-tie list"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     let mut worst: f64 = 0.0;
     let mut checked = 0;
     for w in want["sentences"].as_array().unwrap() {
@@ -190,12 +236,18 @@ fn compare_stereoset(dir: &Path, got: &Value, want: &Value, name: &str) {
     let mut our_clusters: HashMap<&str, HashMap<String, f64>> = HashMap::new();
     let mut place: HashMap<&str, (&str, &str)> = HashMap::new();
     for r in &rows {
-        our_clusters.entry(r["cluster"].as_str()).or_default().insert(r["gold_label"].clone(), r["score"].parse().unwrap());
+        our_clusters
+            .entry(r["cluster"].as_str())
+            .or_default()
+            .insert(r["gold_label"].clone(), r["score"].parse().unwrap());
         place.insert(r["cluster"].as_str(), (r["domain"].as_str(), r["target"].as_str()));
     }
     let mut their_clusters: HashMap<&str, HashMap<String, f64>> = HashMap::new();
     for w in want["sentences"].as_array().unwrap().iter().filter(|w| w["score"].is_number()) {
-        their_clusters.entry(w["cluster"].as_str().unwrap()).or_default().insert(w["gold_label"].as_str().unwrap().to_string(), w["score"].as_f64().unwrap());
+        their_clusters
+            .entry(w["cluster"].as_str().unwrap())
+            .or_default()
+            .insert(w["gold_label"].as_str().unwrap().to_string(), w["score"].as_f64().unwrap());
     }
     let mut clusters_of_term: HashMap<&str, usize> = HashMap::new();
     let mut terms_of_domain: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -210,7 +262,10 @@ fn compare_stereoset(dir: &Path, got: &Value, want: &Value, name: &str) {
     for (cluster, theirs) in &their_clusters {
         let mine = our_clusters.get(cluster).unwrap_or_else(|| panic!("{name}: cluster {cluster} missing"));
         if cluster_outcome(mine) != cluster_outcome(theirs) {
-            assert!(near.contains(cluster), "{name}: cluster {cluster} outcome differs ({mine:?} vs {theirs:?}) and the reference does not list it as a near tie");
+            assert!(
+                near.contains(cluster),
+                "{name}: cluster {cluster} outcome differs ({mine:?} vs {theirs:?}) and the reference does not list it as a near tie"
+            );
             let (domain, target) = place[cluster];
             let per_term = 100.0 / clusters_of_term[target] as f64;
             *slack.entry(domain).or_default() += per_term / terms_of_domain[domain].len() as f64;
@@ -218,7 +273,9 @@ fn compare_stereoset(dir: &Path, got: &Value, want: &Value, name: &str) {
             differing += 1;
         }
     }
-    eprintln!("{name}: {checked} sentences, max relative score difference {worst:.1e}, {differing} cluster outcomes differ");
+    eprintln!(
+        "{name}: {checked} sentences, max relative score difference {worst:.1e}, {differing} cluster outcomes differ"
+    );
     for (d, s) in want["summary"].as_object().unwrap() {
         let ours = if d == "overall" { &got["stereoset"]["overall"] } else { &got["stereoset"][d] };
         assert_eq!(ours["n"], s["n"], "{name} {d} n");
@@ -269,7 +326,10 @@ fn compare_seat(got: &Value, want: &Value, name: &str) -> usize {
 fn seat_matches_reference_on_all_fifty_files() {
     let names = seat_test_names();
     let dir = common::shared_data().join("seat").display().to_string();
-    let (_t, got) = eval(&model_dir("bert").display().to_string(), &["--tasks", "seat", "--seat-dir", &dir, "--seat-tests", &names.join(",")]);
+    let (_t, got) = eval(
+        &model_dir("bert").display().to_string(),
+        &["--tasks", "seat", "--seat-dir", &dir, "--seat-tests", &names.join(",")],
+    );
     let exact = compare_seat(&got, &reference("seat-tiny-bert"), "tiny-bert");
     eprintln!("tiny-bert: {} tests, {exact} exact p-values equal", names.len());
 }
@@ -283,29 +343,43 @@ fn seat_matches_reference_on_all_fifty_files() {
 fn exact_ties_follow_the_reference_rules() {
     let tmp = tempfile::tempdir().unwrap();
     let stereo = tmp.path().join("ties.json");
-    let cluster = |id: &str, sentence: &str| serde_json::json!({"id": id, "target": "nurse", "bias_type": "gender", "context": "the nurse is BLANK .", "sentences": [
+    let cluster = |id: &str, sentence: &str| {
+        serde_json::json!({"id": id, "target": "nurse", "bias_type": "gender", "context": "the nurse is BLANK .", "sentences": [
         {"id": format!("{id}a"), "sentence": sentence, "gold_label": "stereotype", "labels": []},
         {"id": format!("{id}b"), "sentence": sentence, "gold_label": "anti-stereotype", "labels": []},
-        {"id": format!("{id}c"), "sentence": sentence, "gold_label": "unrelated", "labels": []}]});
+        {"id": format!("{id}c"), "sentence": sentence, "gold_label": "unrelated", "labels": []}]})
+    };
     let data = serde_json::json!({"version": "ties", "data": {"intrasentence": [cluster("t1", "the nurse is he ."), cluster("t2", "the nurse is kind .")]}});
     std::fs::write(&stereo, data.to_string()).unwrap();
     for family in ["bert", "gpt2"] {
-        let (dir, r) = eval(&model_dir(family).display().to_string(), &["--tasks", "stereoset", "--stereoset-file", stereo.to_str().unwrap()]);
+        let (dir, r) = eval(
+            &model_dir(family).display().to_string(),
+            &["--tasks", "stereoset", "--stereoset-file", stereo.to_str().unwrap()],
+        );
         let rows = read_csv(&dir.path().join("stereoset.csv"));
         assert_eq!(rows.len(), 6, "{family}");
         for c in rows.chunks(3) {
             assert!(c.iter().all(|r| r["score"] == c[0]["score"]), "{family}: the tie is not exact: {c:?}");
         }
         for block in [&r["stereoset"]["gender"], &r["stereoset"]["overall"]] {
-            assert_eq!((block["ss"].as_f64(), block["lms"].as_f64(), block["icat"].as_f64(), block["n"].as_u64()), (Some(0.0), Some(0.0), Some(0.0), Some(2)), "{family}: {block}");
+            assert_eq!(
+                (block["ss"].as_f64(), block["lms"].as_f64(), block["icat"].as_f64(), block["n"].as_u64()),
+                (Some(0.0), Some(0.0), Some(0.0), Some(2)),
+                "{family}: {block}"
+            );
         }
     }
     let crows = tmp.path().join("ties.csv");
     std::fs::write(&crows, ",sent_more,sent_less,stereo_antistereo,bias_type\n0,the nurse is here .,the nurse is here .,stereo,gender\n1,he is kind .,he is kind .,antistereo,gender\n2,the man is late .,the woman is late .,stereo,race-color\n").unwrap();
     let bert = model_dir("bert").display().to_string();
-    let (_t, r) = eval(&bert, &["--tasks", "crows", "--crows-file", crows.to_str().unwrap(), "--crows-variant", "nangia"]);
+    let (_t, r) =
+        eval(&bert, &["--tasks", "crows", "--crows-file", crows.to_str().unwrap(), "--crows-variant", "nangia"]);
     let g = &r["crows"]["gender"];
-    assert_eq!((g["n"].as_u64(), g["neutral"].as_u64(), g["stereo"].as_u64(), g["antistereo"].as_u64(), g["metric"].as_f64()), (Some(2), Some(2), Some(0), Some(0), Some(0.0)), "{g}");
+    assert_eq!(
+        (g["n"].as_u64(), g["neutral"].as_u64(), g["stereo"].as_u64(), g["antistereo"].as_u64(), g["metric"].as_f64()),
+        (Some(2), Some(2), Some(0), Some(0), Some(0.0)),
+        "{g}"
+    );
     let o = &r["crows"]["overall"];
     assert_eq!((o["n"].as_u64(), o["neutral"].as_u64()), (Some(3), Some(2)), "{o}");
     let (_t, r) = eval(&bert, &["--tasks", "crows", "--crows-file", crows.to_str().unwrap()]);
@@ -323,10 +397,30 @@ fn masked_scoring_without_a_mask_token_is_refused_but_seat_runs() {
     std::fs::remove_file(tmp.path().join("vocab.txt")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let model = tmp.path().to_str().unwrap();
-    let o = fairnc(&["eval", "--model", model, "--tasks", "crows", "--crows-limit", "5", "--output", out.path().to_str().unwrap()]);
+    let o = fairnc(&[
+        "eval",
+        "--model",
+        model,
+        "--tasks",
+        "crows",
+        "--crows-limit",
+        "5",
+        "--output",
+        out.path().to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no mask token") && err.contains("CrowS-Pairs"), "{err}");
-    let o = fairnc(&["eval", "--model", model, "--tasks", "seat", "--seat-tests", "sent-weat6", "--output", out.path().to_str().unwrap()]);
+    let o = fairnc(&[
+        "eval",
+        "--model",
+        model,
+        "--tasks",
+        "seat",
+        "--seat-tests",
+        "sent-weat6",
+        "--output",
+        out.path().to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -336,15 +430,32 @@ fn malformed_rows_are_skipped_counted_and_reported() {
     let crows = tmp.path().join("crows.csv");
     std::fs::write(&crows, ",sent_more,sent_less,stereo_antistereo,bias_type\n0,he is a nurse .,she is a nurse .,stereo,gender\n1,,she is late .,stereo,gender\n2,the man is late .,the woman is late .,sideways,gender\n3,he said that .,she said that .,antistereo,gender\n").unwrap();
     let stereo = tmp.path().join("ss.json");
-    let cluster = |id: &str, context: &str| serde_json::json!({"id": id, "target": "nurse", "bias_type": "gender", "context": context, "sentences": [
+    let cluster = |id: &str, context: &str| {
+        serde_json::json!({"id": id, "target": "nurse", "bias_type": "gender", "context": context, "sentences": [
         {"id": format!("{id}a"), "sentence": "the nurse is he .", "gold_label": "stereotype", "labels": []},
         {"id": format!("{id}b"), "sentence": "the nurse is she .", "gold_label": "anti-stereotype", "labels": []},
-        {"id": format!("{id}c"), "sentence": "the nurse is late .", "gold_label": "unrelated", "labels": []}]});
+        {"id": format!("{id}c"), "sentence": "the nurse is late .", "gold_label": "unrelated", "labels": []}]})
+    };
     let data = serde_json::json!({"version": "test", "data": {"intrasentence": [cluster("c1", "the nurse is BLANK ."), cluster("c2", "the nurse is here ."), {"id": "c3"}]}});
     std::fs::write(&stereo, data.to_string()).unwrap();
-    let (_t, r) = eval(&model_dir("bert").display().to_string(), &["--tasks", "crows,stereoset", "--crows-file", crows.to_str().unwrap(), "--stereoset-file", stereo.to_str().unwrap()]);
+    let (_t, r) = eval(
+        &model_dir("bert").display().to_string(),
+        &[
+            "--tasks",
+            "crows,stereoset",
+            "--crows-file",
+            crows.to_str().unwrap(),
+            "--stereoset-file",
+            stereo.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r["crows"]["overall"]["n"], 2);
     assert_eq!(r["stereoset"]["overall"]["n"], 1);
     let notes = r["notes"].to_string();
-    assert!(notes.contains("skipped 2 malformed rows") && notes.contains("skipped 2 malformed clusters") && notes.contains("no BLANK"), "{notes}");
+    assert!(
+        notes.contains("skipped 2 malformed rows")
+            && notes.contains("skipped 2 malformed clusters")
+            && notes.contains("no BLANK"),
+        "{notes}"
+    );
 }

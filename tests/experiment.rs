@@ -26,7 +26,8 @@ fn grid_runs_records_failures_and_resumes() {
     let out = tmp.path().join("out");
     let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let cells = s["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 2 * 4 * 2);
     let failed: Vec<&serde_json::Value> = cells.iter().filter(|c| c["status"] == "failed").collect();
@@ -37,34 +38,72 @@ fn grid_runs_records_failures_and_resumes() {
     // λ = 10 and λ = 0 cells of the same seed are compared pairwise: two seeds, so two sign
     // assignments of four reach the observed |Σ| at least, and nothing can be significant.
     for d in deltas {
-        assert_eq!((d["n"].as_u64(), d["seeds_without_partner"].as_u64(), d["sign_flip_assignments"].as_u64()), (Some(2), Some(0), Some(4)), "{d}");
+        assert_eq!(
+            (d["n"].as_u64(), d["seeds_without_partner"].as_u64(), d["sign_flip_assignments"].as_u64()),
+            (Some(2), Some(0), Some(4)),
+            "{d}"
+        );
         assert_eq!(d["smallest_attainable_p"].as_f64(), Some(0.5), "{d}");
-        assert!(d["sign_flip_p"].as_f64().unwrap() >= 0.5 && d["significant"] == false && d["bootstrap_ci95"].is_null(), "{d}");
+        assert!(
+            d["sign_flip_p"].as_f64().unwrap() >= 0.5 && d["significant"] == false && d["bootstrap_ci95"].is_null(),
+            "{d}"
+        );
     }
     for c in s["correlations"].as_array().unwrap() {
         // 14 finished cells: beyond the exact limit, so 100,000 seeded orders; never independent.
-        assert_eq!((c["n"].as_u64(), c["permutation_exact"].as_bool(), c["independent"].as_bool()), (Some(14), Some(false), Some(false)), "{c}");
+        assert_eq!(
+            (c["n"].as_u64(), c["permutation_exact"].as_bool(), c["independent"].as_bool()),
+            (Some(14), Some(false), Some(false)),
+            "{c}"
+        );
         assert!(c["dependence"].as_str().unwrap().contains("share 2 seeds and 2 base models"), "{c}");
         assert!(c["spearman_p"].as_f64().unwrap() > 0.0 && c["pearson_ci95"].is_array(), "{c}");
     }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    for part in ["## Every configuration", "## What the NC3 regularizer changes", "## Do NC metrics track fairness?", "## Failed cells", "n = 2: the smallest attainable p is 0.5", "cannot be (n = 2)", "are not independent"] {
+    for part in [
+        "## Every configuration",
+        "## What the NC3 regularizer changes",
+        "## Do NC metrics track fairness?",
+        "## Failed cells",
+        "n = 2: the smallest attainable p is 0.5",
+        "cannot be (n = 2)",
+        "are not independent",
+    ] {
         assert!(md.contains(part), "summary lacks {part}:\n{md}");
     }
 
     // The summary recomputed from cells.csv alone (as for a committed experiment) is the same.
     std::fs::copy(out.join("summary.json"), tmp.path().join("live.json")).unwrap();
-    let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap(), "--summarize-only"]);
+    let o = fairnc(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--summarize-only",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     for part in ["table", "deltas", "correlations"] {
         assert_eq!(again[part], s[part], "{part} differs when recomputed from cells.csv");
     }
     assert!(out.join("cells.csv").exists() && out.join("summary.html").exists());
-    assert!(std::fs::read_dir(&out).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("scatter_") && e.file_name().to_string_lossy().ends_with(".png")));
+    assert!(
+        std::fs::read_dir(&out).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("scatter_")
+            && e.file_name().to_string_lossy().ends_with(".png"))
+    );
 
     // Re-run: finished cells are skipped (their results untouched), failed ones retried.
-    let done = out.join(format!("{}/cda-l10-s1/result.json", cells.iter().find(|c| c["method"] == "cda").unwrap()["model"].as_str().unwrap().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>()));
+    let done = out.join(format!(
+        "{}/cda-l10-s1/result.json",
+        cells.iter().find(|c| c["method"] == "cda").unwrap()["model"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .collect::<String>()
+    ));
     let before = std::fs::metadata(&done).unwrap().modified().unwrap();
     let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(o.status.success());
@@ -76,7 +115,13 @@ fn bad_configs_name_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |methods: &str| {
         let cfg = config(tmp.path(), methods);
-        let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", tmp.path().join("o").to_str().unwrap()]);
+        let o = fairnc(&[
+            "experiment",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--output",
+            tmp.path().join("o").to_str().unwrap(),
+        ]);
         assert!(!o.status.success());
         String::from_utf8_lossy(&o.stderr).to_string()
     };
@@ -105,7 +150,13 @@ fn bad_settings_and_duplicates_are_refused_at_load() {
     let run = |body: &str| {
         let cfg = tmp.path().join("g.toml");
         std::fs::write(&cfg, format!("name = \"x\"\nmodels = [\"{bert}\"]\n{body}")).unwrap();
-        let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", tmp.path().join("o").to_str().unwrap()]);
+        let o = fairnc(&[
+            "experiment",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--output",
+            tmp.path().join("o").to_str().unwrap(),
+        ]);
         assert!(!o.status.success(), "{body}");
         let e = String::from_utf8_lossy(&o.stderr).to_string();
         assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
@@ -133,9 +184,24 @@ fn bad_settings_and_duplicates_are_refused_at_load() {
     assert!(e.contains("g.toml:3: seed 0 is listed twice"), "{e}");
     let e = run("seeds = [0]\n[methods]\nnone = [0]\n[glue]\ntasks = [\"sst2\"]\nglue_dir = \"no/such/glue\"\n");
     assert!(e.contains("g.toml: [glue] glue_dir no/such/glue: no such directory"), "{e}");
-    std::fs::write(tmp.path().join("two.toml"), format!("name = \"x\"\nmodels = [\"{bert}\",\n \"{bert}\"]\nseeds = [0]\n[methods]\nnone = [0]\n")).unwrap();
-    let o = fairnc(&["experiment", "--config", tmp.path().join("two.toml").to_str().unwrap(), "--output", tmp.path().join("o").to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("two.toml:3: model") && String::from_utf8_lossy(&o.stderr).contains("is listed twice"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(
+        tmp.path().join("two.toml"),
+        format!("name = \"x\"\nmodels = [\"{bert}\",\n \"{bert}\"]\nseeds = [0]\n[methods]\nnone = [0]\n"),
+    )
+    .unwrap();
+    let o = fairnc(&[
+        "experiment",
+        "--config",
+        tmp.path().join("two.toml").to_str().unwrap(),
+        "--output",
+        tmp.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("two.toml:3: model")
+            && String::from_utf8_lossy(&o.stderr).contains("is listed twice"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A rerun into the same output with a changed `[debias]` setting is refused, naming the cell
@@ -146,7 +212,9 @@ fn changed_settings_are_refused_or_redone() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = fixture("collapse/corpus.txt").display().to_string();
     let cfg = tmp.path().join("g.toml");
-    let write = |steps: u64| std::fs::write(&cfg, format!("name = \"x\"\nmodels = [\"{}\"]\nseeds = [0]\n[methods]\nnone = [0]\ncda = [0]\n[debias]\nsteps = {steps}\nbatch_size = 4\ncorpus = \"{corpus}\"\n[audit]\nquick = true\nmax_texts = 50\n", model_dir("bert").display())).unwrap();
+    let write = |steps: u64| {
+        std::fs::write(&cfg, format!("name = \"x\"\nmodels = [\"{}\"]\nseeds = [0]\n[methods]\nnone = [0]\ncda = [0]\n[debias]\nsteps = {steps}\nbatch_size = 4\ncorpus = \"{corpus}\"\n[audit]\nquick = true\nmax_texts = 50\n", model_dir("bert").display())).unwrap()
+    };
     let out = tmp.path().join("out");
     let run = |extra: &[&str]| {
         let mut args = vec!["experiment", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()];
@@ -156,7 +224,9 @@ fn changed_settings_are_refused_or_redone() {
     write(2);
     let o = run(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cell = |id: &str| out.join(std::fs::read_dir(&out).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().file_name()).join(id);
+    let cell = |id: &str| {
+        out.join(std::fs::read_dir(&out).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().file_name()).join(id)
+    };
     let (none, cda) = (cell("none-l0-s0/result.json"), cell("cda-l0-s0/result.json"));
     let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
     let (none_before, cda_before) = (stamp(&none), stamp(&cda));
@@ -166,7 +236,11 @@ fn changed_settings_are_refused_or_redone() {
     let o = run(&[]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(e.contains("cda-l0-s0: this cell was run with other settings: `[debias] steps` was 2, now 3") && e.contains("pass --overwrite"), "{e}");
+    assert!(
+        e.contains("cda-l0-s0: this cell was run with other settings: `[debias] steps` was 2, now 3")
+            && e.contains("pass --overwrite"),
+        "{e}"
+    );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert_eq!((stamp(&none), stamp(&cda)), (none_before, cda_before), "a refused rerun changes nothing");
     assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), summary_before);

@@ -109,10 +109,49 @@ fn fixture(rel: &str) -> PathBuf {
 
 /// Strings that break parsers: delimiters, number edge cases, odd Unicode.
 const TOKENS: &[&str] = &[
-    "0", "-1", "1e309", "-0", "NaN", "nan", "inf", "18446744073709551615", "18446744073709551616",
-    "9223372036854775807", "4294967296", "1152921504606846976", "\"", "'", "[", "]", "{", "}", ",", ":", "=",
-    "\n", "\r\n", "\r", "\t", "\0", "\u{feff}", "null", "true", "[[group]]", "é", "\u{10FFFF}", "\\", "\\u0000",
-    "\\ud800", "#", "[MASK]", "<mask>", "<|endoftext|>", "BLANK", "stereo", "antistereo", "  ",
+    "0",
+    "-1",
+    "1e309",
+    "-0",
+    "NaN",
+    "nan",
+    "inf",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775807",
+    "4294967296",
+    "1152921504606846976",
+    "\"",
+    "'",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "=",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    "\0",
+    "\u{feff}",
+    "null",
+    "true",
+    "[[group]]",
+    "é",
+    "\u{10FFFF}",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "#",
+    "[MASK]",
+    "<mask>",
+    "<|endoftext|>",
+    "BLANK",
+    "stereo",
+    "antistereo",
+    "  ",
 ];
 
 #[derive(Debug, Clone)]
@@ -206,7 +245,16 @@ fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        prop_oneof![0..4u64, Just(u32::MAX as u64), Just(1u64 << 32), Just(1u64 << 40), Just(1u64 << 62), Just(u64::MAX), any::<u64>()].prop_map(|v| json!(v)),
+        prop_oneof![
+            0..4u64,
+            Just(u32::MAX as u64),
+            Just(1u64 << 32),
+            Just(1u64 << 40),
+            Just(1u64 << 62),
+            Just(u64::MAX),
+            any::<u64>()
+        ]
+        .prop_map(|v| json!(v)),
         any::<i64>().prop_map(|v| json!(v)),
         prop_oneof![Just(-1.0f64), Just(0.5), Just(1e300), Just(-1e-12), any::<f64>()].prop_map(|v| json!(v)),
         text().prop_map(Value::String),
@@ -288,13 +336,24 @@ fn dim() -> impl Strategy<Value = u64> {
 }
 
 fn header_edit() -> impl Strategy<Value = HeaderEdit> {
-    let dtypes = prop::sample::select(vec!["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "F8_E4M3", "F4", "X"]);
+    let dtypes =
+        prop::sample::select(vec!["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "F8_E4M3", "F4", "X"]);
     prop_oneof![
         (any::<usize>(), dtypes).prop_map(|(i, d)| HeaderEdit::Dtype(i, d.to_string())),
         (any::<usize>(), prop::collection::vec(dim(), 0..4)).prop_map(|(i, s)| HeaderEdit::Shape(i, s)),
         (any::<usize>(), dim(), dim()).prop_map(|(i, a, b)| HeaderEdit::Offsets(i, a, b)),
         any::<usize>().prop_map(HeaderEdit::Remove),
-        (any::<usize>(), prop::sample::select(vec!["bert.embeddings.LayerNorm.gamma", "cls.predictions.decoder.weight", "bert.embeddings.position_ids", "x", ""])).prop_map(|(i, n)| HeaderEdit::Alias(i, n.to_string())),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                "bert.embeddings.LayerNorm.gamma",
+                "cls.predictions.decoder.weight",
+                "bert.embeddings.position_ids",
+                "x",
+                ""
+            ])
+        )
+            .prop_map(|(i, n)| HeaderEdit::Alias(i, n.to_string())),
         json_value().prop_map(HeaderEdit::Metadata),
     ]
 }
@@ -313,11 +372,19 @@ struct SafetensorsCase {
 fn safetensors_case() -> impl Strategy<Value = SafetensorsCase> {
     (
         prop::collection::vec(header_edit(), 0..4),
-        prop::option::weighted(0.2, prop_oneof![Just(1u64 << 60), Just(u64::MAX), Just(0u64), Just(1u64), any::<u64>(), 0..20_000u64]),
+        prop::option::weighted(
+            0.2,
+            prop_oneof![Just(1u64 << 60), Just(u64::MAX), Just(0u64), Just(1u64), any::<u64>(), 0..20_000u64],
+        ),
         prop::option::weighted(0.3, prop::collection::vec(edit(), 1..4)),
         prop::option::weighted(0.2, 0..130_000usize),
     )
-        .prop_map(|(header_edits, length, text_edits, body_len)| SafetensorsCase { header_edits, length, text_edits: text_edits.unwrap_or_default(), body_len })
+        .prop_map(|(header_edits, length, text_edits, body_len)| SafetensorsCase {
+            header_edits,
+            length,
+            text_edits: text_edits.unwrap_or_default(),
+            body_len,
+        })
 }
 
 fn build_safetensors(case: &SafetensorsCase) -> Vec<u8> {
@@ -425,11 +492,35 @@ fn fuzz_safetensors_huge_claims_are_refused_before_allocating() {
 
 /// Every key the config reader interprets, across the four families.
 const CONFIG_KEYS: &[&str] = &[
-    "model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-    "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "hidden_act", "hidden_dropout_prob",
-    "attention_probs_dropout_prob", "pad_token_id", "dim", "n_layers", "n_heads", "hidden_dim", "activation",
-    "dropout", "attention_dropout", "n_embd", "n_inner", "n_layer", "n_head", "n_positions", "layer_norm_epsilon",
-    "activation_function", "resid_pdrop", "attn_pdrop",
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "pad_token_id",
+    "dim",
+    "n_layers",
+    "n_heads",
+    "hidden_dim",
+    "activation",
+    "dropout",
+    "attention_dropout",
+    "n_embd",
+    "n_inner",
+    "n_layer",
+    "n_head",
+    "n_positions",
+    "layer_norm_epsilon",
+    "activation_function",
+    "resid_pdrop",
+    "attn_pdrop",
 ];
 
 fn config_value() -> impl Strategy<Value = Value> {
@@ -487,7 +578,8 @@ proptest! {
 // tokenizer.json, vocab.txt, vocab.json + merges.txt
 
 /// The texts every tokenizer that loads must encode without a panic.
-const SAMPLE_TEXTS: &[&str] = &["The doctor said [MASK] was late.", "", " ", "<mask> <s></s>", "naïve café 東京 🙂", "a\tb\nc", "<|endoftext|>"];
+const SAMPLE_TEXTS: &[&str] =
+    &["The doctor said [MASK] was late.", "", " ", "<mask> <s></s>", "naïve café 東京 🙂", "a\tb\nc", "<|endoftext|>"];
 
 fn exercise_tokenizer(t: &TextTokenizer, extra: &str) {
     for text in SAMPLE_TEXTS.iter().copied().chain([extra]) {
@@ -510,7 +602,19 @@ struct Swap {
 }
 
 fn swap() -> impl Strategy<Value = Swap> {
-    (prop::sample::select(vec!["model", "normalizer", "pre_tokenizer", "post_processor", "decoder", "added_tokens", "padding", "truncation"]), prop::sample::select(FAMILIES.to_vec()))
+    (
+        prop::sample::select(vec![
+            "model",
+            "normalizer",
+            "pre_tokenizer",
+            "post_processor",
+            "decoder",
+            "added_tokens",
+            "padding",
+            "truncation",
+        ]),
+        prop::sample::select(FAMILIES.to_vec()),
+    )
         .prop_map(|(key, from)| Swap { key, from })
 }
 
@@ -595,7 +699,13 @@ fn word() -> impl Strategy<Value = String> {
 fn word_file() -> impl Strategy<Value = WordFile> {
     (
         prop::option::of(text()),
-        prop::collection::vec((prop_oneof![Just("male".to_string()), Just("female".to_string()), text()], prop::collection::vec(word(), 0..5)), 0..4),
+        prop::collection::vec(
+            (
+                prop_oneof![Just("male".to_string()), Just("female".to_string()), text()],
+                prop::collection::vec(word(), 0..5),
+            ),
+            0..4,
+        ),
         prop::collection::vec(prop::collection::vec(word(), 0..4), 0..4),
     )
         .prop_map(|(name, groups, tuples)| WordFile { name, groups, tuples })
@@ -611,12 +721,23 @@ fn word_toml(f: &WordFile, tuples_first: bool) -> String {
     if let Some(n) = &f.name {
         out.push_str(&format!("name = {}\n", toml_str(n)));
     }
-    let tuples = format!("tuples = [{}]\n", f.tuples.iter().map(|t| format!("[{}]", t.iter().map(|w| toml_str(w)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", "));
+    let tuples = format!(
+        "tuples = [{}]\n",
+        f.tuples
+            .iter()
+            .map(|t| format!("[{}]", t.iter().map(|w| toml_str(w)).collect::<Vec<_>>().join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if tuples_first && !f.tuples.is_empty() {
         out.push_str(&tuples);
     }
     for (name, words) in &f.groups {
-        out.push_str(&format!("[[group]]\nname = {}\nwords = [{}]\n", toml_str(name), words.iter().map(|w| toml_str(w)).collect::<Vec<_>>().join(", ")));
+        out.push_str(&format!(
+            "[[group]]\nname = {}\nwords = [{}]\n",
+            toml_str(name),
+            words.iter().map(|w| toml_str(w)).collect::<Vec<_>>().join(", ")
+        ));
     }
     if !tuples_first && !f.tuples.is_empty() {
         out.push_str(&tuples);
@@ -808,8 +929,16 @@ proptest! {
 
 fn toml_number() -> impl Strategy<Value = String> {
     prop_oneof![
-        Just("0".to_string()), Just("1".to_string()), Just("-1".to_string()), Just("0.5".to_string()), Just("nan".to_string()), Just("inf".to_string()),
-        Just("18446744073709551615".to_string()), Just("9223372036854775807".to_string()), Just("1e400".to_string()), Just("\"3\"".to_string()),
+        Just("0".to_string()),
+        Just("1".to_string()),
+        Just("-1".to_string()),
+        Just("0.5".to_string()),
+        Just("nan".to_string()),
+        Just("inf".to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("9223372036854775807".to_string()),
+        Just("1e400".to_string()),
+        Just("\"3\"".to_string()),
         (0..100u32).prop_map(|v| v.to_string()),
     ]
 }
@@ -824,22 +953,40 @@ struct ExperimentFile {
 }
 
 fn experiment_file() -> impl Strategy<Value = ExperimentFile> {
-    let method = prop_oneof![prop::sample::select(vec!["none", "cda", "dropout", "bec", "ase", "contrastive"]).prop_map(str::to_string), text()];
-    let debias_key = prop::sample::select(vec!["steps", "batch_size", "lr", "max_texts", "max_len", "corpus", "words", "unknown"]);
+    let method = prop_oneof![
+        prop::sample::select(vec!["none", "cda", "dropout", "bec", "ase", "contrastive"]).prop_map(str::to_string),
+        text()
+    ];
+    let debias_key =
+        prop::sample::select(vec!["steps", "batch_size", "lr", "max_texts", "max_len", "corpus", "words", "unknown"]);
     (
         prop::collection::vec((method, prop::collection::vec(toml_number(), 0..3)), 0..3),
         prop::collection::vec(toml_number(), 0..3),
         prop::collection::vec((debias_key, toml_number()), 0..3),
-        prop::collection::vec((prop::sample::select(vec!["quick", "max_texts"]), prop_oneof![toml_number(), Just("true".to_string())]), 0..2),
-        prop::option::of(prop::collection::vec(prop_oneof![prop::sample::select(vec!["rte", "sst2", "stsb", "mnli"]).prop_map(str::to_string), text()], 0..3)),
+        prop::collection::vec(
+            (prop::sample::select(vec!["quick", "max_texts"]), prop_oneof![toml_number(), Just("true".to_string())]),
+            0..2,
+        ),
+        prop::option::of(prop::collection::vec(
+            prop_oneof![prop::sample::select(vec!["rte", "sst2", "stsb", "mnli"]).prop_map(str::to_string), text()],
+            0..3,
+        )),
     )
         .prop_map(|(methods, seeds, debias, audit, glue)| ExperimentFile { methods, seeds, debias, audit, glue })
 }
 
 fn experiment_toml(f: &ExperimentFile, model: &Path) -> String {
-    let mut out = format!("name = \"fuzz\"\nmodels = [{}]\nseeds = [{}]\n", toml_str(&model.display().to_string()), f.seeds.join(", "));
+    let mut out = format!(
+        "name = \"fuzz\"\nmodels = [{}]\nseeds = [{}]\n",
+        toml_str(&model.display().to_string()),
+        f.seeds.join(", ")
+    );
     if let Some(tasks) = &f.glue {
-        out.push_str(&format!("[glue]\ntasks = [{}]\nglue_dir = {}\n", tasks.iter().map(|t| toml_str(t)).collect::<Vec<_>>().join(", "), toml_str(&model.display().to_string())));
+        out.push_str(&format!(
+            "[glue]\ntasks = [{}]\nglue_dir = {}\n",
+            tasks.iter().map(|t| toml_str(t)).collect::<Vec<_>>().join(", "),
+            toml_str(&model.display().to_string())
+        ));
     }
     out.push_str("[methods]\n");
     for (m, ls) in &f.methods {
@@ -907,15 +1054,39 @@ struct ShardCase {
 }
 
 fn shard_case() -> impl Strategy<Value = ShardCase> {
-    let pointer = prop::sample::select(vec!["/kind", "/identity/block", "/identity/corpus_texts", "/identity/classes", "/identity/heldout", "/identity/max_len", "/blocks", "/blocks/0", "/next_block", "/min_count", "/means", "/info", "/identity"]);
+    let pointer = prop::sample::select(vec![
+        "/kind",
+        "/identity/block",
+        "/identity/corpus_texts",
+        "/identity/classes",
+        "/identity/heldout",
+        "/identity/max_len",
+        "/blocks",
+        "/blocks/0",
+        "/next_block",
+        "/min_count",
+        "/means",
+        "/info",
+        "/identity",
+    ]);
     (
-        any::<bool>(), 1..4usize, 1..4usize,
+        any::<bool>(),
+        1..4usize,
+        1..4usize,
         prop::collection::vec(prop_oneof![0..5i64, Just(-1i64), Just(i64::MAX), Just(i64::MIN)], 16),
         prop::collection::vec(prop_oneof![-5..5i128, Just(i128::MAX), Just(i128::MIN)], 16),
         prop::collection::vec((pointer, shard_value()), 0..3),
         prop::option::weighted(0.3, prop::collection::vec(edit(), 1..4)),
     )
-        .prop_map(|(decisions, k, dim, counts, sums, header_edits, byte_edits)| ShardCase { decisions, k, dim, counts, sums, header_edits, byte_edits: byte_edits.unwrap_or_default() })
+        .prop_map(|(decisions, k, dim, counts, sums, header_edits, byte_edits)| ShardCase {
+            decisions,
+            k,
+            dim,
+            counts,
+            sums,
+            header_edits,
+            byte_edits: byte_edits.unwrap_or_default(),
+        })
 }
 
 /// What `collapse` and `collapse merge` do with a shard once it is read.
@@ -991,7 +1162,8 @@ proptest! {
 // Findings, each kept as a plain regression test with the input that broke the reader.
 
 fn config_with(family: &str, edits: &[(&str, Value)]) -> Value {
-    let mut v: Value = serde_json::from_slice(&std::fs::read(fixture(&format!("models/{family}/config.json"))).unwrap()).unwrap();
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(fixture(&format!("models/{family}/config.json"))).unwrap()).unwrap();
     for (k, x) in edits {
         v[*k] = x.clone();
     }
@@ -1041,7 +1213,15 @@ fn fuzz_finding_layer_count_beyond_the_checkpoint() {
 fn shard_header(block: usize) -> Header {
     let mut identity = identity();
     identity.block = block;
-    Header { kind: "stats".into(), identity, blocks: vec![(0, 2)], means: None, min_count: None, next_block: None, info: None }
+    Header {
+        kind: "stats".into(),
+        identity,
+        blocks: vec![(0, 2)],
+        means: None,
+        min_count: None,
+        next_block: None,
+        info: None,
+    }
 }
 
 /// A shard header with block 0 divided by zero in `collapse merge` (`corpus_texts.div_ceil(block)`).
@@ -1075,7 +1255,8 @@ fn fuzz_finding_decision_counts_inconsistent() {
     let path = tmp.path().join("decisions.safetensors");
     let mut header = shard_header(4);
     header.kind = "decisions".into();
-    let meta: std::collections::HashMap<String, String> = [("fairnc".to_string(), serde_json::to_string(&header).unwrap())].into();
+    let meta: std::collections::HashMap<String, String> =
+        [("fairnc".to_string(), serde_json::to_string(&header).unwrap())].into();
     for (positions, agree) in [(vec![1i64, 2], vec![2i64, 0]), (vec![1, 2], vec![1])] {
         let dev = candle_core::Device::Cpu;
         let tensors = vec![
@@ -1108,7 +1289,8 @@ fn fuzz_finding_tokenizer_json_with_inf_inserted() {
     let v: Value = serde_json::from_slice(&std::fs::read(fixture("models/bert/tokenizer.json")).unwrap()).unwrap();
     let bytes = apply(serde_json::to_vec_pretty(&v).unwrap(), &[Edit::Insert(13560009375172575112, b"inf".to_vec())]);
     let path = write(tmp.path(), "tokenizer.json", &bytes);
-    let err = TextTokenizer::from_dir(tmp.path(), Family::Bert, Some(0)).err().expect("a broken tokenizer.json was read");
+    let err =
+        TextTokenizer::from_dir(tmp.path(), Family::Bert, Some(0)).err().expect("a broken tokenizer.json was read");
     check_error(&err, &path);
 }
 
@@ -1120,7 +1302,16 @@ fn fuzz_finding_created_head_larger_than_the_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     copy_model("bert", tmp.path());
     let d = 1usize << 15;
-    let v = config_with("bert", &[("num_hidden_layers", json!(0)), ("hidden_size", json!(d)), ("vocab_size", json!(1)), ("max_position_embeddings", json!(2)), ("num_attention_heads", json!(1))]);
+    let v = config_with(
+        "bert",
+        &[
+            ("num_hidden_layers", json!(0)),
+            ("hidden_size", json!(d)),
+            ("vocab_size", json!(1)),
+            ("max_position_embeddings", json!(2)),
+            ("num_attention_heads", json!(1)),
+        ],
+    );
     std::fs::write(tmp.path().join("config.json"), v.to_string()).unwrap();
     let dev = candle_core::Device::Cpu;
     let zeros = |rows: usize| candle_core::Tensor::zeros((rows, d), candle_core::DType::F32, &dev).unwrap();
@@ -1128,8 +1319,14 @@ fn fuzz_finding_created_head_larger_than_the_checkpoint() {
         ("bert.embeddings.word_embeddings.weight".to_string(), zeros(1)),
         ("bert.embeddings.position_embeddings.weight".to_string(), zeros(2)),
         ("bert.embeddings.token_type_embeddings.weight".to_string(), zeros(2)),
-        ("bert.embeddings.LayerNorm.weight".to_string(), candle_core::Tensor::ones(d, candle_core::DType::F32, &dev).unwrap()),
-        ("bert.embeddings.LayerNorm.bias".to_string(), candle_core::Tensor::zeros(d, candle_core::DType::F32, &dev).unwrap()),
+        (
+            "bert.embeddings.LayerNorm.weight".to_string(),
+            candle_core::Tensor::ones(d, candle_core::DType::F32, &dev).unwrap(),
+        ),
+        (
+            "bert.embeddings.LayerNorm.bias".to_string(),
+            candle_core::Tensor::zeros(d, candle_core::DType::F32, &dev).unwrap(),
+        ),
     ];
     fairnc::model::weights::save_tensors(&tensors, &tmp.path().join("model.safetensors")).unwrap();
     let (r, largest) = largest_allocation(|| LanguageModel::load(tmp.path(), &LoadOptions::default()).map(|_| ()));
@@ -1149,15 +1346,22 @@ fn fuzz_finding_template_names_an_undefined_special_token() {
     let mut v: Value = serde_json::from_slice(&std::fs::read(fixture("models/bert/tokenizer.json")).unwrap()).unwrap();
     v["post_processor"]["special_tokens"].as_object_mut().unwrap().remove("[CLS]");
     let path = write(tmp.path(), "tokenizer.json", &serde_json::to_vec_pretty(&v).unwrap());
-    let err = TextTokenizer::from_dir(tmp.path(), Family::Bert, Some(0)).err().expect("a template naming an undefined special token was read");
+    let err = TextTokenizer::from_dir(tmp.path(), Family::Bert, Some(0))
+        .err()
+        .expect("a template naming an undefined special token was read");
     check_error(&err, &path);
     assert!(format!("{err:#}").contains("uses special token \"[CLS]\""), "{err:#}");
     // The input the fuzzer shrank to: DistilBERT's file with GPT-2's model and padding, and a "0" inserted.
-    let mut v: Value = serde_json::from_slice(&std::fs::read(fixture("models/distilbert/tokenizer.json")).unwrap()).unwrap();
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(fixture("models/distilbert/tokenizer.json")).unwrap()).unwrap();
     let gpt2: Value = serde_json::from_slice(&std::fs::read(fixture("models/gpt2/tokenizer.json")).unwrap()).unwrap();
     v["padding"] = gpt2["padding"].clone();
     v["model"] = gpt2["model"].clone();
-    let path = write(tmp.path(), "tokenizer.json", &apply(serde_json::to_vec_pretty(&v).unwrap(), &[Edit::Insert(1074115693767370554, b"0".to_vec())]));
+    let path = write(
+        tmp.path(),
+        "tokenizer.json",
+        &apply(serde_json::to_vec_pretty(&v).unwrap(), &[Edit::Insert(1074115693767370554, b"0".to_vec())]),
+    );
     match TextTokenizer::from_dir(tmp.path(), Family::DistilBert, Some(0)) {
         Ok(t) => exercise_tokenizer(&t, "a"),
         Err(e) => check_error(&e, &path),

@@ -33,7 +33,10 @@ fn synthetic(dir: &Path) {
         for i in 0..24 {
             let a = POS[i % 4];
             let b = if i % 2 == 0 { a } else { NEG[i % 4] };
-            s.push_str(&format!("{i}\tx\tthe {a} went home\tthe {b} was late\t{}\n", if i % 2 == 0 { "5.000" } else { "0.000" }));
+            s.push_str(&format!(
+                "{i}\tx\tthe {a} went home\tthe {b} was late\t{}\n",
+                if i % 2 == 0 { "5.000" } else { "0.000" }
+            ));
         }
         std::fs::write(sts.join(format!("{split}.tsv")), s).unwrap();
     }
@@ -47,8 +50,23 @@ fn a_tiny_model_learns_an_easy_task_and_the_report_compares() {
     let bert = model_dir("bert").display().to_string();
     let out = tmp.path().join("out");
     let o = fairnc(&[
-        "glue", "--model", &bert, "--glue-dir", glue.to_str().unwrap(), "--tasks", "sst2,stsb", "--seeds", "0,1", "--epochs", "8", "--lr", "3e-3", "--batch-size", "16",
-        "--output", out.to_str().unwrap(),
+        "glue",
+        "--model",
+        &bert,
+        "--glue-dir",
+        glue.to_str().unwrap(),
+        "--tasks",
+        "sst2,stsb",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "8",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "16",
+        "--output",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
@@ -63,8 +81,23 @@ fn a_tiny_model_learns_an_easy_task_and_the_report_compares() {
     // A finished run is reused; --compare with that directory adds the base column.
     let out2 = tmp.path().join("out2");
     let o = fairnc(&[
-        "glue", "--model", &bert, "--glue-dir", glue.to_str().unwrap(), "--tasks", "sst2", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--compare",
-        out.to_str().unwrap(), "--output", out2.to_str().unwrap(),
+        "glue",
+        "--model",
+        &bert,
+        "--glue-dir",
+        glue.to_str().unwrap(),
+        "--tasks",
+        "sst2",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--compare",
+        out.to_str().unwrap(),
+        "--output",
+        out2.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(out2.join("glue.md")).unwrap();
@@ -78,7 +111,21 @@ fn bad_glue_input_names_the_file() {
     synthetic(&glue);
     let bert = model_dir("bert").display().to_string();
     let run = |tasks: &str| {
-        let o = fairnc(&["glue", "--model", &bert, "--glue-dir", glue.to_str().unwrap(), "--tasks", tasks, "--seeds", "0", "--epochs", "1", "--output", tmp.path().join("o").to_str().unwrap()]);
+        let o = fairnc(&[
+            "glue",
+            "--model",
+            &bert,
+            "--glue-dir",
+            glue.to_str().unwrap(),
+            "--tasks",
+            tasks,
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--output",
+            tmp.path().join("o").to_str().unwrap(),
+        ]);
         assert!(!o.status.success());
         String::from_utf8_lossy(&o.stderr).to_string()
     };
@@ -96,7 +143,11 @@ fn bad_glue_input_names_the_file() {
 fn shared_glue_data_parses() {
     use fairnc::data::glue::Task;
     let dir = shared_data().join("glue/glue_data");
-    assert!(dir.is_dir(), "{}: missing; this test needs the shared GLUE copies (the GLUE benchmark's glue_data/ folder, one directory per task)", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{}: missing; this test needs the shared GLUE copies (the GLUE benchmark's glue_data/ folder, one directory per task)",
+        dir.display()
+    );
     for task in Task::ALL {
         for split in ["train", "dev"] {
             let path = task.split_path(&dir, split);
@@ -126,18 +177,35 @@ fn every_family_runs_pairs_and_singles() {
     for family in FAMILIES {
         let out = tmp.path().join(family);
         let o = fairnc(&[
-            "glue", "--model", model_dir(family).to_str().unwrap(), "--glue-dir", glue.to_str().unwrap(), "--tasks", "sst2,stsb", "--seeds", "0", "--epochs", "1", "--batch-size", "16",
-            "--output", out.to_str().unwrap(),
+            "glue",
+            "--model",
+            model_dir(family).to_str().unwrap(),
+            "--glue-dir",
+            glue.to_str().unwrap(),
+            "--tasks",
+            "sst2,stsb",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--output",
+            out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{family}: {}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
         let tasks = v["model"]["tasks"].as_array().unwrap();
         assert!(tasks[0]["mean"]["accuracy"].as_f64().unwrap().is_finite(), "{family}");
         // The predicted scores vary, so both correlations are numbers; with one seed the std
         // over seeds is undefined: null, not 0.
         let stsb = &tasks[1];
         for metric in ["pearson", "spearman"] {
-            assert!(stsb["mean"][metric].as_f64().is_some_and(|r| (-1.0..=1.0).contains(&r)), "{family} {metric}: {stsb}");
+            assert!(
+                stsb["mean"][metric].as_f64().is_some_and(|r| (-1.0..=1.0).contains(&r)),
+                "{family} {metric}: {stsb}"
+            );
             assert_eq!(stsb["std"].get(metric), Some(&serde_json::Value::Null), "{family} {metric}: {stsb}");
         }
         assert_eq!(tasks[0]["std"].get("accuracy"), Some(&serde_json::Value::Null), "{family}: {}", tasks[0]);
@@ -157,7 +225,23 @@ fn undefined_correlation_is_null() {
     }
     std::fs::write(glue.join("STS-B/dev.tsv"), dev).unwrap();
     let out = tmp.path().join("out");
-    let o = fairnc(&["glue", "--model", model_dir("bert").to_str().unwrap(), "--glue-dir", glue.to_str().unwrap(), "--tasks", "stsb", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--output", out.to_str().unwrap()]);
+    let o = fairnc(&[
+        "glue",
+        "--model",
+        model_dir("bert").to_str().unwrap(),
+        "--glue-dir",
+        glue.to_str().unwrap(),
+        "--tasks",
+        "stsb",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("glue.json")).unwrap()).unwrap();
     let stsb = &v["model"]["tasks"][0];
@@ -182,7 +266,25 @@ fn changed_settings_are_refused_or_redone_and_bad_settings_are_errors() {
     let bert = model_dir("bert").display().to_string();
     let out = tmp.path().join("out");
     let run = |lr: &str, dir: &Path, extra: &[&str]| {
-        let mut args = vec!["glue", "--model", &bert, "--glue-dir", dir.to_str().unwrap(), "--tasks", "sst2", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--lr", lr, "--output", out.to_str().unwrap()];
+        let mut args = vec![
+            "glue",
+            "--model",
+            &bert,
+            "--glue-dir",
+            dir.to_str().unwrap(),
+            "--tasks",
+            "sst2",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--lr",
+            lr,
+            "--output",
+            out.to_str().unwrap(),
+        ];
         args.extend(extra);
         fairnc(&args)
     };
@@ -195,7 +297,12 @@ fn changed_settings_are_refused_or_redone_and_bad_settings_are_errors() {
         let o = run(lr, dir, &[]);
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{lr}: reused the old result");
-        assert!(e.contains("runs/sst2-seed0: this run was made with other settings: ") && e.contains(want) && e.contains("pass --overwrite"), "{e}");
+        assert!(
+            e.contains("runs/sst2-seed0: this run was made with other settings: ")
+                && e.contains(want)
+                && e.contains("pass --overwrite"),
+            "{e}"
+        );
         assert_eq!(e.trim().lines().count(), 1, "{e}");
         assert_eq!(std::fs::metadata(&result).unwrap().modified().unwrap(), stamp, "a refused rerun changes nothing");
     }
@@ -205,18 +312,39 @@ fn changed_settings_are_refused_or_redone_and_bad_settings_are_errors() {
     let o = run("1e-3", &glue, &["--overwrite"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_ne!(std::fs::metadata(&result).unwrap().modified().unwrap(), stamp, "redone");
-    let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("runs/sst2-seed0/settings.json")).unwrap()).unwrap();
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("runs/sst2-seed0/settings.json")).unwrap()).unwrap();
     assert_eq!(recorded["lr"].as_f64(), Some(1e-3));
 
     let dir = model_dir("bert");
     let zero = GlueSettings { batch_size: 0, epochs: 1, ..GlueSettings::default() };
     let e = run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &zero, &tmp.path().join("zero"), false).unwrap_err();
     assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
-    let e = fairnc::bench::glue::run_task("bert", &dir, &glue, Task::Sst2, 0, &zero, &tmp.path().join("zero"), false).unwrap_err();
+    let e = fairnc::bench::glue::run_task("bert", &dir, &glue, Task::Sst2, 0, &zero, &tmp.path().join("zero"), false)
+        .unwrap_err();
     assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
     let nan = GlueSettings { lr: f64::NAN, ..GlueSettings::default() };
-    assert!(format!("{:#}", run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &nan, &tmp.path().join("nan"), false).unwrap_err()).contains("lr must be a finite number above 0"));
-    let e = run_all("bert", &dir, &glue, &[Task::Sst2], &[0, 1, 0], &GlueSettings::default(), &tmp.path().join("dup"), false).unwrap_err();
+    assert!(
+        format!(
+            "{:#}",
+            run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &nan, &tmp.path().join("nan"), false).unwrap_err()
+        )
+        .contains("lr must be a finite number above 0")
+    );
+    let e = run_all(
+        "bert",
+        &dir,
+        &glue,
+        &[Task::Sst2],
+        &[0, 1, 0],
+        &GlueSettings::default(),
+        &tmp.path().join("dup"),
+        false,
+    )
+    .unwrap_err();
     assert_eq!(format!("{e:#}"), "seed 0 is listed twice: each seed is one run, counted once");
-    assert!(!tmp.path().join("zero").exists() && !tmp.path().join("dup").exists(), "nothing written for refused settings");
+    assert!(
+        !tmp.path().join("zero").exists() && !tmp.path().join("dup").exists(),
+        "nothing written for refused settings"
+    );
 }

@@ -35,7 +35,13 @@ fn lm_batch(m: &LanguageModel) -> (Batch, Vec<(usize, usize)>, Tensor) {
     (m.batch(inputs).unwrap(), positions, targets)
 }
 
-fn loss_from_words(m: &LanguageModel, batch: &Batch, words: &Tensor, positions: &[(usize, usize)], targets: &Tensor) -> (Tensor, Tensor) {
+fn loss_from_words(
+    m: &LanguageModel,
+    batch: &Batch,
+    words: &Tensor,
+    positions: &[(usize, usize)],
+    targets: &Tensor,
+) -> (Tensor, Tensor) {
     m.dropout_rng().reseed(7);
     let hidden = m.hidden_from_words(batch, words, Exec::TRAIN).unwrap();
     let logits = m.logits_at(&hidden, positions, Exec::TRAIN).unwrap();
@@ -81,7 +87,11 @@ fn every_var_gets_a_gradient_and_tied_gradient_is_the_sum_of_both_paths() {
         // The head path by hand: (softmax − onehot)ᵀ · features / N.
         let (b, t, _) = hidden.dims3().unwrap();
         let flat: Vec<u32> = positions.iter().map(|&(i, j)| (i * t + j) as u32).collect();
-        let rows = hidden.reshape((b * t, d)).unwrap().index_select(&Tensor::new(flat.as_slice(), &m.device).unwrap(), 0).unwrap();
+        let rows = hidden
+            .reshape((b * t, d))
+            .unwrap()
+            .index_select(&Tensor::new(flat.as_slice(), &m.device).unwrap(), 0)
+            .unwrap();
         let feats = m.head_features(&rows, Exec::TRAIN).unwrap().detach();
         let logits = m.logits_rows(&rows, Exec::TRAIN).unwrap().detach();
         let n = positions.len();
@@ -95,7 +105,9 @@ fn every_var_gets_a_gradient_and_tied_gradient_is_the_sum_of_both_paths() {
         let scale = max_abs(&g_total);
         let head_err = max_abs(&(&g_head - &g_head_by_hand).unwrap());
         let sum_err = max_abs(&(&g_total - (&g_lookup + &g_head).unwrap()).unwrap());
-        eprintln!("{family}: |g_head − by hand| = {head_err:.1e}, |g_tied − (g_lookup + g_head)| = {sum_err:.1e} (scale {scale:.1e})");
+        eprintln!(
+            "{family}: |g_head − by hand| = {head_err:.1e}, |g_tied − (g_lookup + g_head)| = {sum_err:.1e} (scale {scale:.1e})"
+        );
         assert!(max_abs(&g_lookup) > 0.0 && max_abs(&g_head) > 0.0);
         assert!(head_err < 1e-5 * scale, "{family}: head path {head_err}");
         assert!(sum_err < 1e-5 * scale, "{family}: sum {sum_err}");
@@ -120,10 +132,11 @@ fn every_objective_gives_every_var_a_gradient() {
     .collect();
     let set = fairnc::words::WordSet::load("gender").unwrap();
     let pairs = fairnc::train::cda::augment(&texts, &set, "test").unwrap();
-    let pronouns: Vec<_> = ["[The doctor] asked the nurse because [he] was late.", "The nurse met [the farmer] and told [her] the news."]
-        .iter()
-        .filter_map(|l| fairnc::data::winobias::parse_line(l))
-        .collect();
+    let pronouns: Vec<_> =
+        ["[The doctor] asked the nurse because [he] was late.", "The nurse met [the farmer] and told [her] the news."]
+            .iter()
+            .filter_map(|l| fairnc::data::winobias::parse_line(l))
+            .collect();
     assert_eq!(pronouns.len(), 2);
     for family in FAMILIES {
         let m = load(&model_dir(family));
@@ -141,11 +154,18 @@ fn every_objective_gives_every_var_a_gradient() {
             let step = obj.step(&m, &examples, &mut SplitMix::new(11)).unwrap();
             let grads = step.loss.backward().unwrap();
             for (name, var) in m.vars() {
-                let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{family}/{}: {name} has no gradient", obj.name()));
+                let g = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{family}/{}: {name} has no gradient", obj.name()));
                 let max = max_abs(g);
                 assert!(max > 0.0 && max.is_finite(), "{family}/{}: {name} gradient is {max}", obj.name());
             }
-            eprintln!("{family}/{}: all {} vars get a gradient (loss {:.3})", obj.name(), m.vars().len(), step.loss.to_scalar::<f32>().unwrap());
+            eprintln!(
+                "{family}/{}: all {} vars get a gradient (loss {:.3})",
+                obj.name(),
+                m.vars().len(),
+                step.loss.to_scalar::<f32>().unwrap()
+            );
         }
     }
 }

@@ -135,7 +135,12 @@ fn broken_inputs_fail_with_one_line_naming_the_file() {
         }
     });
     let e = load_err(tmp.path());
-    assert!(e.contains("bert.encoder.layer.1.intermediate.dense.weight") && e.contains("[10, 32]") && e.contains("[64, 32]"), "{e}");
+    assert!(
+        e.contains("bert.encoder.layer.1.intermediate.dense.weight")
+            && e.contains("[10, 32]")
+            && e.contains("[64, 32]"),
+        "{e}"
+    );
 
     // A missing backbone tensor.
     let tmp = copy_dir(&model_dir("gpt2"));
@@ -152,7 +157,9 @@ fn broken_inputs_fail_with_one_line_naming_the_file() {
             Some((n, t))
         }
     });
-    let cfg = std::fs::read_to_string(tmp.path().join("config.json")).unwrap().replace("\"vocab_size\": 270", "\"vocab_size\": 260");
+    let cfg = std::fs::read_to_string(tmp.path().join("config.json"))
+        .unwrap()
+        .replace("\"vocab_size\": 270", "\"vocab_size\": 260");
     std::fs::write(tmp.path().join("config.json"), cfg).unwrap();
     let e = load_err(tmp.path());
     assert!(e.contains("tokenizer.json") && e.contains("270 tokens") && e.contains("260 rows"), "{e}");
@@ -198,10 +205,12 @@ fn saved_model_round_trips() {
         let m2 = load(out.path());
         for (name, v) in m.vars() {
             let w = m2.params.var(&name);
-            let d = v.as_tensor().sub(w.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let d =
+                v.as_tensor().sub(w.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert_eq!(d, 0.0, "{family} {name}");
         }
-        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["architectures"][0], m.family().lm_architecture());
     }
 }

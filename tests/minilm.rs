@@ -8,7 +8,7 @@ use fairnc::model::{Exec, Overflow};
 
 #[test]
 fn minilm_matches_transformers() {
-    let dir = fairnc::model::resolve::resolve("minilm").expect("fetching the minilm bundle");
+    let dir = fairnc::registry::resolve("minilm").expect("fetching the minilm bundle");
     let m = load(&dir);
     assert!(m.params.new_head, "MiniLM ships without an MLM head");
     let exp = Expected::read(&fixture("minilm"));

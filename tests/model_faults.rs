@@ -51,7 +51,9 @@ fn non_finite_weights_are_refused_naming_file_and_tensor() {
     assert!(e.contains(&format!("model.safetensors: tensor {name} holds NaN")), "{e}");
 
     let tmp = copy_dir(&model_dir("gpt2"));
-    rewrite(tmp.path(), |n, t| Some(if n == "transformer.ln_f.bias" { (n, with_first(t, f32::NEG_INFINITY)) } else { (n, t) }));
+    rewrite(tmp.path(), |n, t| {
+        Some(if n == "transformer.ln_f.bias" { (n, with_first(t, f32::NEG_INFINITY)) } else { (n, t) })
+    });
     let e = load_err(tmp.path());
     assert!(e.contains("model.safetensors: tensor transformer.ln_f.bias holds an infinite value"), "{e}");
 }
@@ -59,8 +61,16 @@ fn non_finite_weights_are_refused_naming_file_and_tensor() {
 #[test]
 fn config_values_that_give_nan_outputs_are_refused() {
     for (from, to, expected) in [
-        ("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": -1", "layer_norm_eps is -1; it must be a positive finite number"),
-        ("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": 0", "layer_norm_eps is 0; it must be a positive finite number"),
+        (
+            "\"layer_norm_eps\": 1e-12",
+            "\"layer_norm_eps\": -1",
+            "layer_norm_eps is -1; it must be a positive finite number",
+        ),
+        (
+            "\"layer_norm_eps\": 1e-12",
+            "\"layer_norm_eps\": 0",
+            "layer_norm_eps is 0; it must be a positive finite number",
+        ),
         ("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": \"tiny\"", "\"layer_norm_eps\" is not a number"),
         ("\"hidden_dropout_prob\": 0.1", "\"hidden_dropout_prob\": 1.5", "hidden dropout is 1.5; it must be in [0, 1)"),
         ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 0", "number of layers is 0"),
@@ -83,13 +93,21 @@ fn weights_that_overflow_give_an_error_naming_the_model_not_nan_states() {
     // Finite weights so large that the first layer overflows: only the output check sees it.
     let tmp = copy_dir(&model_dir("bert"));
     rewrite(tmp.path(), |n, t| {
-        if n == "bert.encoder.layer.0.intermediate.dense.weight" { Some((n, t.affine(0.0, 3e38).unwrap())) } else { Some((n, t)) }
+        if n == "bert.encoder.layer.0.intermediate.dense.weight" {
+            Some((n, t.affine(0.0, 3e38).unwrap()))
+        } else {
+            Some((n, t))
+        }
     });
     let m = load(tmp.path());
     let enc = m.encode(&["the doctor is here ."], 64, Overflow::Error).unwrap();
     let batch = m.batch(enc.into_iter().map(|e| e.ids).collect()).unwrap();
     let e = format!("{:#}", m.hidden(&batch, Exec::INFER).unwrap_err());
-    assert!(e.contains(&tmp.path().display().to_string()) && e.contains("hidden states of a batch of 1 text(s) are not finite"), "{e}");
+    assert!(
+        e.contains(&tmp.path().display().to_string())
+            && e.contains("hidden states of a batch of 1 text(s) are not finite"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -97,8 +115,16 @@ fn fewer_layers_in_the_config_than_in_the_weights_is_refused() {
     let tmp = copy_dir(&model_dir("bert"));
     edit_config(tmp.path(), "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
     let e = load_err(tmp.path());
-    assert!(e.contains("model.safetensors: 16 tensor(s) are not used by the model config.json describes: bert.encoder.layer.1."), "{e}");
-    assert!(e.contains("and 11 more") && e.contains("config.json says 1 layer(s); the weights have layers up to 1"), "{e}");
+    assert!(
+        e.contains(
+            "model.safetensors: 16 tensor(s) are not used by the model config.json describes: bert.encoder.layer.1."
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("and 11 more") && e.contains("config.json says 1 layer(s); the weights have layers up to 1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -123,12 +149,18 @@ fn a_stray_tensor_is_refused_but_pooler_and_next_sentence_head_are_kept() {
     all.push(("cls.seq_relationship.bias".into(), b.narrow(0, 0, 2).unwrap()));
     save_tensors(&all, &path).unwrap();
     let m = load(tmp.path());
-    assert!(m.params.extras.contains_key("bert.pooler.dense.weight") && m.params.extras.contains_key("cls.seq_relationship.bias"));
+    assert!(
+        m.params.extras.contains_key("bert.pooler.dense.weight")
+            && m.params.extras.contains_key("cls.seq_relationship.bias")
+    );
 
     all.push(("bert.encoder.adapter.weight".into(), b));
     save_tensors(&all, &path).unwrap();
     let e = load_err(tmp.path());
-    assert!(e.contains("1 tensor(s) are not used by the model config.json describes: bert.encoder.adapter.weight"), "{e}");
+    assert!(
+        e.contains("1 tensor(s) are not used by the model config.json describes: bert.encoder.adapter.weight"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -170,7 +202,10 @@ fn a_directory_where_a_file_belongs_is_named() {
     std::fs::remove_file(&weights).unwrap();
     std::fs::create_dir(&weights).unwrap();
     let e = load_err(tmp.path());
-    assert!(e.contains(&format!("{}: is a directory; it should be the checkpoint's weights file", weights.display())), "{e}");
+    assert!(
+        e.contains(&format!("{}: is a directory; it should be the checkpoint's weights file", weights.display())),
+        "{e}"
+    );
 
     let tmp = copy_dir(&model_dir("bert"));
     let tok = tmp.path().join("tokenizer.json");
@@ -189,7 +224,9 @@ fn an_index_naming_a_file_outside_the_checkpoint_is_refused() {
         std::fs::write(tmp.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
         let e = load_err(tmp.path());
         assert!(
-            e.contains("model.safetensors.index.json") && e.contains("\"weight_map\" entry cls.predictions.bias") && e.contains("is not a plain file name"),
+            e.contains("model.safetensors.index.json")
+                && e.contains("\"weight_map\" entry cls.predictions.bias")
+                && e.contains("is not a plain file name"),
             "{bad}: {e}"
         );
     }
@@ -205,7 +242,10 @@ fn fill_mask_fails_in_one_line_on_a_nan_model_and_finds_the_mask_with_a_bare_voc
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty());
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: ") && err.contains("model.safetensors: tensor cls.predictions.bias holds NaN"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("model.safetensors: tensor cls.predictions.bias holds NaN"),
+        "{err}"
+    );
 
     let tmp = copy_dir(&model_dir("bert"));
     std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();

@@ -18,14 +18,26 @@ fn regularizer(case: &Value, variant: Nc3Variant) -> Nc3Regularizer {
     let classes = ClassSet {
         name: "reference".into(),
         group_names: vec!["a".into(), "b".into()],
-        classes: ids.iter().enumerate().map(|(i, &id)| Class { id, token: id.to_string(), words: vec![], groups: vec![i % 2] }).collect(),
+        classes: ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| Class { id, token: id.to_string(), words: vec![], groups: vec![i % 2] })
+            .collect(),
         skipped: vec![],
     };
     let (v, d) = (case["vocab_size"].as_u64().unwrap() as usize, case["dim"].as_u64().unwrap() as usize);
     let mut reg = Nc3Regularizer::new(&classes, v, d, Target::Same, variant);
     // The same statistics the generator used: counts and fixed-point feature sums, fed through
     // the checkpoint path (the regularizer's only way in besides observing hidden states).
-    let ints = |key: &str| -> Vec<i128> { case[key].as_array().unwrap().iter().flat_map(|x| x.as_array().cloned().unwrap_or_else(|| vec![x.clone()])).map(|x| x.as_i64().map(i128::from).or(x.as_u64().map(i128::from)).unwrap()).collect() };
+    let ints = |key: &str| -> Vec<i128> {
+        case[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|x| x.as_array().cloned().unwrap_or_else(|| vec![x.clone()]))
+            .map(|x| x.as_i64().map(i128::from).or(x.as_u64().map(i128::from)).unwrap())
+            .collect()
+    };
     let counts: Vec<i64> = case["counts"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
     let k = counts.len();
     let dev = Device::Cpu;
@@ -40,14 +52,21 @@ fn regularizer(case: &Value, variant: Nc3Variant) -> Nc3Regularizer {
 }
 
 fn classifier(case: &Value, dtype: DType) -> Tensor {
-    let w: Vec<Vec<f32>> = case["w"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).collect();
+    let w: Vec<Vec<f32>> = case["w"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
     Tensor::new(w, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
 }
 
 #[test]
 fn nc3_value_matches_the_float64_formula() {
     let fixture = common::fixture("train/nc3-reference.json");
-    let text = std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}; regenerate it with tools/fixtures/make_nc3_fixture.py", fixture.display()));
+    let text = std::fs::read_to_string(&fixture).unwrap_or_else(|e| {
+        panic!("{}: {e}; regenerate it with tools/fixtures/make_nc3_fixture.py", fixture.display())
+    });
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["scale"].as_f64(), Some((1u64 << 40) as f64), "the fixture's fixed-point scale is not fairnc's");
     let cases = doc["cases"].as_array().unwrap();

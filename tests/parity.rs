@@ -66,14 +66,17 @@ fn slow_tokenizer_files_give_the_same_ids() {
 /// not depend on batch size or sharding).
 #[test]
 fn batching_does_not_change_results() {
-    let minilm = fairnc::model::resolve::resolve("minilm").unwrap();
-    for (family, dir, exp) in FAMILIES.iter().map(|f| (*f, model_dir(f), model_dir(f))).chain([("minilm", minilm, fixture("minilm"))]) {
+    let minilm = fairnc::registry::resolve("minilm").unwrap();
+    for (family, dir, exp) in
+        FAMILIES.iter().map(|f| (*f, model_dir(f), model_dir(f))).chain([("minilm", minilm, fixture("minilm"))])
+    {
         let m = load(&dir);
         let rows = Expected::read(&exp).rows();
         let all = m.hidden(&m.batch(rows.clone()).unwrap(), Exec::INFER).unwrap();
         for (i, r) in rows.iter().enumerate() {
             let one = m.hidden(&m.batch(vec![r.clone()]).unwrap(), Exec::INFER).unwrap();
-            let a: Vec<f32> = all.get(i).unwrap().narrow(0, 0, r.len()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let a: Vec<f32> =
+                all.get(i).unwrap().narrow(0, 0, r.len()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let b: Vec<f32> = one.get(0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             assert!(a == b, "{family} row {i}: batched and alone differ");
         }

@@ -51,7 +51,8 @@ fn write_checkpoint(c: &Case, out: &Path) -> LanguageModel {
         let tmp = copy_dir(&source);
         let path = tmp.path().join("model.safetensors");
         let tensors = fairnc::model::weights::load_tensors(&path, &candle_core::Device::Cpu).unwrap();
-        let kept: Vec<(String, candle_core::Tensor)> = tensors.into_iter().filter(|(n, _)| !n.starts_with("cls.")).collect();
+        let kept: Vec<(String, candle_core::Tensor)> =
+            tensors.into_iter().filter(|(n, _)| !n.starts_with("cls.")).collect();
         fairnc::model::weights::save_tensors(&kept, &path).unwrap();
         tmp
     });
@@ -92,9 +93,11 @@ fn sha256_of_files(dir: &Path) -> BTreeMap<String, String> {
 
 fn recorded(case: &str) -> (serde_json::Value, BTreeMap<String, candle_core::Tensor>) {
     let dir: PathBuf = fixture(&format!("reload/{case}"));
-    let json = std::fs::read_to_string(dir.join("reload.json"))
-        .unwrap_or_else(|e| panic!("{}: missing fixture ({e}); see tools/fixtures/README.md", dir.join("reload.json").display()));
-    let tensors = fairnc::model::weights::load_tensors(&dir.join("logits.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let json = std::fs::read_to_string(dir.join("reload.json")).unwrap_or_else(|e| {
+        panic!("{}: missing fixture ({e}); see tools/fixtures/README.md", dir.join("reload.json").display())
+    });
+    let tensors =
+        fairnc::model::weights::load_tensors(&dir.join("logits.safetensors"), &candle_core::Device::Cpu).unwrap();
     (serde_json::from_str(&json).unwrap(), tensors)
 }
 
@@ -107,18 +110,35 @@ fn transformers_loads_what_save_writes() {
 
         // transformers read exactly these bytes.
         let want: BTreeMap<String, String> = serde_json::from_value(rec["checkpoint_sha256"].clone()).unwrap();
-        assert_eq!(sha256_of_files(tmp.path()), want, "{}: the checkpoint save() writes is not the one transformers loaded; regenerate tests/fixtures/reload (tools/fixtures/README.md) if the change is intended", c.name);
+        assert_eq!(
+            sha256_of_files(tmp.path()),
+            want,
+            "{}: the checkpoint save() writes is not the one transformers loaded; regenerate tests/fixtures/reload (tools/fixtures/README.md) if the change is intended",
+            c.name
+        );
 
         // ... and reported nothing wrong with them.
         for (what, v) in rec["loading_info"].as_object().unwrap() {
             assert!(v.as_array().is_some_and(|a| a.is_empty()), "{}: transformers reported {what}: {v}", c.name);
         }
-        assert_eq!(rec["file_tensors_not_loaded_bitwise"], serde_json::json!([]), "{}: tensors transformers did not load as written", c.name);
+        assert_eq!(
+            rec["file_tensors_not_loaded_bitwise"],
+            serde_json::json!([]),
+            "{}: tensors transformers did not load as written",
+            c.name
+        );
         for (key, alias) in rec["model_keys_not_in_file"].as_object().unwrap() {
-            assert!(alias.is_string(), "{}: transformers' {key} is in no tensor of the file (initialised by transformers, not loaded)", c.name);
+            assert!(
+                alias.is_string(),
+                "{}: transformers' {key} is in no tensor of the file (initialised by transformers, not loaded)",
+                c.name
+            );
         }
         let class = rec["model_class"].as_str().unwrap();
-        let want_class = fairnc::model::config::ModelConfig::from_file(&tmp.path().join("config.json")).unwrap().family.lm_architecture();
+        let want_class = fairnc::model::config::ModelConfig::from_file(&tmp.path().join("config.json"))
+            .unwrap()
+            .family
+            .lm_architecture();
         assert_eq!(class, want_class, "{}: transformers built another class", c.name);
 
         // transformers computes what the saved model computed in memory, and fairnc reads the
@@ -126,18 +146,38 @@ fn transformers_loads_what_save_writes() {
         let m = load(tmp.path());
         let ids: Vec<Vec<i64>> = tensors["input_ids"].to_vec2().unwrap();
         let mask: Vec<Vec<i64>> = tensors["attention_mask"].to_vec2().unwrap();
-        let rows: Vec<Vec<u32>> = ids.iter().zip(&mask).map(|(r, m)| r.iter().zip(m).filter(|(_, m)| **m == 1).map(|(i, _)| *i as u32).collect()).collect();
+        let rows: Vec<Vec<u32>> = ids
+            .iter()
+            .zip(&mask)
+            .map(|(r, m)| r.iter().zip(m).filter(|(_, m)| **m == 1).map(|(i, _)| *i as u32).collect())
+            .collect();
         let sentences: Vec<String> = serde_json::from_value(rec["sentences"].clone()).unwrap();
         let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
         let enc = m.encode(&texts, m.max_len(), Overflow::Error).unwrap();
         for (i, (e, r)) in enc.iter().zip(&rows).enumerate() {
-            assert_eq!(&e.ids, r, "{}: sentence {i}: fairnc's tokens differ from transformers' AutoTokenizer on the saved files", c.name);
+            assert_eq!(
+                &e.ids, r,
+                "{}: sentence {i}: fairnc's tokens differ from transformers' AutoTokenizer on the saved files",
+                c.name
+            );
         }
         let before = max_err_masked(&logits(&saved, &rows), &tensors["logits"], &rows);
         let after = max_err_masked(&logits(&m, &rows), &tensors["logits"], &rows);
-        eprintln!("{:<14} {class:<22} files {}  max |Δlogits| vs transformers: model saved {before:.2e}, reloaded {after:.2e}", c.name, want.len());
-        assert!(before <= TOL, "{}: transformers' logits from the saved checkpoint differ from those of the model that was saved by {before:e} (> {TOL:e})", c.name);
-        assert!(after <= TOL, "{}: fairnc's logits from the saved checkpoint differ from transformers' by {after:e} (> {TOL:e})", c.name);
+        eprintln!(
+            "{:<14} {class:<22} files {}  max |Δlogits| vs transformers: model saved {before:.2e}, reloaded {after:.2e}",
+            c.name,
+            want.len()
+        );
+        assert!(
+            before <= TOL,
+            "{}: transformers' logits from the saved checkpoint differ from those of the model that was saved by {before:e} (> {TOL:e})",
+            c.name
+        );
+        assert!(
+            after <= TOL,
+            "{}: fairnc's logits from the saved checkpoint differ from transformers' by {after:e} (> {TOL:e})",
+            c.name
+        );
     }
 }
 
@@ -150,13 +190,31 @@ fn debias_writes_the_checkpoint_layout_transformers_loaded() {
     let out = tmp.path().join("run");
     let bert = model_dir("bert").display().to_string();
     let corpus = fixture("collapse/corpus.txt").display().to_string();
-    let o = fairnc(&["debias", "--model", &bert, "--method", "dropout", "--corpus", &corpus, "--steps", "1", "--batch-size", "2", "--output", out.to_str().unwrap()]);
+    let o = fairnc(&[
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "dropout",
+        "--corpus",
+        &corpus,
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let model = out.join("model");
     let (rec, _) = recorded("bert");
     let want: BTreeMap<String, String> = serde_json::from_value(rec["checkpoint_sha256"].clone()).unwrap();
     let got = sha256_of_files(&model);
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "debias model/: other files than transformers loaded");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "debias model/: other files than transformers loaded"
+    );
     for (name, hash) in &got {
         if name != "model.safetensors" {
             assert_eq!(hash, &want[name], "debias model/{name}: other bytes than the checkpoint transformers loaded");
@@ -169,14 +227,21 @@ fn debias_writes_the_checkpoint_layout_transformers_loaded() {
     };
     let reference = tempfile::tempdir().unwrap();
     write_checkpoint(&CASES[0], reference.path());
-    assert_eq!(layout(&model), layout(reference.path()), "debias model/model.safetensors: tensor names, dtypes or shapes differ from what transformers loaded");
+    assert_eq!(
+        layout(&model),
+        layout(reference.path()),
+        "debias model/model.safetensors: tensor names, dtypes or shapes differ from what transformers loaded"
+    );
 }
 
 /// Writes every case's checkpoint under `$FAIRNC_RELOAD_OUT` for tools/fixtures/transformers_reload.py.
 #[test]
 #[ignore = "fixture generation: FAIRNC_RELOAD_OUT=DIR cargo test --test reload -- --ignored"]
 fn write_checkpoints_for_the_generator() {
-    let root = PathBuf::from(std::env::var("FAIRNC_RELOAD_OUT").expect("FAIRNC_RELOAD_OUT: set it to the directory to write the checkpoints into"));
+    let root = PathBuf::from(
+        std::env::var("FAIRNC_RELOAD_OUT")
+            .expect("FAIRNC_RELOAD_OUT: set it to the directory to write the checkpoints into"),
+    );
     for c in &CASES {
         let out = root.join(c.name);
         if out.exists() {

@@ -13,14 +13,25 @@ fn cat(name: &str, examples: &[&str]) -> Category {
 }
 
 fn test(targ1: &[&str], targ2: &[&str], attr1: &[&str], attr2: &[&str]) -> SeatTest {
-    SeatTest { name: "t".into(), targ1: cat("X", targ1), targ2: cat("Y", targ2), attr1: cat("A", attr1), attr2: cat("B", attr2) }
+    SeatTest {
+        name: "t".into(),
+        targ1: cat("X", targ1),
+        targ2: cat("Y", targ2),
+        attr1: cat("A", attr1),
+        attr2: cat("B", attr2),
+    }
 }
 
 #[test]
 fn a_sentence_that_tokenizes_to_nothing_is_named() {
     // GPT-2's tokenizer adds no special tokens: the empty sentence has no token to mean-pool.
     let model = common::load(&common::model_dir("gpt2"));
-    let t = test(&["This is math.", "That is algebra."], &["This is poetry.", ""], &["This is a man."], &["This is a woman."]);
+    let t = test(
+        &["This is math.", "That is algebra."],
+        &["This is poetry.", ""],
+        &["This is a man."],
+        &["This is a woman."],
+    );
     let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
     assert!(e.contains("SEAT test t, set targ2 (Y): sentence \"\" tokenizes to nothing"), "{e}");
 }
@@ -28,10 +39,20 @@ fn a_sentence_that_tokenizes_to_nothing_is_named() {
 #[test]
 fn identical_sets_are_refused_before_encoding() {
     let model = common::load(&common::model_dir("bert"));
-    let t = test(&["This is math.", "That is algebra."], &["This is poetry.", "That is art."], &["This is a man.", "Here is a boy."], &["Here is a boy.", "This is a man."]);
+    let t = test(
+        &["This is math.", "That is algebra."],
+        &["This is poetry.", "That is art."],
+        &["This is a man.", "Here is a boy."],
+        &["Here is a boy.", "This is a man."],
+    );
     let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
     assert!(e.contains("SEAT test t: attr1 (A) and attr2 (B) hold the same sentences"), "{e}");
-    let t = test(&["This is math.", "That is algebra."], &["That is algebra.", "This is math."], &["This is a man."], &["This is a woman."]);
+    let t = test(
+        &["This is math.", "That is algebra."],
+        &["That is algebra.", "This is math."],
+        &["This is a man."],
+        &["This is a woman."],
+    );
     let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
     assert!(e.contains("SEAT test t: targ1 (X) and targ2 (Y) hold the same sentences"), "{e}");
 }
@@ -82,8 +103,18 @@ fn a_model_with_nan_weights_is_refused_at_load_and_zero_states_name_the_sentence
     }
     candle_core::safetensors::save(&tensors.into_iter().collect::<std::collections::HashMap<_, _>>(), &path).unwrap();
     let model = common::load(dir.path());
-    let t = test(&["This is math.", "That is algebra."], &["This is poetry.", "That is art."], &["This is a man."], &["This is a woman."]);
+    let t = test(
+        &["This is math.", "That is algebra."],
+        &["This is poetry.", "That is art."],
+        &["This is a man."],
+        &["This is a woman."],
+    );
     let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
     // Which sentence is named depends on the length-sorted batch order; each is named with its set.
-    assert!(e.starts_with("SEAT test t, set ") && e.contains(": sentence \"") && e.contains("the model's mean-pooled hidden state has norm 0"), "{e}");
+    assert!(
+        e.starts_with("SEAT test t, set ")
+            && e.contains(": sentence \"")
+            && e.contains("the model's mean-pooled hidden state has norm 0"),
+        "{e}"
+    );
 }

@@ -22,7 +22,12 @@ fn rebuilt_tests_equal_the_files_or_are_named_rebuilt() {
         assert!(path.exists(), "{}: missing; the comparison needs sent-bias's files", path.display());
         let file = read_test(&path).unwrap();
         let rebuilt = rebuild(name).unwrap();
-        let sets: [(&str, &Category, &Category); 4] = [("targ1", &rebuilt.targ1, &file.targ1), ("targ2", &rebuilt.targ2, &file.targ2), ("attr1", &rebuilt.attr1, &file.attr1), ("attr2", &rebuilt.attr2, &file.attr2)];
+        let sets: [(&str, &Category, &Category); 4] = [
+            ("targ1", &rebuilt.targ1, &file.targ1),
+            ("targ2", &rebuilt.targ2, &file.targ2),
+            ("attr1", &rebuilt.attr1, &file.attr1),
+            ("attr2", &rebuilt.attr2, &file.attr2),
+        ];
         let mut equal = true;
         for (key, ours, theirs) in sets {
             assert_eq!(ours.category, theirs.category, "{name} {key}");
@@ -31,23 +36,52 @@ fn rebuilt_tests_equal_the_files_or_are_named_rebuilt() {
             }
             equal = false;
             // The one difference sent-bias's generator makes: Arts cut to the other target's size.
-            assert!(key == "targ2" && ours.category == "Arts", "{name} {key} ({}): rebuilt sentences differ from the file's beyond the Arts truncation", ours.category);
-            assert_eq!(theirs.examples.len(), file.targ1.examples.len(), "{name}: the file's Arts set is not cut to the size of {}", file.targ1.category);
-            assert!(is_ordered_subset(&theirs.examples, &ours.examples), "{name} {key}: the file's Arts sentences are not an in-order subset of the rebuilt ones");
-            report.push_str(&format!("{} {key} (Arts): rebuilt {} sentences, file {}\n", rebuilt.name, ours.examples.len(), theirs.examples.len()));
+            assert!(
+                key == "targ2" && ours.category == "Arts",
+                "{name} {key} ({}): rebuilt sentences differ from the file's beyond the Arts truncation",
+                ours.category
+            );
+            assert_eq!(
+                theirs.examples.len(),
+                file.targ1.examples.len(),
+                "{name}: the file's Arts set is not cut to the size of {}",
+                file.targ1.category
+            );
+            assert!(
+                is_ordered_subset(&theirs.examples, &ours.examples),
+                "{name} {key}: the file's Arts sentences are not an in-order subset of the rebuilt ones"
+            );
+            report.push_str(&format!(
+                "{} {key} (Arts): rebuilt {} sentences, file {}\n",
+                rebuilt.name,
+                ours.examples.len(),
+                theirs.examples.len()
+            ));
         }
         if equal {
             assert_eq!(rebuilt.name, name, "{name}: equal to the file but renamed");
             assert!(is_standard(&rebuilt.name));
         } else {
-            assert_eq!(rebuilt.name, format!("{name}{REBUILT_SUFFIX}"), "{name}: differs from sent-bias's file but keeps its name");
+            assert_eq!(
+                rebuilt.name,
+                format!("{name}{REBUILT_SUFFIX}"),
+                "{name}: differs from sent-bias's file but keeps its name"
+            );
             assert!(!is_standard(&rebuilt.name));
         }
     }
     eprintln!("{report}");
     // sent-bias's weat7/7b Arts: 72 of 82 sentences; weat8/8b Arts: 56 of 76.
-    for (name, rebuilt, file) in [("sent-weat7-rebuilt", 82, 72), ("sent-weat7b-rebuilt", 82, 72), ("sent-weat8-rebuilt", 76, 56), ("sent-weat8b-rebuilt", 76, 56)] {
-        assert!(report.contains(&format!("{name} targ2 (Arts): rebuilt {rebuilt} sentences, file {file}\n")), "{name}: {report}");
+    for (name, rebuilt, file) in [
+        ("sent-weat7-rebuilt", 82, 72),
+        ("sent-weat7b-rebuilt", 82, 72),
+        ("sent-weat8-rebuilt", 76, 56),
+        ("sent-weat8b-rebuilt", 76, 56),
+    ] {
+        assert!(
+            report.contains(&format!("{name} targ2 (Arts): rebuilt {rebuilt} sentences, file {file}\n")),
+            "{name}: {report}"
+        );
     }
 }
 
@@ -59,18 +93,26 @@ fn rebuilt_names_resolve_and_keep_their_bias_type() {
     let e = rebuild("sent-weat6-rebuilt").unwrap_err().to_string();
     assert!(e.contains("cannot be rebuilt"), "{e}");
     assert_eq!(fairnc::data::seat::bias_type("sent-weat8b-rebuilt"), Some("gender"));
-    let rebuilt: Vec<String> = fairnc::data::seat::tests_of("gender").iter().map(|n| fairnc::data::seat::rebuilt_name(n)).collect();
+    let rebuilt: Vec<String> =
+        fairnc::data::seat::tests_of("gender").iter().map(|n| fairnc::data::seat::rebuilt_name(n)).collect();
     let files: Vec<String> = fairnc::data::seat::tests_of("gender").iter().map(|n| n.to_string()).collect();
     assert!(fairnc::data::seat::is_standard_set(&files, "gender"));
-    assert!(!fairnc::data::seat::is_standard_set(&rebuilt, "gender"), "the rebuilt gender tests must not pass for sent-bias's");
+    assert!(
+        !fairnc::data::seat::is_standard_set(&rebuilt, "gender"),
+        "the rebuilt gender tests must not pass for sent-bias's"
+    );
 }
 
 /// The audit compares the SEAT gender average with bias-bench's 0.590 only for sent-bias's files.
 #[test]
 fn audit_shows_the_published_seat_figure_only_for_the_files() {
-    let score = fairnc::bench::seat::SeatScore { effect_size: 0.5, p_value: 0.2, exact: false, sizes: [72, 82, 80, 80] };
+    let score =
+        fairnc::bench::seat::SeatScore { effect_size: 0.5, p_value: 0.2, exact: false, sizes: [72, 82, 80, 80] };
     let audit = |names: &[String]| {
-        let seat = fairnc::bench::SeatSection { tests: names.iter().map(|n| (n.clone(), score.clone())).collect(), avg_abs_effect: [("gender".to_string(), 0.5)].into_iter().collect() };
+        let seat = fairnc::bench::SeatSection {
+            tests: names.iter().map(|n| (n.clone(), score.clone())).collect(),
+            avg_abs_effect: [("gender".to_string(), 0.5)].into_iter().collect(),
+        };
         let a = fairnc::report::audit::Audit {
             model: "m".into(),
             family: "bert".into(),
@@ -93,5 +135,10 @@ fn audit_shows_the_published_seat_figure_only_for_the_files() {
     assert!(md.contains("0.590"), "{md}");
     let md = audit(&rebuilt);
     assert!(!md.contains("0.590"), "{md}");
-    assert!(md.contains("sent-weat7-rebuilt") && md.contains("72 / 82 / 80 / 80") && md.contains("not comparable with published figures"), "{md}");
+    assert!(
+        md.contains("sent-weat7-rebuilt")
+            && md.contains("72 / 82 / 80 / 80")
+            && md.contains("not comparable with published figures"),
+        "{md}"
+    );
 }

@@ -19,7 +19,8 @@ fn run(out: &Path, cfg: TrainConfig) -> (LanguageModel, anyhow::Result<u64>) {
     let texts = Corpus::load(fixture("collapse/corpus.txt").to_str().unwrap()).unwrap().texts;
     let obj = MaskedLm::new(&m, &texts, 64).unwrap();
     let classes = ClassSet::map(&WordSet::load("gender").unwrap(), &m.tokenizer, Policy::WholeWord).unwrap();
-    let nc3 = Some(Nc3Regularizer::new(&classes, m.config.vocab_size, m.config.hidden_size, Target::Same, Nc3Variant::Std));
+    let nc3 =
+        Some(Nc3Regularizer::new(&classes, m.config.vocab_size, m.config.hidden_size, Target::Same, Nc3Variant::Std));
     let result = {
         let mut t = Trainer { model: &m, cfg, out: out.to_path_buf(), nc3 };
         t.run(&obj)
@@ -60,9 +61,14 @@ fn killed_run_resumes_to_the_same_weights() {
     let log_b = std::fs::read_to_string(b.path().join("log.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = log_b.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6], "{log_b}");
-    assert_eq!(log_b.lines().take(2).collect::<Vec<_>>(), killed_log.lines().take(2).collect::<Vec<_>>(), "steps before the checkpoint were rewritten");
+    assert_eq!(
+        log_b.lines().take(2).collect::<Vec<_>>(),
+        killed_log.lines().take(2).collect::<Vec<_>>(),
+        "steps before the checkpoint were rewritten"
+    );
     assert_ne!(log_b.lines().nth(2), killed_log.lines().nth(2), "step 3 (after the checkpoint) was not redone");
-    let resumed_from: Vec<(u64, u64)> = lines.iter().filter_map(|l| Some((l["step"].as_u64()?, l.get("resumed_from")?.as_u64()?))).collect();
+    let resumed_from: Vec<(u64, u64)> =
+        lines.iter().filter_map(|l| Some((l["step"].as_u64()?, l.get("resumed_from")?.as_u64()?))).collect();
     assert_eq!(resumed_from, [(3, 2)], "{log_b}");
     for (name, v) in whole.vars() {
         let w = resumed.params.var(&name);
@@ -71,7 +77,9 @@ fn killed_run_resumes_to_the_same_weights() {
     }
     let log_a = std::fs::read_to_string(a.path().join("log.jsonl")).unwrap();
     assert!(!log_a.contains("resumed_from"), "{log_a}");
-    let losses = |s: &str| -> Vec<f64> { s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect() };
+    let losses = |s: &str| -> Vec<f64> {
+        s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    };
     assert_eq!(losses(&log_a), losses(&log_b));
     let first: serde_json::Value = serde_json::from_str(log_a.lines().next().unwrap()).unwrap();
     assert!(first["terms"]["nc3"].is_number() && first["nc3_classes"].as_u64().unwrap() >= 2, "{first}");
@@ -87,16 +95,31 @@ fn truncated_log_is_refused_on_resume() {
         let (_, r) = run(dir.path(), TrainConfig { stop_after: Some(3), ..config() });
         assert!(r.is_err());
         let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
-        assert_eq!((log.lines().count(), std::fs::read_to_string(dir.path().join("checkpoint-latest")).unwrap()), (3, "checkpoint-2".to_string()));
+        assert_eq!(
+            (log.lines().count(), std::fs::read_to_string(dir.path().join("checkpoint-latest")).unwrap()),
+            (3, "checkpoint-2".to_string())
+        );
         (dir, log)
     };
     let line = |log: &str, i: usize| log.lines().nth(i).unwrap().to_string();
     // (what was done to the log, its new content, the error expected)
     let (_d, log) = killed();
     let cases = [
-        ("last checkpointed line cut", format!("{}\n{}", line(&log, 0), &line(&log, 1)[..20]), "log.jsonl: line 2 is cut short or not a log record where the record of step 2 was expected; the checkpoint is at step 2, so steps 2..=2 are missing"),
-        ("first line lost", format!("{}\n{}\n", line(&log, 1), line(&log, 2)), "log.jsonl: line 1 is step 2 where the record of step 1 was expected"),
-        ("only one line left", format!("{}\n", line(&log, 0)), "log.jsonl: ends at step 1 but the checkpoint is at step 2: the log of steps 2..=2 is missing (truncated)"),
+        (
+            "last checkpointed line cut",
+            format!("{}\n{}", line(&log, 0), &line(&log, 1)[..20]),
+            "log.jsonl: line 2 is cut short or not a log record where the record of step 2 was expected; the checkpoint is at step 2, so steps 2..=2 are missing",
+        ),
+        (
+            "first line lost",
+            format!("{}\n{}\n", line(&log, 1), line(&log, 2)),
+            "log.jsonl: line 1 is step 2 where the record of step 1 was expected",
+        ),
+        (
+            "only one line left",
+            format!("{}\n", line(&log, 0)),
+            "log.jsonl: ends at step 1 but the checkpoint is at step 2: the log of steps 2..=2 is missing (truncated)",
+        ),
     ];
     for (what, content, expected) in cases {
         let (dir, _) = killed();
@@ -104,7 +127,10 @@ fn truncated_log_is_refused_on_resume() {
         std::fs::write(&path, &content).unwrap();
         let (_, r) = run(dir.path(), config());
         let err = format!("{:#}", r.expect_err(what));
-        assert!(err.contains(expected) && err.contains(&path.display().to_string()) && !err.contains('\n'), "{what}: {err}");
+        assert!(
+            err.contains(expected) && err.contains(&path.display().to_string()) && !err.contains('\n'),
+            "{what}: {err}"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), content, "{what}: the log was changed");
     }
     let (dir, _) = killed();
@@ -117,18 +143,31 @@ fn truncated_log_is_refused_on_resume() {
     std::fs::write(&path, format!("{}\n{}\n{}", line(&log, 0), line(&log, 1), &line(&log, 2)[..15])).unwrap();
     let (_, r) = run(dir.path(), config());
     assert_eq!(r.unwrap(), 6);
-    let steps: Vec<u64> = std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
 }
 
 #[test]
 fn masked_lm_loss_goes_down() {
     let a = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig { steps: 40, batch_size: 16, grad_accum: 1, adamw: AdamWConfig { lr: 3e-3, ..AdamWConfig::default() }, checkpoint_every: 100, nc3_lambda: None, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        steps: 40,
+        batch_size: 16,
+        grad_accum: 1,
+        adamw: AdamWConfig { lr: 3e-3, ..AdamWConfig::default() },
+        checkpoint_every: 100,
+        nc3_lambda: None,
+        ..TrainConfig::default()
+    };
     let (_, r) = run(a.path(), cfg);
     r.unwrap();
     let log = std::fs::read_to_string(a.path().join("log.jsonl")).unwrap();
-    let losses: Vec<f64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    let losses: Vec<f64> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
     let head: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let tail: f64 = losses[35..].iter().sum::<f64>() / 5.0;
     // About 5.7 -> 4.6 (the first steps vary with the dropout stream).
@@ -142,14 +181,32 @@ fn debias_command_saves_a_loadable_checkpoint_and_guards_its_output() {
     let out_s = out.to_str().unwrap();
     let bert = model_dir("bert").display().to_string();
     let corpus = fixture("collapse/corpus.txt").display().to_string();
-    let args = ["debias", "--model", &bert, "--method", "cda", "--nc3", "10", "--corpus", &corpus, "--steps", "4", "--batch-size", "4", "--output", out_s];
+    let args = [
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "cda",
+        "--nc3",
+        "10",
+        "--corpus",
+        &corpus,
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--output",
+        out_s,
+    ];
     let o = fairnc(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = load(&out.join("model"));
     assert!(!m.params.new_head);
     assert!(out.join("loss.png").exists() && out.join("log.jsonl").exists());
     // Another run into the same directory is refused; the same run resumes (nothing left to do).
-    let o = fairnc(&["debias", "--model", &bert, "--method", "dropout", "--corpus", &corpus, "--steps", "4", "--output", out_s]);
+    let o = fairnc(&[
+        "debias", "--model", &bert, "--method", "dropout", "--corpus", &corpus, "--steps", "4", "--output", out_s,
+    ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
     let mut resume = args.to_vec();
     resume.push("--resume");
@@ -158,8 +215,24 @@ fn debias_command_saves_a_loadable_checkpoint_and_guards_its_output() {
     // A corpus without attribute words names the word set.
     let plain = tmp.path().join("plain.txt");
     std::fs::write(&plain, "the cat sat on the mat .\n").unwrap();
-    let o = fairnc(&["debias", "--model", &bert, "--method", "cda", "--corpus", plain.to_str().unwrap(), "--steps", "1", "--output", tmp.path().join("x").to_str().unwrap()]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("word set gender"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = fairnc(&[
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "cda",
+        "--corpus",
+        plain.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--output",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("word set gender"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -168,12 +241,39 @@ fn head_only_training_leaves_the_encoder_alone() {
     let out = tmp.path().join("run");
     let bert = model_dir("bert").display().to_string();
     let corpus = fixture("collapse/corpus.txt").display().to_string();
-    let o = fairnc(&["debias", "--model", &bert, "--method", "bec", "--corpus", &corpus, "--train", "head", "--steps", "3", "--batch-size", "4", "--lr", "1e-2", "--output", out.to_str().unwrap()]);
+    let o = fairnc(&[
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "bec",
+        "--corpus",
+        &corpus,
+        "--train",
+        "head",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-2",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let before = load(&model_dir("bert"));
     let after = load(&out.join("model"));
     for (name, v) in before.vars() {
-        let d = v.as_tensor().sub(after.params.var(&name).as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = v
+            .as_tensor()
+            .sub(after.params.var(&name).as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         if fairnc::model::layout::is_head_param(&name) {
             assert!(d > 0.0, "{name} was not trained");
         } else {
@@ -181,12 +281,48 @@ fn head_only_training_leaves_the_encoder_alone() {
         }
     }
     // ASE-style: WinoBias pronouns masked (bundle data); refused for a causal LM.
-    let o = fairnc(&["debias", "--model", &bert, "--method", "ase", "--steps", "2", "--batch-size", "4", "--output", tmp.path().join("ase").to_str().unwrap()]);
+    let o = fairnc(&[
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "ase",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--output",
+        tmp.path().join("ase").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = fairnc(&["debias", "--model", model_dir("gpt2").to_str().unwrap(), "--method", "ase", "--steps", "1", "--output", tmp.path().join("ase2").to_str().unwrap()]);
+    let o = fairnc(&[
+        "debias",
+        "--model",
+        model_dir("gpt2").to_str().unwrap(),
+        "--method",
+        "ase",
+        "--steps",
+        "1",
+        "--output",
+        tmp.path().join("ase2").to_str().unwrap(),
+    ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("masked LM"));
     // GPT-2's head is its tied embedding: nothing to train.
-    let o = fairnc(&["debias", "--model", model_dir("gpt2").to_str().unwrap(), "--method", "dropout", "--corpus", &corpus, "--train", "head", "--steps", "1", "--output", tmp.path().join("g").to_str().unwrap()]);
+    let o = fairnc(&[
+        "debias",
+        "--model",
+        model_dir("gpt2").to_str().unwrap(),
+        "--method",
+        "dropout",
+        "--corpus",
+        &corpus,
+        "--train",
+        "head",
+        "--steps",
+        "1",
+        "--output",
+        tmp.path().join("g").to_str().unwrap(),
+    ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nothing to train"));
 }
 
@@ -198,18 +334,25 @@ fn one_adamw_step_matches_pytorch() {
     use fairnc::model::Exec;
     use fairnc::train::optim::{AdamW, clip_grad_norm};
     let fx = fairnc::model::weights::load_tensors(&fixture("train/onestep.safetensors"), &Device::Cpu).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("train/onestep.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("train/onestep.json")).unwrap()).unwrap();
     let m = load(&model_dir("bert"));
     let ids: Vec<Vec<i64>> = fx["input_ids"].to_vec2().unwrap();
     let mask: Vec<Vec<i64>> = fx["attention_mask"].to_vec2().unwrap();
-    let rows: Vec<Vec<u32>> = ids.iter().zip(&mask).map(|(r, k)| r.iter().zip(k).filter(|(_, k)| **k == 1).map(|(i, _)| *i as u32).collect()).collect();
-    let positions: Vec<(usize, usize)> = fx["positions"].to_vec2::<i64>().unwrap().iter().map(|p| (p[0] as usize, p[1] as usize)).collect();
+    let rows: Vec<Vec<u32>> = ids
+        .iter()
+        .zip(&mask)
+        .map(|(r, k)| r.iter().zip(k).filter(|(_, k)| **k == 1).map(|(i, _)| *i as u32).collect())
+        .collect();
+    let positions: Vec<(usize, usize)> =
+        fx["positions"].to_vec2::<i64>().unwrap().iter().map(|p| (p[0] as usize, p[1] as usize)).collect();
     let targets: Vec<u32> = fx["targets"].to_vec1::<i64>().unwrap().iter().map(|&t| t as u32).collect();
     let batch = m.batch(rows).unwrap();
     let exec = Exec { dropout: false, grad: true };
     let hidden = m.hidden(&batch, exec).unwrap();
     let logits = m.logits_at(&hidden, &positions, exec).unwrap();
-    let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &Device::Cpu).unwrap()).unwrap();
+    let loss =
+        candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &Device::Cpu).unwrap()).unwrap();
     let loss_v = loss.to_scalar::<f32>().unwrap() as f64;
     let mut grads = loss.backward().unwrap();
     let vars: Vec<candle_core::Var> = m.vars().into_iter().map(|(_, v)| v).collect();
@@ -222,7 +365,18 @@ fn one_adamw_step_matches_pytorch() {
     assert!((norm - want_norm).abs() < 1e-5);
     let mut worst: f32 = 0.0;
     for name in meta["param_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()) {
-        let d = m.params.var(name).as_tensor().sub(&fx[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = m
+            .params
+            .var(name)
+            .as_tensor()
+            .sub(&fx[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         if name.ends_with("attention.self.key.bias") {
             // Its true gradient is 0 (softmax ignores a per-query constant): both sides see
             // rounding noise of ~1e-9, which Adam's normalisation turns into steps of up to lr.
@@ -251,7 +405,12 @@ impl fairnc::train::objective::Objective for Spoiled {
     fn len(&self) -> usize {
         self.inner.len()
     }
-    fn step(&self, m: &LanguageModel, ex: &[usize], rng: &mut fairnc::util::rng::SplitMix) -> anyhow::Result<fairnc::train::objective::Step> {
+    fn step(
+        &self,
+        m: &LanguageModel,
+        ex: &[usize],
+        rng: &mut fairnc::util::rng::SplitMix,
+    ) -> anyhow::Result<fairnc::train::objective::Step> {
         let mut s = self.inner.step(m, ex, rng)?;
         let call = self.calls.get();
         self.calls.set(call + 1);
@@ -279,13 +438,21 @@ fn non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint() {
         let obj = Spoiled { inner: MaskedLm::new(&m, &texts, 64).unwrap(), at: 5, grad, calls: 0.into() };
         // grad_accum 2: call 5 is the second micro-batch of step 2 (0-based), the third step.
         let cfg = TrainConfig { nc3_lambda: None, ..config() };
-        let err = Trainer { model: &m, cfg, out: tmp.path().to_path_buf(), nc3: None }.run(&obj).expect_err(if grad { "NaN gradient" } else { "NaN loss" }).to_string();
-        let expected = if grad { "non-finite gradient norm at step 3 (parameters: " } else { "non-finite loss at step 3 (terms: mlm)" };
+        let err = Trainer { model: &m, cfg, out: tmp.path().to_path_buf(), nc3: None }
+            .run(&obj)
+            .expect_err(if grad { "NaN gradient" } else { "NaN loss" })
+            .to_string();
+        let expected = if grad {
+            "non-finite gradient norm at step 3 (parameters: "
+        } else {
+            "non-finite loss at step 3 (terms: mlm)"
+        };
         assert!(err.contains(expected), "{err}");
         // The spoiled gradient enters through the tied decoder, i.e. the word embeddings.
         assert!(!grad || err.contains("word_embeddings"), "{err}");
         assert_eq!(std::fs::read_to_string(tmp.path().join("checkpoint-latest")).unwrap(), "checkpoint-2");
-        let saved = fairnc::model::weights::load_tensors(&tmp.path().join("checkpoint-2/model.safetensors"), &m.device).unwrap();
+        let saved = fairnc::model::weights::load_tensors(&tmp.path().join("checkpoint-2/model.safetensors"), &m.device)
+            .unwrap();
         for (name, t) in saved {
             let max = t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(max.is_finite(), "{name}");
@@ -301,7 +468,23 @@ fn disk_full_while_checkpointing_keeps_the_previous_checkpoint() {
     let out = tmp.path().join("run");
     let bert = model_dir("bert").display().to_string();
     let corpus = fixture("collapse/corpus.txt").display().to_string();
-    let args = ["debias", "--model", &bert, "--method", "cda", "--corpus", &corpus, "--steps", "4", "--batch-size", "4", "--checkpoint-every", "2", "--output", out.to_str().unwrap()];
+    let args = [
+        "debias",
+        "--model",
+        &bert,
+        "--method",
+        "cda",
+        "--corpus",
+        &corpus,
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ];
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_fairnc"))
         .args(args)
         .env("FAIRNC_DISK_FULL_UNDER", out.join("checkpoint-4"))
@@ -314,7 +497,8 @@ fn disk_full_while_checkpointing_keeps_the_previous_checkpoint() {
     assert_eq!(err.trim().lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
     assert_eq!(std::fs::read_to_string(out.join("checkpoint-latest")).unwrap(), "checkpoint-2");
     assert!(!out.join("checkpoint-4").exists());
-    fairnc::model::weights::load_tensors(&out.join("checkpoint-2/model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    fairnc::model::weights::load_tensors(&out.join("checkpoint-2/model.safetensors"), &candle_core::Device::Cpu)
+        .unwrap();
     let mut resume = args.to_vec();
     resume.push("--resume");
     let o = fairnc(&resume);

@@ -66,11 +66,19 @@ fn plan_masked(a: &[u32], b: &[u32], variant: CrowsVariant) -> (Vec<usize>, Vec<
     }
 }
 
-pub fn score(model: &LanguageModel, pairs: &[CrowsPair], variant: CrowsVariant, batch_size: usize) -> Result<CrowsResult> {
-    let texts: Vec<&str> = pairs.iter().flat_map(|p| {
-        let (s1, s2) = p.ordered();
-        [s1, s2]
-    }).collect();
+pub fn score(
+    model: &LanguageModel,
+    pairs: &[CrowsPair],
+    variant: CrowsVariant,
+    batch_size: usize,
+) -> Result<CrowsResult> {
+    let texts: Vec<&str> = pairs
+        .iter()
+        .flat_map(|p| {
+            let (s1, s2) = p.ordered();
+            [s1, s2]
+        })
+        .collect();
     let enc = model.encode_quiet(&texts, model.max_len())?;
     // A pair with a sentence longer than the position table is skipped, not truncated.
     let too_long: Vec<bool> = enc.chunks(2).map(|e| e[0].truncated || e[1].truncated).collect();
@@ -154,7 +162,17 @@ pub fn score(model: &LanguageModel, pairs: &[CrowsPair], variant: CrowsVariant, 
         match s {
             Err(reason) => {
                 skipped += 1;
-                out.push(PairScore { index: pair.index, bias_type: pair.bias_type.clone(), direction, score_more: None, score_less: None, raw_more: None, raw_less: None, skipped: Some(reason), stereotypical: None });
+                out.push(PairScore {
+                    index: pair.index,
+                    bias_type: pair.bias_type.clone(),
+                    direction,
+                    score_more: None,
+                    score_less: None,
+                    raw_more: None,
+                    raw_less: None,
+                    skipped: Some(reason),
+                    stereotypical: None,
+                });
             }
             Ok((r1, r2)) => {
                 let (s1, s2) = if model.kind() == ModelKind::Masked { (round3(r1), round3(r2)) } else { (r1, r2) };

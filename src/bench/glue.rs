@@ -56,10 +56,19 @@ impl GlueSettings {
 }
 
 /// The settings record of one task-seed run (util/settings.rs): what decides its result.
-fn run_record(model_name: &str, model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settings: &GlueSettings) -> serde_json::Value {
+fn run_record(
+    model_name: &str,
+    model_dir: &Path,
+    glue_dir: &Path,
+    task: Task,
+    seed: u64,
+    settings: &GlueSettings,
+) -> serde_json::Value {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     let mut record = serde_json::json!({"model": model_name, "model_dir": canonical(model_dir), "glue_dir": canonical(glue_dir), "task": task.name(), "seed": seed});
-    if let (Some(r), serde_json::Value::Object(s)) = (record.as_object_mut(), serde_json::to_value(settings).unwrap_or_default()) {
+    if let (Some(r), serde_json::Value::Object(s)) =
+        (record.as_object_mut(), serde_json::to_value(settings).unwrap_or_default())
+    {
         r.extend(s);
     }
     record
@@ -90,7 +99,8 @@ pub fn metric_names(task: Task) -> &'static [&'static str] {
 pub fn score(task: Task, predictions: &[f64], dev: &[Example]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     if task.is_regression() {
-        let gold: Vec<f64> = dev.iter().map(|e| if let Label::Score(v) = e.label { v as f64 } else { f64::NAN }).collect();
+        let gold: Vec<f64> =
+            dev.iter().map(|e| if let Label::Score(v) = e.label { v as f64 } else { f64::NAN }).collect();
         out.insert("pearson".into(), stats::pearson(predictions, &gold));
         out.insert("spearman".into(), stats::spearman(predictions, &gold));
     } else {
@@ -125,18 +135,32 @@ pub struct RunResult {
 /// resumes; a finished one is read back from `result.json`). The run's settings are recorded in
 /// `run_dir` before it starts; a directory recorded with other settings (or with none, by an
 /// older fairnc) is refused, or cleared and redone with `overwrite`.
-pub fn run_task(model_name: &str, model_dir: &Path, glue_dir: &Path, task: Task, seed: u64, settings: &GlueSettings, run_dir: &Path, overwrite: bool) -> Result<RunResult> {
+pub fn run_task(
+    model_name: &str,
+    model_dir: &Path,
+    glue_dir: &Path,
+    task: Task,
+    seed: u64,
+    settings: &GlueSettings,
+    run_dir: &Path,
+    overwrite: bool,
+) -> Result<RunResult> {
     settings.validate()?;
     let record = run_record(model_name, model_dir, glue_dir, task, seed, settings);
     let done = run_dir.join("result.json");
     let conflict = match crate::util::settings::read(run_dir)? {
         Some(recorded) => crate::util::settings::difference(&recorded, &record),
-        None if done.exists() || run_dir.join("log.jsonl").exists() => Some("no settings recorded (an older fairnc wrote it)".into()),
+        None if done.exists() || run_dir.join("log.jsonl").exists() => {
+            Some("no settings recorded (an older fairnc wrote it)".into())
+        }
         None => None,
     };
     if let Some(why) = conflict {
         if !overwrite {
-            bail!("{}: this run was made with other settings: {why}; use another --output or pass --overwrite to redo it", run_dir.display());
+            bail!(
+                "{}: this run was made with other settings: {why}; use another --output or pass --overwrite to redo it",
+                run_dir.display()
+            );
         }
         clear_run(run_dir)?;
     }
@@ -166,7 +190,15 @@ pub fn run_task(model_name: &str, model_dir: &Path, glue_dir: &Path, task: Task,
     Trainer { model: &model, cfg, out: run_dir.to_path_buf(), nc3: None }.run(&objective)?;
     let seconds_per_epoch = began.elapsed().as_secs_f64() / settings.epochs.max(1) as f64;
     let predictions = predict(&model, &objective.head, &dev_items)?;
-    let result = RunResult { task, seed, metrics: score(task, &predictions, &dev), train_examples: train.len(), dev_examples: dev.len(), steps, seconds_per_epoch };
+    let result = RunResult {
+        task,
+        seed,
+        metrics: score(task, &predictions, &dev),
+        train_examples: train.len(),
+        dev_examples: dev.len(),
+        steps,
+        seconds_per_epoch,
+    };
     crate::util::fs::write_atomic(&done, serde_json::to_string_pretty(&result)?.as_bytes())?;
     // The fine-tuned weights are not kept: the result is what GLUE retention needs.
     crate::train::trainer::remove_checkpoints(run_dir)?;
@@ -205,7 +237,16 @@ pub struct GlueResults {
 
 /// Every task × seed for one model, in `out/runs/<task>-seed<k>/` (`overwrite`: redo runs
 /// recorded with other settings instead of refusing them).
-pub fn run_all(model_name: &str, model_dir: &Path, glue_dir: &Path, tasks: &[Task], seeds: &[u64], settings: &GlueSettings, out: &Path, overwrite: bool) -> Result<GlueResults> {
+pub fn run_all(
+    model_name: &str,
+    model_dir: &Path,
+    glue_dir: &Path,
+    tasks: &[Task],
+    seeds: &[u64],
+    settings: &GlueSettings,
+    out: &Path,
+    overwrite: bool,
+) -> Result<GlueResults> {
     settings.validate()?;
     if let Some(s) = seeds.iter().enumerate().find_map(|(i, s)| seeds[..i].contains(s).then_some(s)) {
         bail!("seed {s} is listed twice: each seed is one run, counted once");
@@ -215,7 +256,8 @@ pub fn run_all(model_name: &str, model_dir: &Path, glue_dir: &Path, tasks: &[Tas
         let mut runs = Vec::new();
         for &seed in seeds {
             let dir = out.join("runs").join(format!("{}-seed{seed}", task.name()));
-            let r = run_task(model_name, model_dir, glue_dir, task, seed, settings, &dir, overwrite).with_context(|| format!("{model_name} on {}", task.name()))?;
+            let r = run_task(model_name, model_dir, glue_dir, task, seed, settings, &dir, overwrite)
+                .with_context(|| format!("{model_name} on {}", task.name()))?;
             eprintln!(
                 "{model_name} {} seed {seed}: {} ({} train examples, {:.0} s/epoch)",
                 task.name(),
@@ -227,5 +269,10 @@ pub fn run_all(model_name: &str, model_dir: &Path, glue_dir: &Path, tasks: &[Tas
         }
         summaries.push(summarize(task, runs));
     }
-    Ok(GlueResults { model: model_name.to_string(), settings: settings.clone(), seeds: seeds.to_vec(), tasks: summaries })
+    Ok(GlueResults {
+        model: model_name.to_string(),
+        settings: settings.clone(),
+        seeds: seeds.to_vec(),
+        tasks: summaries,
+    })
 }

@@ -62,7 +62,8 @@ pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: us
         let batch = model.batch(group.iter().map(|&s| seqs[s].to_vec()).collect())?;
         let hidden = model.hidden(&batch, Exec::INFER)?;
         // (row in batch, query index) for every read of this batch's sequences.
-        let reads: Vec<(usize, usize)> = group.iter().enumerate().flat_map(|(r, &s)| readers[s].iter().map(move |&q| (r, q))).collect();
+        let reads: Vec<(usize, usize)> =
+            group.iter().enumerate().flat_map(|(r, &s)| readers[s].iter().map(move |&q| (r, q))).collect();
         for chunk in reads.chunks(LOGIT_ROWS) {
             let positions: Vec<(usize, usize)> = chunk.iter().map(|&(r, q)| (r, queries[q].position)).collect();
             let targets: Vec<u32> = chunk.iter().map(|&(_, q)| queries[q].target).collect();
@@ -81,7 +82,9 @@ pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: us
 /// over the BOS token alone, the others from one pass over the sequence without BOS
 /// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS).
 pub fn causal_token_log_probs(model: &LanguageModel, seqs: &[Vec<u32>], batch_size: usize) -> Result<Vec<Vec<f64>>> {
-    let Some(bos) = model.tokenizer.bos_id else { bail!("the model has no BOS (<|endoftext|>) token for causal scoring") };
+    let Some(bos) = model.tokenizer.bos_id else {
+        bail!("the model has no BOS (<|endoftext|>) token for causal scoring")
+    };
     let max = model.max_len();
     if let Some(s) = seqs.iter().find(|s| s.len() > max) {
         bail!("a scored sentence has {} tokens, more than the model's {max} positions", s.len());

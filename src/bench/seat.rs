@@ -24,7 +24,12 @@ pub struct SeatScore {
 /// Mean-pooled (over every position, special tokens included), L2-normalised last-layer
 /// encodings of each distinct sentence. `origin(i)` says where sentence i comes from (test and
 /// set), for the error when it tokenizes to nothing or its encoding is not finite.
-pub fn encode(model: &LanguageModel, sentences: &[&str], batch_size: usize, origin: &dyn Fn(usize) -> String) -> Result<HashMap<String, Vec<f64>>> {
+pub fn encode(
+    model: &LanguageModel,
+    sentences: &[&str],
+    batch_size: usize,
+    origin: &dyn Fn(usize) -> String,
+) -> Result<HashMap<String, Vec<f64>>> {
     let enc = model.encode(sentences, model.max_len(), Overflow::Truncate)?;
     let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
     if let Some(i) = lengths.iter().position(|&n| n == 0) {
@@ -48,7 +53,11 @@ pub fn encode(model: &LanguageModel, sentences: &[&str], batch_size: usize, orig
             let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
             // A zero or non-finite norm would turn every cosine of the test into NaN.
             if !(norm.is_finite() && norm > 0.0) {
-                bail!("{}: sentence {:?}: the model's mean-pooled hidden state has norm {norm} (non-finite or zero hidden states)", origin(i), sentences[i]);
+                bail!(
+                    "{}: sentence {:?}: the model's mean-pooled hidden state has norm {norm} (non-finite or zero hidden states)",
+                    origin(i),
+                    sentences[i]
+                );
             }
             out.insert(sentences[i].to_string(), mean.into_iter().map(|x| x / norm).collect());
         }
@@ -120,9 +129,16 @@ pub fn check(test: &SeatTest) -> Result<()> {
     fn set(c: &crate::data::seat::Category) -> std::collections::BTreeSet<&str> {
         c.examples.iter().map(String::as_str).collect()
     }
-    for ((k1, c1), (k2, c2)) in [(("targ1", &test.targ1), ("targ2", &test.targ2)), (("attr1", &test.attr1), ("attr2", &test.attr2))] {
+    for ((k1, c1), (k2, c2)) in
+        [(("targ1", &test.targ1), ("targ2", &test.targ2)), (("attr1", &test.attr1), ("attr2", &test.attr2))]
+    {
         if set(c1) == set(c2) {
-            bail!("SEAT test {}: {k1} ({}) and {k2} ({}) hold the same sentences; the test is undefined", test.name, c1.category, c2.category);
+            bail!(
+                "SEAT test {}: {k1} ({}) and {k2} ({}) hold the same sentences; the test is undefined",
+                test.name,
+                c1.category,
+                c2.category
+            );
         }
     }
     if dedup(&test.targ1.examples).len() + dedup(&test.targ2.examples).len() < 3 {
@@ -133,8 +149,17 @@ pub fn check(test: &SeatTest) -> Result<()> {
 
 pub fn run_test(test: &SeatTest, enc: &HashMap<String, Vec<f64>>, seed: u64) -> Result<SeatScore> {
     check(test)?;
-    let (x, y, a, b) = (dedup(&test.targ1.examples), dedup(&test.targ2.examples), dedup(&test.attr1.examples), dedup(&test.attr2.examples));
-    let get = |s: &str| enc.get(s).map(Vec::as_slice).ok_or_else(|| anyhow::anyhow!("SEAT test {}: sentence {s:?} was not encoded", test.name));
+    let (x, y, a, b) = (
+        dedup(&test.targ1.examples),
+        dedup(&test.targ2.examples),
+        dedup(&test.attr1.examples),
+        dedup(&test.attr2.examples),
+    );
+    let get = |s: &str| {
+        enc.get(s)
+            .map(Vec::as_slice)
+            .ok_or_else(|| anyhow::anyhow!("SEAT test {}: sentence {s:?} was not encoded", test.name))
+    };
     let s = |w: &str| -> Result<f64> {
         let w = get(w)?;
         let ma = a.iter().map(|v| get(v).map(|e| dot(w, e))).sum::<Result<f64>>()? / a.len() as f64;
@@ -149,13 +174,21 @@ pub fn run_test(test: &SeatTest, enc: &HashMap<String, Vec<f64>>, seed: u64) -> 
     let (effect_size, p_value, exact) = effect_and_p(&sx, &sy, seed);
     // Equal s(w) for every target sentence: the standard deviation is 0 and d is undefined.
     if !effect_size.is_finite() || !p_value.is_finite() {
-        bail!("SEAT test {}: effect size {effect_size}, p {p_value}: undefined (every target sentence has the same association s(w), std 0)", test.name);
+        bail!(
+            "SEAT test {}: effect size {effect_size}, p {p_value}: undefined (every target sentence has the same association s(w), std 0)",
+            test.name
+        );
     }
     Ok(SeatScore { effect_size, p_value, exact, sizes: [x.len(), y.len(), a.len(), b.len()] })
 }
 
 /// Scores every test, encoding all their sentences in one batched pass.
-pub fn score(model: &LanguageModel, tests: &[SeatTest], batch_size: usize, seed: u64) -> Result<Vec<(String, SeatScore)>> {
+pub fn score(
+    model: &LanguageModel,
+    tests: &[SeatTest],
+    batch_size: usize,
+    seed: u64,
+) -> Result<Vec<(String, SeatScore)>> {
     for t in tests {
         check(t)?;
     }

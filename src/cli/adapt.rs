@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// The encoder to adapt (`minilm`, a checkpoint directory, or hf:ORG/NAME).
-    #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
+    #[arg(long, default_value = crate::registry::DEFAULT_MODEL)]
     model: String,
     #[arg(long, value_parser = validate::positive_u64, allow_negative_numbers = true)]
     steps: Option<u64>,
@@ -41,7 +41,7 @@ pub fn run(a: Args) -> Result<()> {
         ..d
     };
     validate::check_warmup(cfg.warmup, cfg.steps)?;
-    let base = crate::model::resolve::resolve(&a.model)?;
+    let base = crate::registry::resolve(&a.model)?;
     let r = adapt(&a.model, &base, &cfg, &a.output)?;
     println!(
         "held-out masked-token accuracy {:.2}% (before {:.2}%, {} tokens), final loss {:.3}, {:.0} s; model in {}",

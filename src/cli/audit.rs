@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// `minilm` (the embedded default), `minilm-mlm`, a checkpoint directory, or hf:ORG/NAME.
-    #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
+    #[arg(long, default_value = crate::registry::DEFAULT_MODEL)]
     pub model: String,
     /// Run directory (default: `audit-<model name>`).
     #[arg(long)]
@@ -61,8 +61,12 @@ pub fn run(a: Args) -> Result<()> {
 pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
     let began = std::time::Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let model = crate::model::LanguageModel::load(&crate::model::resolve::resolve(&a.model)?, &crate::model::LoadOptions { seed: a.seed, ..Default::default() })?;
-    let (family, kind, new_head, has_mask) = (model.family(), model.kind(), model.params.new_head, model.tokenizer.mask.is_some());
+    let model = crate::model::LanguageModel::load(
+        &crate::registry::resolve(&a.model)?,
+        &crate::model::LoadOptions { seed: a.seed, ..Default::default() },
+    )?;
+    let (family, kind, new_head, has_mask) =
+        (model.family(), model.kind(), model.params.new_head, model.tokenizer.mask.is_some());
     drop(model);
     let texts = a.max_texts.unwrap_or(if a.quick { QUICK_TEXTS } else { DEFAULT_TEXTS });
     let seed = a.seed.to_string();
@@ -74,7 +78,20 @@ pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
     // `collapse/` belongs to this audit, which replaces its own results on a rerun (the same
     // settings' statistics are still reused): hence --overwrite.
     super::run_subcommand(&[
-        "collapse", "--model", &a.model, "--seed", &seed, "--words", &a.words, "--corpus", "bug", "--max-texts", &texts.to_string(), "--output", path(&collapse_dir)?, "--overwrite",
+        "collapse",
+        "--model",
+        &a.model,
+        "--seed",
+        &seed,
+        "--words",
+        &a.words,
+        "--corpus",
+        "bug",
+        "--max-texts",
+        &texts.to_string(),
+        "--output",
+        path(&collapse_dir)?,
+        "--overwrite",
     ])
     .context("NC statistics")?;
     seconds.insert("collapse".into(), t.elapsed().as_secs_f64().into());
@@ -92,7 +109,7 @@ pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
     };
     match lm_reason {
         Some(reason) => {
-            let fix = if a.model == crate::model::resolve::DEFAULT_MODEL {
+            let fix = if a.model == crate::registry::DEFAULT_MODEL {
                 "fairnc audit --model minilm-mlm".to_string()
             } else {
                 format!("fairnc adapt --model {} --output DIR, then fairnc audit --model DIR/model", a.model)
@@ -105,9 +122,18 @@ pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
     }
     let t = std::time::Instant::now();
     let eval_dir = out.join("eval");
-    let mut eval_args: Vec<String> = ["eval", "--model", &a.model, "--seed", &seed, "--tasks", &tasks.join(","), "--output", path(&eval_dir)?].iter().map(|s| s.to_string()).collect();
+    let mut eval_args: Vec<String> =
+        ["eval", "--model", &a.model, "--seed", &seed, "--tasks", &tasks.join(","), "--output", path(&eval_dir)?]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     if a.quick {
-        eval_args.extend(["--crows-limit".into(), QUICK_LIMIT.to_string(), "--stereoset-limit".into(), QUICK_LIMIT.to_string()]);
+        eval_args.extend([
+            "--crows-limit".into(),
+            QUICK_LIMIT.to_string(),
+            "--stereoset-limit".into(),
+            QUICK_LIMIT.to_string(),
+        ]);
     }
     if let Some(dir) = &a.seat_dir {
         eval_args.extend(["--seat-dir".into(), path(dir)?.to_string()]);
@@ -116,7 +142,8 @@ pub fn audit(a: &Args, out: &Path) -> Result<Audit> {
     seconds.insert("eval".into(), t.elapsed().as_secs_f64().into());
 
     let collapse: serde_json::Value = read_json(&collapse_dir.join("collapse.json"))?;
-    let eval: EvalResults = serde_json::from_value(read_json(&eval_dir.join("results.json"))?).with_context(|| format!("{}: unexpected layout", eval_dir.join("results.json").display()))?;
+    let eval: EvalResults = serde_json::from_value(read_json(&eval_dir.join("results.json"))?)
+        .with_context(|| format!("{}: unexpected layout", eval_dir.join("results.json").display()))?;
     seconds.insert("total".into(), began.elapsed().as_secs_f64().into());
     let audit = Audit {
         model: a.model.clone(),

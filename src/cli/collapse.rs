@@ -118,7 +118,8 @@ pub struct Resolved {
 
 fn resolve(a: &RunArgs, kind: crate::model::ModelKind) -> Resolved {
     let fnc = a.convention == Convention::FairnessNc;
-    let target = a.target.unwrap_or(if fnc || kind == crate::model::ModelKind::Causal { Target::Next } else { Target::Same });
+    let target =
+        a.target.unwrap_or(if fnc || kind == crate::model::ModelKind::Causal { Target::Next } else { Target::Same });
     let features = a.features.unwrap_or(if fnc { Features::Head } else { Features::Hidden });
     let policy = a.policy.unwrap_or(if fnc { Policy::FirstSubword } else { Policy::WholeWord });
     let mut metric = if fnc { MetricConvention::FAIRNESS_NC } else { MetricConvention::DEFAULT };
@@ -138,7 +139,16 @@ fn resolve(a: &RunArgs, kind: crate::model::ModelKind) -> Resolved {
         heldout: a.heldout,
         max_len: a.max_len,
     };
-    let opts = RunOptions { target, features, max_len: a.max_len, batch_size: a.batch_size, heldout: a.heldout, min_count: a.min_count, block: a.block, ..RunOptions::default() };
+    let opts = RunOptions {
+        target,
+        features,
+        max_len: a.max_len,
+        batch_size: a.batch_size,
+        heldout: a.heldout,
+        min_count: a.min_count,
+        block: a.block,
+        ..RunOptions::default()
+    };
     Resolved { settings, opts }
 }
 
@@ -156,7 +166,10 @@ fn collect(a: RunArgs) -> Result<()> {
     run.info = serde_json::to_value(Info { settings: settings.clone(), classes: classes.clone() })?;
     if let Some(other) = other_run(&output, &settings, &run.identity, &[run.blocks]) {
         if !a.overwrite {
-            bail!("--output {}: holds {other}; pass --overwrite to replace it, or choose another directory", output.display());
+            bail!(
+                "--output {}: holds {other}; pass --overwrite to replace it, or choose another directory",
+                output.display()
+            );
         }
         remove_run_files(&output)?;
     }
@@ -173,22 +186,42 @@ fn collect(a: RunArgs) -> Result<()> {
     }
     let stats = run.stats()?;
     if stats.positions() == 0 {
-        bail!("corpus {} has no position labelled with a word of {} ({} classes)", corpus.name, classes.name, classes.classes.len());
+        bail!(
+            "corpus {} has no position labelled with a word of {} ({} classes)",
+            corpus.name,
+            classes.name,
+            classes.classes.len()
+        );
     }
     if a.shard.is_some() {
-        println!("statistics shard {} written; merge all shards with `fairnc collapse merge`, then run the decision pass with --means", stats_path(&output).display());
+        println!(
+            "statistics shard {} written; merge all shards with `fairnc collapse merge`, then run the decision pass with --means",
+            stats_path(&output).display()
+        );
         return Ok(());
     }
     let decisions = run.decisions(&stats)?;
     let mut result = assemble(&classes, &stats, Some(&decisions), &run.w, settings);
     if result.settings.features == Features::Head && model.params.new_head {
-        result.notes.push(format!("{} has no pretrained MLM head: head features come from a newly initialised transform", a.model.model));
+        result.notes.push(format!(
+            "{} has no pretrained MLM head: head features come from a newly initialised transform",
+            a.model.model
+        ));
     }
     finish(&output, &result, started)
 }
 
 /// What a collapse run (or a merge) writes in its directory.
-const RUN_FILES: [&str; 8] = ["stats.safetensors", "decisions.safetensors", ".partial-stats.safetensors", ".partial-decisions.safetensors", "collapse.json", "classes.csv", "summary.md", "nc3_cosines.png"];
+const RUN_FILES: [&str; 8] = [
+    "stats.safetensors",
+    "decisions.safetensors",
+    ".partial-stats.safetensors",
+    ".partial-decisions.safetensors",
+    "collapse.json",
+    "classes.csv",
+    "summary.md",
+    "nc3_cosines.png",
+];
 
 fn remove_run_files(dir: &Path) -> Result<()> {
     for name in RUN_FILES.iter().copied().chain(["nc3_cosines.svg"]) {
@@ -210,7 +243,10 @@ fn other_run(dir: &Path, settings: &Settings, identity: &shard::Identity, blocks
         let now = serde_json::to_value(settings).unwrap_or_default();
         if previous["settings"] != now {
             let changed = crate::util::settings::changes(&previous["settings"], &now);
-            return Some(format!("a finished collapse run with other settings ({})", if changed.is_empty() { "unreadable collapse.json".into() } else { changed.join(", ") }));
+            return Some(format!(
+                "a finished collapse run with other settings ({})",
+                if changed.is_empty() { "unreadable collapse.json".into() } else { changed.join(", ") }
+            ));
         }
     }
     for path in [stats_path(dir), decisions_path(dir)] {
@@ -264,9 +300,13 @@ fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
                 None => stats = Some((h, s, w)),
                 Some((acc_h, acc, _)) => {
                     if h.identity != acc_h.identity {
-                        bail!("{}: computed with a different model, word set, corpus or settings than the other shards", f.display());
+                        bail!(
+                            "{}: computed with a different model, word set, corpus or settings than the other shards",
+                            f.display()
+                        );
                     }
-                    acc_h.blocks = shard::union_blocks(&acc_h.blocks, &h.blocks).with_context(|| format!("{}", f.display()))?;
+                    acc_h.blocks =
+                        shard::union_blocks(&acc_h.blocks, &h.blocks).with_context(|| format!("{}", f.display()))?;
                     acc.merge(&s).with_context(|| format!("{}", f.display()))?;
                 }
             },
@@ -284,7 +324,11 @@ fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
             bail!("{}: decisions from a different model, word set, corpus or settings", f.display());
         }
         if h.means.as_deref() != Some(fp.as_str()) {
-            bail!("{}: decisions used other means than the merged statistics (means {} vs {fp})", f.display(), h.means.unwrap_or_default());
+            bail!(
+                "{}: decisions used other means than the merged statistics (means {} vs {fp})",
+                f.display(),
+                h.means.unwrap_or_default()
+            );
         }
         match &mut merged {
             None => merged = Some((h, d)),
@@ -297,7 +341,8 @@ fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
             }
         }
     }
-    let info: Info = serde_json::from_value(header.info.clone().unwrap_or_default()).context("shards carry no settings")?;
+    let info: Info =
+        serde_json::from_value(header.info.clone().unwrap_or_default()).context("shards carry no settings")?;
     let mut settings = info.settings;
     if let Some((h, _)) = &merged {
         settings.min_count = h.min_count.unwrap_or(settings.min_count);
@@ -306,7 +351,10 @@ fn merge(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<()> {
     // (an input directory given as the output holds this very one's pieces and is refused too).
     if let Some(other) = other_run(out, &settings, &header.identity, &header.blocks) {
         if !overwrite {
-            bail!("--output {}: holds {other}; pass --overwrite to replace it, or choose another directory", out.display());
+            bail!(
+                "--output {}: holds {other}; pass --overwrite to replace it, or choose another directory",
+                out.display()
+            );
         }
         remove_run_files(out)?;
     }

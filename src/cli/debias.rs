@@ -115,26 +115,46 @@ pub fn run(a: Args) -> Result<()> {
     drop(probe);
     let model = a.model.load_with(LoadOptions { seed: a.model.seed, dropout, ..Default::default() })?;
     let set = WordSet::load(&a.words)?;
-    let corpus_name = a.corpus.clone().unwrap_or_else(|| if a.method == Method::Bec { "gap".into() } else { "bug".into() });
+    let corpus_name =
+        a.corpus.clone().unwrap_or_else(|| if a.method == Method::Bec { "gap".into() } else { "bug".into() });
     // ASE trains on WinoBias, not on the corpus.
-    let corpus = if a.method == Method::Ase { Corpus { name: "winobias".into(), texts: Vec::new() } } else { Corpus::load(&corpus_name)?.subsample(a.max_texts) };
+    let corpus = if a.method == Method::Ase {
+        Corpus { name: "winobias".into(), texts: Vec::new() }
+    } else {
+        Corpus::load(&corpus_name)?.subsample(a.max_texts)
+    };
     let texts: Vec<String> = match a.method {
-        Method::Cda => crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?.into_iter().flat_map(|(o, c)| [o, c]).collect(),
+        Method::Cda => crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?
+            .into_iter()
+            .flat_map(|(o, c)| [o, c])
+            .collect(),
         Method::Dropout => corpus.texts.clone(),
         Method::Bec => {
             let table = crate::train::cda::swap_table(&set);
-            corpus.texts.iter().map(|t| crate::train::cda::counterfactual(t, &table).unwrap_or_else(|| t.clone())).collect()
+            corpus
+                .texts
+                .iter()
+                .map(|t| crate::train::cda::counterfactual(t, &table).unwrap_or_else(|| t.clone()))
+                .collect()
         }
         Method::Ase | Method::Contrastive => Vec::new(),
     };
     let objective: Box<dyn Objective> = match (a.method, model.kind()) {
-        (Method::Ase, ModelKind::Masked) => Box::new(crate::train::objective::MaskedPronouns::new(&model, &crate::data::winobias::sentences()?, a.max_len)?),
-        (Method::Ase, ModelKind::Causal) => bail!("ASE-style training masks pronouns: it needs a masked LM, not {}", a.model.model),
+        (Method::Ase, ModelKind::Masked) => Box::new(crate::train::objective::MaskedPronouns::new(
+            &model,
+            &crate::data::winobias::sentences()?,
+            a.max_len,
+        )?),
+        (Method::Ase, ModelKind::Causal) => {
+            bail!("ASE-style training masks pronouns: it needs a masked LM, not {}", a.model.model)
+        }
         (Method::Contrastive, ModelKind::Masked) => {
             let pairs = crate::train::cda::augment(&corpus.texts, &set, &corpus.name)?;
             Box::new(crate::train::contrastive::Contrastive::new(&model, &pairs, a.max_len)?)
         }
-        (Method::Contrastive, ModelKind::Causal) => bail!("MABEL-style training includes masked LM: it needs a masked LM, not {}", a.model.model),
+        (Method::Contrastive, ModelKind::Causal) => {
+            bail!("MABEL-style training includes masked LM: it needs a masked LM, not {}", a.model.model)
+        }
         (_, ModelKind::Masked) => Box::new(MaskedLm::new(&model, &texts, a.max_len)?),
         (_, ModelKind::Causal) => Box::new(CausalLm::new(&model, &texts, a.max_len)?),
     };
@@ -142,8 +162,20 @@ pub fn run(a: Args) -> Result<()> {
     let lambda = a.nc3.filter(|l| *l != 0.0);
     // Built without λ too: the NC3 spread is then logged but not optimised.
     let classes = ClassSet::map(&set, &model.tokenizer, a.policy)?;
-    eprintln!("NC3 classes: {} of {} ({} policy, {} words left out)", classes.classes.len(), set.name, serde_json::to_value(a.policy)?.as_str().unwrap_or("?"), classes.skipped.len());
-    let nc3 = Some(Nc3Regularizer::new(&classes, model.config.vocab_size.max(model.tokenizer.vocab_size()), model.config.hidden_size, target, a.nc3_variant));
+    eprintln!(
+        "NC3 classes: {} of {} ({} policy, {} words left out)",
+        classes.classes.len(),
+        set.name,
+        serde_json::to_value(a.policy)?.as_str().unwrap_or("?"),
+        classes.skipped.len()
+    );
+    let nc3 = Some(Nc3Regularizer::new(
+        &classes,
+        model.config.vocab_size.max(model.tokenizer.vocab_size()),
+        model.config.hidden_size,
+        target,
+        a.nc3_variant,
+    ));
     let cfg = TrainConfig {
         steps: a.steps,
         batch_size: a.batch_size,
@@ -192,7 +224,8 @@ fn prepare_output(dir: &std::path::Path, settings: &serde_json::Value, resume: b
         return std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()));
     }
     let run_file = dir.join("run.json");
-    let previous: Option<serde_json::Value> = std::fs::read_to_string(&run_file).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let previous: Option<serde_json::Value> =
+        std::fs::read_to_string(&run_file).ok().and_then(|t| serde_json::from_str(&t).ok());
     let Some(previous) = previous else {
         let mut shown: Vec<&str> = names.iter().map(String::as_str).take(3).collect();
         if names.len() > 3 {
@@ -208,19 +241,30 @@ fn prepare_output(dir: &std::path::Path, settings: &serde_json::Value, resume: b
     if overwrite {
         for name in names.iter().filter(|n| is_run_file(n)) {
             let p = dir.join(name);
-            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.with_context(|| format!("{}: cannot remove", p.display()))?;
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                .with_context(|| format!("{}: cannot remove", p.display()))?;
         }
         return Ok(());
     }
     if &previous != settings {
         let changed = crate::util::settings::changes(&previous, settings);
-        bail!("--output {}: holds a debias run with other settings ({}); pass --overwrite to replace it, or choose another directory", dir.display(), changed.join(", "));
+        bail!(
+            "--output {}: holds a debias run with other settings ({}); pass --overwrite to replace it, or choose another directory",
+            dir.display(),
+            changed.join(", ")
+        );
     }
     if !resume {
         if dir.join("model").join("config.json").exists() {
-            bail!("--output {}: holds a finished run with the same settings (model/); pass --overwrite to train it again", dir.display());
+            bail!(
+                "--output {}: holds a finished run with the same settings (model/); pass --overwrite to train it again",
+                dir.display()
+            );
         }
-        bail!("--output {}: holds an unfinished run with the same settings; pass --resume to continue it from its last checkpoint, or --overwrite to start again", dir.display());
+        bail!(
+            "--output {}: holds an unfinished run with the same settings; pass --resume to continue it from its last checkpoint, or --overwrite to start again",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -229,13 +273,17 @@ fn prepare_output(dir: &std::path::Path, settings: &serde_json::Value, resume: b
 /// (std of s_c over the classes seen) by step, on its own axis because it is two orders of
 /// magnitude below the loss.
 fn loss_plot(dir: &std::path::Path) -> Result<()> {
-    let log = std::fs::read_to_string(dir.join("log.jsonl")).with_context(|| format!("{}: cannot read", dir.join("log.jsonl").display()))?;
+    let log = std::fs::read_to_string(dir.join("log.jsonl"))
+        .with_context(|| format!("{}: cannot read", dir.join("log.jsonl").display()))?;
     let mut losses: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let mut nc3: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for line in log.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let step = v["step"].as_f64().unwrap_or(0.0);
-        let add = |series: &mut Vec<(String, Vec<(f64, f64)>)>, name: &str, y: f64| match series.iter_mut().find(|(n, _)| n == name) {
+        let add = |series: &mut Vec<(String, Vec<(f64, f64)>)>, name: &str, y: f64| match series
+            .iter_mut()
+            .find(|(n, _)| n == name)
+        {
             Some((_, s)) => s.push((step, y)),
             None => series.push((name.to_string(), vec![(step, y)])),
         };

@@ -65,15 +65,30 @@ pub fn run(args: Args) -> Result<()> {
     let has = |t: &str| args.tasks.iter().any(|x| x == t);
     let mut crows_scoring: Option<String> = None;
     if model.params.new_head && (has("crows") || has("stereoset")) {
-        res.notes.push(format!("{} has no pretrained LM head: CrowS-Pairs and StereoSet scores come from an untrained head", args.model.model));
+        res.notes.push(format!(
+            "{} has no pretrained LM head: CrowS-Pairs and StereoSet scores come from an untrained head",
+            args.model.model
+        ));
     }
     if has("crows") {
-        let path = match &args.crows_file { Some(p) => p.clone(), None => crows::default_path()? };
+        let path = match &args.crows_file {
+            Some(p) => p.clone(),
+            None => crows::default_path()?,
+        };
         let data = crows::read(&path)?;
         if !data.malformed.is_empty() {
-            res.notes.push(format!("{}: skipped {} malformed rows ({})", path.display(), data.malformed.len(), data.malformed.iter().take(3).cloned().collect::<Vec<_>>().join("; ")));
+            res.notes.push(format!(
+                "{}: skipped {} malformed rows ({})",
+                path.display(),
+                data.malformed.len(),
+                data.malformed.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ));
         }
-        let mut pairs: Vec<_> = data.pairs.into_iter().filter(|p| args.bias.is_empty() || args.bias.iter().any(|b| crows_type(b) == p.bias_type)).collect();
+        let mut pairs: Vec<_> = data
+            .pairs
+            .into_iter()
+            .filter(|p| args.bias.is_empty() || args.bias.iter().any(|b| crows_type(b) == p.bias_type))
+            .collect();
         if let Some(n) = args.crows_limit {
             pairs.truncate(n);
         }
@@ -96,12 +111,21 @@ pub fn run(args: Args) -> Result<()> {
         res.crows = Some(CrowsSection { by_type: r.by_type, overall: r.overall });
     }
     if has("stereoset") {
-        let path = match &args.stereoset_file { Some(p) => p.clone(), None => stereoset::default_path(&args.stereoset_split)? };
+        let path = match &args.stereoset_file {
+            Some(p) => p.clone(),
+            None => stereoset::default_path(&args.stereoset_split)?,
+        };
         let data = stereoset::read(&path)?;
         if !data.malformed.is_empty() {
-            res.notes.push(format!("{}: skipped {} malformed clusters ({})", path.display(), data.malformed.len(), data.malformed.iter().take(3).cloned().collect::<Vec<_>>().join("; ")));
+            res.notes.push(format!(
+                "{}: skipped {} malformed clusters ({})",
+                path.display(),
+                data.malformed.len(),
+                data.malformed.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ));
         }
-        let mut clusters: Vec<_> = data.clusters.into_iter().filter(|c| args.bias.is_empty() || args.bias.contains(&c.bias_type)).collect();
+        let mut clusters: Vec<_> =
+            data.clusters.into_iter().filter(|c| args.bias.is_empty() || args.bias.contains(&c.bias_type)).collect();
         if let Some(n) = args.stereoset_limit {
             clusters.truncate(n);
         }
@@ -110,7 +134,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         let r = crate::bench::stereoset::score(&model, &clusters, args.batch_size)?;
         if r.skipped > 0 {
-            res.notes.push(format!("StereoSet: {} clusters skipped (a sentence longer than the model's {} positions)", r.skipped, model.max_len()));
+            res.notes.push(format!(
+                "StereoSet: {} clusters skipped (a sentence longer than the model's {} positions)",
+                r.skipped,
+                model.max_len()
+            ));
         }
         crate::report::eval::stereoset_csv(&args.output.join("stereoset.csv"), &r)?;
         res.stereoset = Some(StereoSetSection { by_domain: r.by_domain, overall: r.overall });
@@ -130,7 +158,20 @@ pub fn run(args: Args) -> Result<()> {
             None => names.iter().map(|n| crate::data::seat::rebuild(n)).collect::<Result<Vec<_>>>()?,
         };
         if args.seat_dir.is_none() {
-            let differ: Vec<String> = tests.iter().filter(|t| !seat::is_standard(&t.name)).map(|t| format!("{} ({} {} / {} {} sentences)", t.name, t.targ1.examples.len(), t.targ1.category, t.targ2.examples.len(), t.targ2.category)).collect();
+            let differ: Vec<String> = tests
+                .iter()
+                .filter(|t| !seat::is_standard(&t.name))
+                .map(|t| {
+                    format!(
+                        "{} ({} {} / {} {} sentences)",
+                        t.name,
+                        t.targ1.examples.len(),
+                        t.targ1.category,
+                        t.targ2.examples.len(),
+                        t.targ2.category
+                    )
+                })
+                .collect();
             if !differ.is_empty() {
                 res.notes.push(format!(
                     "SEAT tests rebuilt from WEFE's WEAT lists: {} keep every Arts sentence where sent-bias's files of the same name cut the set at random to the other target's size, so their effect sizes are not comparable with published ones (pass --seat-dir with sent-bias's files for those)",
@@ -146,7 +187,10 @@ pub fn run(args: Args) -> Result<()> {
             e.0 += s.effect_size.abs();
             e.1 += 1;
         }
-        res.seat = Some(SeatSection { tests: scores.into_iter().collect(), avg_abs_effect: avg.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect() });
+        res.seat = Some(SeatSection {
+            tests: scores.into_iter().collect(),
+            avg_abs_effect: avg.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect(),
+        });
     }
     res.settings = serde_json::json!({
         "model": args.model.model, "family": model.family(), "kind": model.kind(), "lm_head": if model.params.new_head { "new" } else { "pretrained" },

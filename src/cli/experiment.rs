@@ -86,7 +86,11 @@ pub struct Cell {
 
 impl Cell {
     pub fn id(&self) -> String {
-        let model: String = self.model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+        let model: String = self
+            .model
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .collect();
         format!("{model}/{}-l{}-s{}", self.method, self.lambda, self.seed)
     }
 }
@@ -100,7 +104,9 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Cell>)> {
     let (cfg, cells) = parse(path)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     for m in &cfg.models {
-        crate::model::resolve::resolve(m.get_ref()).map_err(|e| anyhow::anyhow!("{}:{}: model \"{}\": {e:#}", path.display(), line_of(&text, m.span().start), m.get_ref()))?;
+        crate::registry::resolve(m.get_ref()).map_err(|e| {
+            anyhow::anyhow!("{}:{}: model \"{}\": {e:#}", path.display(), line_of(&text, m.span().start), m.get_ref())
+        })?;
     }
     Ok((cfg, cells))
 }
@@ -111,7 +117,10 @@ pub fn parse(path: &Path) -> Result<(Config, Vec<Cell>)> {
     let cfg: Config = toml::from_str(&text).map_err(|e| {
         let (line, setting) = match e.span() {
             // A value of the wrong type or range: quote the line, whose key the message does not name.
-            Some(s) => (format!(":{}", line_of(&text, s.start)), text.lines().nth(line_of(&text, s.start) - 1).map(|l| format!("`{}`: ", l.trim())).unwrap_or_default()),
+            Some(s) => (
+                format!(":{}", line_of(&text, s.start)),
+                text.lines().nth(line_of(&text, s.start) - 1).map(|l| format!("`{}`: ", l.trim())).unwrap_or_default(),
+            ),
             None => (String::new(), String::new()),
         };
         // toml's messages run over lines ("invalid array\nexpected `]`"); errors are one line.
@@ -134,7 +143,12 @@ pub fn parse(path: &Path) -> Result<(Config, Vec<Cell>)> {
             bail!("{}: method \"none\" trains nothing, so it takes no regularizer: use none = [0]", at(m.span()));
         }
         if let Some(l) = lambdas.iter().enumerate().find_map(|(i, l)| lambdas[..i].contains(l).then_some(l)) {
-            bail!("{}: method \"{}\" lists λ = {} twice: its cells would be counted twice", at(m.span()), m.get_ref(), l + 0.0);
+            bail!(
+                "{}: method \"{}\" lists λ = {} twice: its cells would be counted twice",
+                at(m.span()),
+                m.get_ref(),
+                l + 0.0
+            );
         }
     }
     for (i, s) in cfg.seeds.iter().enumerate() {
@@ -144,7 +158,9 @@ pub fn parse(path: &Path) -> Result<(Config, Vec<Cell>)> {
     }
     let at_least = |section: &str, key: &str, v: &Option<Spanned<u64>>, min: u64| -> Result<()> {
         match v {
-            Some(v) if *v.get_ref() < min => bail!("{}: [{section}] {key} = {}: must be at least {min}", at(v.span()), v.get_ref()),
+            Some(v) if *v.get_ref() < min => {
+                bail!("{}: [{section}] {key} = {}: must be at least {min}", at(v.span()), v.get_ref())
+            }
             _ => Ok(()),
         }
     };
@@ -162,7 +178,11 @@ pub fn parse(path: &Path) -> Result<(Config, Vec<Cell>)> {
     if let Some(g) = &cfg.glue {
         for (i, t) in g.tasks.iter().enumerate() {
             if crate::data::glue::Task::parse(t.get_ref()).is_none() {
-                bail!("{}: unknown GLUE task \"{}\" (cola, sst2, mrpc, stsb, rte, qnli, wnli)", at(t.span()), t.get_ref());
+                bail!(
+                    "{}: unknown GLUE task \"{}\" (cola, sst2, mrpc, stsb, rte, qnli, wnli)",
+                    at(t.span()),
+                    t.get_ref()
+                );
             }
             if g.tasks[..i].iter().any(|o| o.get_ref() == t.get_ref()) {
                 bail!("{}: GLUE task \"{}\" is listed twice", at(t.span()), t.get_ref());
@@ -183,7 +203,12 @@ pub fn parse(path: &Path) -> Result<(Config, Vec<Cell>)> {
             for &lambda in lambdas {
                 for seed in &cfg.seeds {
                     // + 0.0 turns −0 into 0, so both name one cell.
-                    cells.push(Cell { model: model.get_ref().clone(), method: method.get_ref().clone(), lambda: lambda + 0.0, seed: *seed.get_ref() });
+                    cells.push(Cell {
+                        model: model.get_ref().clone(),
+                        method: method.get_ref().clone(),
+                        lambda: lambda + 0.0,
+                        seed: *seed.get_ref(),
+                    });
                 }
             }
         }
@@ -201,7 +226,14 @@ fn cell_settings(cfg: &Config, cell: &Cell) -> serde_json::Value {
         "[debias] words": d.words, "[audit] quick": cfg.audit.quick, "[audit] max_texts": v(&cfg.audit.max_texts),
     });
     if cell.method != "none" {
-        for (k, x) in [("steps", v(&d.steps)), ("batch_size", v(&d.batch_size)), ("max_texts", v(&d.max_texts)), ("max_len", v(&d.max_len)), ("lr", serde_json::json!(d.lr.as_ref().map(|x| *x.get_ref()))), ("corpus", serde_json::json!(d.corpus))] {
+        for (k, x) in [
+            ("steps", v(&d.steps)),
+            ("batch_size", v(&d.batch_size)),
+            ("max_texts", v(&d.max_texts)),
+            ("max_len", v(&d.max_len)),
+            ("lr", serde_json::json!(d.lr.as_ref().map(|x| *x.get_ref()))),
+            ("corpus", serde_json::json!(d.corpus)),
+        ] {
             s[format!("[debias] {k}")] = x;
         }
     }
@@ -222,7 +254,9 @@ const CELL_OUTPUTS: [&str; 5] = ["result.json", crate::util::settings::FILE, "de
 fn cell_conflict(dir: &Path, settings: &serde_json::Value) -> Result<Option<String>> {
     Ok(match crate::util::settings::read(dir)? {
         Some(recorded) => crate::util::settings::difference(&recorded, settings),
-        None if CELL_OUTPUTS.iter().any(|n| dir.join(n).exists()) => Some("no settings recorded (an older fairnc ran it)".into()),
+        None if CELL_OUTPUTS.iter().any(|n| dir.join(n).exists()) => {
+            Some("no settings recorded (an older fairnc ran it)".into())
+        }
         None => None,
     })
 }
@@ -268,8 +302,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     if let Some((dir, why)) = conflicts.first() {
         if !a.overwrite {
-            let more = if conflicts.len() > 1 { format!(" (and {} more cells)", conflicts.len() - 1) } else { String::new() };
-            bail!("{}: this cell was run with other settings: {why}{more}; use another --output or pass --overwrite to redo such cells", dir.display());
+            let more =
+                if conflicts.len() > 1 { format!(" (and {} more cells)", conflicts.len() - 1) } else { String::new() };
+            bail!(
+                "{}: this cell was run with other settings: {why}{more}; use another --output or pass --overwrite to redo such cells",
+                dir.display()
+            );
         }
         for (dir, why) in &conflicts {
             eprintln!("{}: redoing ({why})", dir.display());
@@ -283,7 +321,8 @@ pub fn run(a: Args) -> Result<()> {
     for cell in &cells {
         let dir = out.join(cell.id());
         let done = dir.join("result.json");
-        let previous: Option<CellResult> = std::fs::read_to_string(&done).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let previous: Option<CellResult> =
+            std::fs::read_to_string(&done).ok().and_then(|t| serde_json::from_str(&t).ok());
         let result = match previous {
             Some(r) if r.status == Status::Ok => r,
             _ => {
@@ -329,7 +368,18 @@ fn run_cell(cfg: &Config, cell: &Cell, dir: &Path) -> Result<BTreeMap<String, f6
     } else {
         let d = &cfg.debias;
         let out = dir.join("debias");
-        let mut args = vec!["debias".to_string(), "--model".into(), cell.model.clone(), "--seed".into(), seed.clone(), "--method".into(), cell.method.clone(), "--output".into(), s(&out), "--resume".into()];
+        let mut args = vec![
+            "debias".to_string(),
+            "--model".into(),
+            cell.model.clone(),
+            "--seed".into(),
+            seed.clone(),
+            "--method".into(),
+            cell.method.clone(),
+            "--output".into(),
+            s(&out),
+            "--resume".into(),
+        ];
         if cell.lambda > 0.0 {
             args.extend(["--nc3".into(), cell.lambda.to_string()]);
         }
@@ -361,11 +411,24 @@ fn run_cell(cfg: &Config, cell: &Cell, dir: &Path) -> Result<BTreeMap<String, f6
         seat_dir: None,
     };
     let audit = super::audit::audit(&audit_args, &dir.join("audit")).context("audit")?;
-    let mut metrics: BTreeMap<String, f64> = audit.headline().into_iter().map(|(p, m, v)| (format!("{p}.{m}"), v)).collect();
+    let mut metrics: BTreeMap<String, f64> =
+        audit.headline().into_iter().map(|(p, m, v)| (format!("{p}.{m}"), v)).collect();
     if let Some(g) = &cfg.glue {
         let tasks: Vec<String> = g.tasks.iter().map(|t| t.get_ref().clone()).collect();
         let out = dir.join("glue");
-        let mut args = vec!["glue".to_string(), "--model".into(), model, "--glue-dir".into(), s(&g.glue_dir), "--tasks".into(), tasks.join(","), "--seeds".into(), seed, "--output".into(), s(&out)];
+        let mut args = vec![
+            "glue".to_string(),
+            "--model".into(),
+            model,
+            "--glue-dir".into(),
+            s(&g.glue_dir),
+            "--tasks".into(),
+            tasks.join(","),
+            "--seeds".into(),
+            seed,
+            "--output".into(),
+            s(&out),
+        ];
         if let Some(n) = &g.max_train {
             args.extend(["--max-train".into(), n.get_ref().to_string()]);
         }

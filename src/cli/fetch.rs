@@ -19,8 +19,8 @@ pub fn run(args: Args) -> Result<()> {
         match w.as_str() {
             "all" => bundles.extend(Bundle::ALL),
             "minilm-mlm" => {
-                let was_ready = crate::train::adapt::minilm_mlm_dir().join("adapt.json").exists();
-                let dir = crate::train::adapt::ensure_minilm_mlm()?;
+                let was_ready = crate::registry::minilm_mlm_dir().join("adapt.json").exists();
+                let dir = crate::registry::ensure_minilm_mlm()?;
                 println!("{:<11} {} {}", "minilm-mlm", if was_ready { "present" } else { "built" }, dir.display());
             }
             other => match Bundle::parse(other) {
@@ -35,7 +35,9 @@ pub fn run(args: Args) -> Result<()> {
             let state = match b.verify()? {
                 crate::data::bundle::Verified::Intact => "verified".to_string(),
                 crate::data::bundle::Verified::Fetched => "fetched".to_string(),
-                crate::data::bundle::Verified::Repaired(problems) => format!("repaired ({} file(s) differed)", problems.len()),
+                crate::data::bundle::Verified::Repaired(problems) => {
+                    format!("repaired ({} file(s) differed)", problems.len())
+                }
             };
             println!("{:<11} {state} {}", b.name(), b.dir().display());
             continue;

@@ -26,7 +26,10 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no {mask_tok} in the text");
     }
     if m.params.new_head {
-        eprintln!("note: {} has no pretrained LM head; these predictions come from a new, untrained head", args.model.model);
+        eprintln!(
+            "note: {} has no pretrained LM head; these predictions come from a new, untrained head",
+            args.model.model
+        );
     }
     let batch = m.batch(vec![enc.ids.clone()])?;
     let hidden = m.hidden(&batch, Exec::INFER)?;
@@ -41,7 +44,8 @@ pub fn run(args: Args) -> Result<()> {
         for &id in order.iter().take(args.top_k) {
             let mut ids = enc.ids.clone();
             ids[pos] = id as u32;
-            let special: Vec<u32> = ids.iter().copied().filter(|i| !m.tokenizer.special_ids.contains(i) || *i == id as u32).collect();
+            let special: Vec<u32> =
+                ids.iter().copied().filter(|i| !m.tokenizer.special_ids.contains(i) || *i == id as u32).collect();
             let token = m.tokenizer.id_to_token(id as u32).unwrap_or_default();
             println!("{:>8.4}  {:<14} {}", row[id], token, m.tokenizer.decode(&special)?.trim());
         }

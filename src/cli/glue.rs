@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct Args {
     /// `minilm`, `minilm-mlm`, a checkpoint directory, or hf:ORG/NAME.
-    #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
+    #[arg(long, default_value = crate::registry::DEFAULT_MODEL)]
     model: String,
     /// Directory in the glue_data layout (CoLA/, SST-2/, MRPC/, STS-B/, RTE/, ... with train.tsv and dev.tsv).
     #[arg(long, env = "FAIRNC_GLUE_DIR")]
@@ -56,7 +56,11 @@ pub fn parse_tasks(list: &str) -> Result<Vec<Task>> {
 }
 
 pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().with_context(|| format!("seed \"{s}\" is not a non-negative integer"))).collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().with_context(|| format!("seed \"{s}\" is not a non-negative integer")))
+        .collect()
 }
 
 /// Writes `glue.json` and `glue.md` in `out`.
@@ -68,8 +72,10 @@ pub fn write(out: &Path, r: &GlueResults, base: Option<&GlueResults>) -> Result<
 
 fn read_previous(dir: &Path) -> Result<GlueResults> {
     let path = dir.join("glue.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?)
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", path.display()))?;
     serde_json::from_value(v["model"].clone()).with_context(|| format!("{}: not a fairnc glue result", path.display()))
 }
 
@@ -82,15 +88,22 @@ pub fn run(a: Args) -> Result<()> {
     if !a.glue_dir.is_dir() {
         bail!("{}: no such GLUE directory", a.glue_dir.display());
     }
-    let settings = GlueSettings { epochs: a.epochs, lr: a.lr, batch_size: a.batch_size, max_len: a.max_len, max_train: a.max_train, ..GlueSettings::default() };
+    let settings = GlueSettings {
+        epochs: a.epochs,
+        lr: a.lr,
+        batch_size: a.batch_size,
+        max_len: a.max_len,
+        max_train: a.max_train,
+        ..GlueSettings::default()
+    };
     std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
-    let model_dir = crate::model::resolve::resolve(&a.model)?;
+    let model_dir = crate::registry::resolve(&a.model)?;
     let results = run_all(&a.model, &model_dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output, a.overwrite)?;
     let base = match &a.compare {
         None => None,
         Some(b) if Path::new(b).join("glue.json").exists() => Some(read_previous(Path::new(b))?),
         Some(b) => {
-            let dir = crate::model::resolve::resolve(b)?;
+            let dir = crate::registry::resolve(b)?;
             Some(run_all(b, &dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output.join("base"), a.overwrite)?)
         }
     };

@@ -31,11 +31,15 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     // Checked before the forward passes it would otherwise throw away.
     if args.output.is_dir() {
-        bail!("--output {}: is a directory; give the file to write, e.g. {}", args.output.display(), args.output.join("hidden.safetensors").display());
+        bail!(
+            "--output {}: is a directory; give the file to write, e.g. {}",
+            args.output.display(),
+            args.output.join("hidden.safetensors").display()
+        );
     }
     let m = args.model.load()?;
-    let text = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("{}: cannot read", args.input.display()))?;
+    let text =
+        std::fs::read_to_string(&args.input).with_context(|| format!("{}: cannot read", args.input.display()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         bail!("{}: no non-empty lines", args.input.display());

@@ -39,7 +39,13 @@ pub fn run(args: Args) -> Result<()> {
     println!("family       {} ({:?} LM)", c.family.name(), m.kind());
     println!("parameters   {}", m.num_parameters());
     println!("vocabulary   {} tokens (embedding rows {})", m.tokenizer.vocab_size(), c.vocab_size);
-    println!("shape        {} layers × {} hidden, {} heads, {} positions", c.num_layers, c.hidden_size, c.num_heads, m.max_len());
+    println!(
+        "shape        {} layers × {} hidden, {} heads, {} positions",
+        c.num_layers,
+        c.hidden_size,
+        c.num_heads,
+        m.max_len()
+    );
     println!("LM head      {}", info["lm_head"].as_str().unwrap());
     println!("tying        {}", info["tying"].as_str().unwrap());
     if let Some((t, _)) = &m.tokenizer.mask {

@@ -11,13 +11,18 @@ mod fill_mask;
 mod glue;
 mod hidden;
 mod info;
+pub mod progress;
 pub mod validate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fairnc", version, about = "Neural collapse, bias benchmarks and NC3-regularised debiasing for language models")]
+#[command(
+    name = "fairnc",
+    version,
+    about = "Neural collapse, bias benchmarks and NC3-regularised debiasing for language models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +60,7 @@ enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
     /// `minilm` (the embedded default), a checkpoint directory, or hf:ORG/NAME.
-    #[arg(long, default_value = crate::model::resolve::DEFAULT_MODEL)]
+    #[arg(long, default_value = crate::registry::DEFAULT_MODEL)]
     pub model: String,
     /// Seed for a newly created LM head and for dropout.
     #[arg(long, default_value_t = 0)]
@@ -68,15 +73,15 @@ impl ModelArgs {
     }
 
     pub fn load_with(&self, opts: crate::model::LoadOptions) -> Result<crate::model::LanguageModel> {
-        let dir = crate::model::resolve::resolve(&self.model)?;
-        crate::model::LanguageModel::load(&dir, &opts)
+        crate::registry::load(&self.model, &opts)
     }
 }
 
 /// Runs a command line (without the program name) in this process: how `audit` and
 /// `experiment` call the other commands.
 pub fn run_subcommand(args: &[&str]) -> Result<()> {
-    let cli = Cli::try_parse_from(std::iter::once("fairnc").chain(args.iter().copied())).map_err(|e| anyhow::anyhow!("fairnc {}: {}", args.join(" "), one_line(&e)))?;
+    let cli = Cli::try_parse_from(std::iter::once("fairnc").chain(args.iter().copied()))
+        .map_err(|e| anyhow::anyhow!("fairnc {}: {}", args.join(" "), one_line(&e)))?;
     run(cli)
 }
 

@@ -69,7 +69,9 @@ pub fn shard(s: &str) -> Result<(usize, usize), String> {
 /// A warm-up longer than the run never reaches the learning rate asked for.
 pub fn check_warmup(warmup: u64, steps: u64) -> anyhow::Result<()> {
     if warmup > steps {
-        anyhow::bail!("--warmup {warmup} is more than --steps {steps}: the learning rate would never reach --lr; pass --warmup N with N ≤ {steps}");
+        anyhow::bail!(
+            "--warmup {warmup} is more than --steps {steps}: the learning rate would never reach --lr; pass --warmup N with N ≤ {steps}"
+        );
     }
     Ok(())
 }

@@ -17,8 +17,10 @@ pub struct MetricConvention {
 }
 
 impl MetricConvention {
-    pub const DEFAULT: MetricConvention = MetricConvention { cdnv_power: 1, equinorm_squared: false, logkernel_centred: true };
-    pub const FAIRNESS_NC: MetricConvention = MetricConvention { cdnv_power: 2, equinorm_squared: true, logkernel_centred: false };
+    pub const DEFAULT: MetricConvention =
+        MetricConvention { cdnv_power: 1, equinorm_squared: false, logkernel_centred: true };
+    pub const FAIRNESS_NC: MetricConvention =
+        MetricConvention { cdnv_power: 2, equinorm_squared: true, logkernel_centred: false };
 }
 
 /// One class of S' (n_c ≥ min_count) as the metrics see it.
@@ -150,7 +152,8 @@ pub fn compute(classes: &[ClassInput], conv: MetricConvention) -> (Metrics, PerC
         return (m, none);
     }
     let mu_g: Vec<f64> = (0..d).map(|j| classes.iter().map(|c| c.mean[j]).sum::<f64>() / k as f64).collect();
-    let centred: Vec<Vec<f64>> = classes.iter().map(|c| c.mean.iter().zip(&mu_g).map(|(a, b)| a - b).collect()).collect();
+    let centred: Vec<Vec<f64>> =
+        classes.iter().map(|c| c.mean.iter().zip(&mu_g).map(|(a, b)| a - b).collect()).collect();
     let norms: Vec<f64> = centred.iter().map(|v| norm(v)).collect();
     let eq_vals: Vec<f64> = norms.iter().map(|n| if conv.equinorm_squared { n * n } else { *n }).collect();
     if let (Some(s), Some(mn)) = (std(&eq_vals, 0), mean(&eq_vals)) {
@@ -178,11 +181,8 @@ pub fn compute(classes: &[ClassInput], conv: MetricConvention) -> (Metrics, PerC
     m.equiangular_mean = angles.mean();
     m.equiangular_std = angles.pop_std();
 
-    let kernel_vecs: Option<Vec<Vec<f64>>> = if conv.logkernel_centred {
-        Some(units.clone())
-    } else {
-        classes.iter().map(|c| unit(&c.mean)).collect()
-    };
+    let kernel_vecs: Option<Vec<Vec<f64>>> =
+        if conv.logkernel_centred { Some(units.clone()) } else { classes.iter().map(|c| unit(&c.mean)).collect() };
     if let Some(v) = kernel_vecs {
         let mut lk = Welford::default();
         let mut degenerate = false;
@@ -215,7 +215,9 @@ pub fn compute(classes: &[ClassInput], conv: MetricConvention) -> (Metrics, PerC
             }
         }
     }
-    if let (Some(sv), Some(dv)) = (s.iter().copied().collect::<Option<Vec<f64>>>(), dist.iter().copied().collect::<Option<Vec<f64>>>()) {
+    if let (Some(sv), Some(dv)) =
+        (s.iter().copied().collect::<Option<Vec<f64>>>(), dist.iter().copied().collect::<Option<Vec<f64>>>())
+    {
         m.duality_mean = mean(&sv);
         m.duality_dist = mean(&dv);
         m.duality_std = std(&sv, 1);
@@ -240,7 +242,8 @@ mod tests {
         // Three means on an equilateral triangle around the origin, classifier rows aligned.
         let r3 = 3f64.sqrt();
         let means = [vec![1.0, 0.0], vec![-0.5, r3 / 2.0], vec![-0.5, -r3 / 2.0]];
-        let cls: Vec<ClassInput> = means.iter().map(|m| class(m.clone(), 0.0, m.iter().map(|x| 2.0 * x).collect())).collect();
+        let cls: Vec<ClassInput> =
+            means.iter().map(|m| class(m.clone(), 0.0, m.iter().map(|x| 2.0 * x).collect())).collect();
         let (m, per) = compute(&cls, MetricConvention::DEFAULT);
         assert!((m.equiangular_mean.unwrap() + 0.5).abs() < 1e-12);
         assert!(m.equiangular_std.unwrap() < 1e-12);

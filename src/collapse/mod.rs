@@ -109,7 +109,13 @@ pub struct CollapseResult {
 }
 
 /// Computes the metrics from (merged) statistics, decisions and classifier rows `w` `[K·D]`.
-pub fn assemble(classes: &ClassSet, stats: &ClassStats, decisions: Option<&Decisions>, w: &[f32], settings: Settings) -> CollapseResult {
+pub fn assemble(
+    classes: &ClassSet,
+    stats: &ClassStats,
+    decisions: Option<&Decisions>,
+    w: &[f32],
+    settings: Settings,
+) -> CollapseResult {
     let d = stats.dim;
     let kept: Vec<usize> = (0..stats.num_classes()).filter(|&c| stats.counts[c] >= settings.min_count.max(1)).collect();
     let inputs: Vec<ClassInput> = kept
@@ -171,7 +177,11 @@ pub fn assemble(classes: &ClassSet, stats: &ClassStats, decisions: Option<&Decis
     }
     let mut notes = Vec::new();
     if inputs.len() < 2 {
-        notes.push(format!("only {} class(es) reach min_count {}: metrics over pairs are not computable", inputs.len(), settings.min_count));
+        notes.push(format!(
+            "only {} class(es) reach min_count {}: metrics over pairs are not computable",
+            inputs.len(),
+            settings.min_count
+        ));
     }
     if decisions.is_none() {
         notes.push("no decision pass (held-out part) yet: ncc_agreement is not computed".into());

@@ -145,7 +145,9 @@ impl<'a> Collector<'a> {
         let enc = self.model.encode(texts, self.opts.max_len, Overflow::Truncate)?;
         let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
         let tokens = lengths.iter().sum();
-        for group in plan_by_length(&lengths, self.opts.batch_size.max(1), self.opts.batch_size.max(1) * self.opts.max_len) {
+        for group in
+            plan_by_length(&lengths, self.opts.batch_size.max(1), self.opts.batch_size.max(1) * self.opts.max_len)
+        {
             let (labels, feats) = self.batch_features(group.iter().map(|&i| enc[i].ids.clone()).collect())?;
             if !labels.is_empty() {
                 f(&labels, &feats)?;
@@ -189,13 +191,16 @@ impl Decider {
 
     pub fn add(&self, labels: &[usize], feats: &[f32], out: &mut Decisions) -> Result<()> {
         let d = self.w.dim(1)?;
-        let rows: Vec<(usize, usize)> = labels.iter().enumerate().filter(|(_, c)| self.kept[**c] >= 0).map(|(i, c)| (i, *c)).collect();
+        let rows: Vec<(usize, usize)> =
+            labels.iter().enumerate().filter(|(_, c)| self.kept[**c] >= 0).map(|(i, c)| (i, *c)).collect();
         for chunk in rows.chunks(512) {
-            let x: Vec<f64> = chunk.iter().flat_map(|(i, _)| feats[i * d..(i + 1) * d].iter().map(|&v| v as f64)).collect();
+            let x: Vec<f64> =
+                chunk.iter().flat_map(|(i, _)| feats[i * d..(i + 1) * d].iter().map(|&v| v as f64)).collect();
             let x = Tensor::from_vec(x, (chunk.len(), d), &candle_core::Device::Cpu)?;
             let linear: Vec<Vec<f64>> = x.matmul(&self.w.t()?)?.to_vec2()?;
             // ‖h − μ‖² up to the per-row constant ‖h‖²: ‖μ‖² − 2⟨h, μ⟩.
-            let dist: Vec<Vec<f64>> = self.mu_sq.unsqueeze(0)?.broadcast_sub(&(x.matmul(&self.mu.t()?)? * 2.0)?)?.to_vec2()?;
+            let dist: Vec<Vec<f64>> =
+                self.mu_sq.unsqueeze(0)?.broadcast_sub(&(x.matmul(&self.mu.t()?)? * 2.0)?)?.to_vec2()?;
             for (((_, c), lin), dis) in chunk.iter().zip(&linear).zip(&dist) {
                 let argmax = lin.iter().enumerate().fold(0, |b, (j, v)| if *v > lin[b] { j } else { b });
                 let argmin = dis.iter().enumerate().fold(0, |b, (j, v)| if *v < dis[b] { j } else { b });
@@ -253,7 +258,12 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// Prepares a run over shard `shard = (i, n)` of the corpus (or all of it).
-    pub fn new(collector: Collector<'a>, corpus: &'a Corpus, shard: Option<(usize, usize)>, out: &Path) -> Result<Self> {
+    pub fn new(
+        collector: Collector<'a>,
+        corpus: &'a Corpus,
+        shard: Option<(usize, usize)>,
+        out: &Path,
+    ) -> Result<Self> {
         let w = collector.classifier_rows()?;
         let o = &collector.opts;
         let n_blocks = corpus.texts.len().div_ceil(o.block);
@@ -280,7 +290,16 @@ impl<'a> Run<'a> {
             block: o.block,
         };
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-        Ok(Run { collector, corpus, identity, w, blocks, out: out.to_path_buf(), info: serde_json::Value::Null, progress: Default::default() })
+        Ok(Run {
+            collector,
+            corpus,
+            identity,
+            w,
+            blocks,
+            out: out.to_path_buf(),
+            info: serde_json::Value::Null,
+            progress: Default::default(),
+        })
     }
 
     /// What the last call of `pass` did (all zero before the first).
@@ -325,16 +344,22 @@ impl<'a> Run<'a> {
         let k = self.collector.classes.classes.len();
         let partial = partial_path(&self.out, Pass::Stats);
         let (mut stats, start) = match shard::read(&partial) {
-            Ok(Shard::Stats(h, s, _)) if h.identity == self.identity && h.blocks.first().map(|b| b.0) == Some(self.blocks.0) => {
+            Ok(Shard::Stats(h, s, _))
+                if h.identity == self.identity && h.blocks.first().map(|b| b.0) == Some(self.blocks.0) =>
+            {
                 let next = h.next_block.unwrap_or(self.blocks.0);
                 eprintln!("resuming statistics at block {next} of {}..{}", self.blocks.0, self.blocks.1);
                 (s, next)
             }
             _ => (ClassStats::new(k, d), self.blocks.0),
         };
-        self.blocks_loop(Pass::Stats, start, &mut stats, |s, labels, feats| s.add(labels, feats), |run, s, next| {
-            shard::write_stats(&partial, &run.header("stats", Some(next), None), s, &run.w)
-        })?;
+        self.blocks_loop(
+            Pass::Stats,
+            start,
+            &mut stats,
+            |s, labels, feats| s.add(labels, feats),
+            |run, s, next| shard::write_stats(&partial, &run.header("stats", Some(next), None), s, &run.w),
+        )?;
         shard::write_stats(&final_path, &self.header("stats", None, None), &stats, &self.w)?;
         let _ = std::fs::remove_file(&partial);
         Ok(stats)
@@ -346,7 +371,11 @@ impl<'a> Run<'a> {
         let fp = means.fingerprint();
         let final_path = decisions_path(&self.out);
         if let Ok(Shard::Decisions(h, d)) = shard::read(&final_path) {
-            if h.identity == self.identity && h.means.as_deref() == Some(&fp) && h.blocks == vec![self.blocks] && h.min_count == Some(self.collector.opts.min_count) {
+            if h.identity == self.identity
+                && h.means.as_deref() == Some(&fp)
+                && h.blocks == vec![self.blocks]
+                && h.min_count == Some(self.collector.opts.min_count)
+            {
                 self.progress[Pass::Decisions as usize].set(PassProgress { reused: true, ..PassProgress::default() });
                 return Ok(d);
             }
@@ -355,16 +384,24 @@ impl<'a> Run<'a> {
         let partial = partial_path(&self.out, Pass::Decisions);
         let k = self.collector.classes.classes.len();
         let (mut dec, start) = match shard::read(&partial) {
-            Ok(Shard::Decisions(h, d)) if h.identity == self.identity && h.means.as_deref() == Some(&fp) && h.min_count == Some(self.collector.opts.min_count) => {
+            Ok(Shard::Decisions(h, d))
+                if h.identity == self.identity
+                    && h.means.as_deref() == Some(&fp)
+                    && h.min_count == Some(self.collector.opts.min_count) =>
+            {
                 let next = h.next_block.unwrap_or(self.blocks.0);
                 eprintln!("resuming decisions at block {next}");
                 (d, next)
             }
             _ => (Decisions::new(k), self.blocks.0),
         };
-        self.blocks_loop(Pass::Decisions, start, &mut dec, |d, labels, feats| decider.add(labels, feats, d), |run, d, next| {
-            shard::write_decisions(&partial, &run.header("decisions", Some(next), Some(fp.clone())), d)
-        })?;
+        self.blocks_loop(
+            Pass::Decisions,
+            start,
+            &mut dec,
+            |d, labels, feats| decider.add(labels, feats, d),
+            |run, d, next| shard::write_decisions(&partial, &run.header("decisions", Some(next), Some(fp.clone())), d),
+        )?;
         shard::write_decisions(&final_path, &self.header("decisions", None, Some(fp)), &dec)?;
         let _ = std::fs::remove_file(&partial);
         Ok(dec)
@@ -392,7 +429,11 @@ impl<'a> Run<'a> {
         let mut last = Instant::now();
         let mut tokens = 0usize;
         for b in start..self.blocks.1 {
-            self.progress[pass as usize].set(PassProgress { reused: false, resumed_from, blocks_processed: b + 1 - start });
+            self.progress[pass as usize].set(PassProgress {
+                reused: false,
+                resumed_from,
+                blocks_processed: b + 1 - start,
+            });
             let texts = self.texts_of_block(b, pass);
             if texts.is_empty() {
                 continue;
@@ -412,4 +453,3 @@ impl<'a> Run<'a> {
         Ok(())
     }
 }
-

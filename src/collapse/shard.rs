@@ -65,7 +65,10 @@ pub fn write_decisions(path: &Path, header: &Header, d: &Decisions) -> Result<()
     let dev = Device::Cpu;
     let k = d.positions.len();
     let tensors = vec![
-        ("positions".to_string(), Tensor::from_vec(d.positions.iter().map(|&x| x as i64).collect::<Vec<_>>(), k, &dev)?),
+        (
+            "positions".to_string(),
+            Tensor::from_vec(d.positions.iter().map(|&x| x as i64).collect::<Vec<_>>(), k, &dev)?,
+        ),
         ("agree".to_string(), Tensor::from_vec(d.agree.iter().map(|&x| x as i64).collect::<Vec<_>>(), k, &dev)?),
     ];
     let meta: HashMap<String, String> = [("fairnc".to_string(), serde_json::to_string(header)?)].into();
@@ -102,7 +105,11 @@ pub fn read(path: &Path) -> Result<Shard> {
         i64s(get(name)?)
             .with_context(|| format!("{}: tensor {name} is not integer", path.display()))?
             .into_iter()
-            .map(|c| u64::try_from(c).ok().with_context(|| format!("{}: tensor {name} holds a negative count {c}", path.display())))
+            .map(|c| {
+                u64::try_from(c)
+                    .ok()
+                    .with_context(|| format!("{}: tensor {name} holds a negative count {c}", path.display()))
+            })
             .collect()
     };
     // i128 sums are stored as (low, high) pairs.
@@ -136,7 +143,10 @@ pub fn read(path: &Path) -> Result<Shard> {
             let positions = counts_of("positions")?;
             let agree = counts_of("agree")?;
             if positions.len() != agree.len() || agree.iter().zip(&positions).any(|(a, p)| a > p) {
-                bail!("{}: decision counts are inconsistent (agree must be at most positions, per class)", path.display());
+                bail!(
+                    "{}: decision counts are inconsistent (agree must be at most positions, per class)",
+                    path.display()
+                );
             }
             Ok(Shard::Decisions(header, Decisions { positions, agree }))
         }

@@ -171,7 +171,8 @@ mod tests {
             let rows: Vec<&[f32]> = feats.chunks(4).zip(labels).filter(|(_, l)| *l == class).map(|(r, _)| r).collect();
             let n = rows.len() as f64;
             let mu: Vec<f64> = (0..4).map(|j| rows.iter().map(|r| r[j] as f64).sum::<f64>() / n).collect();
-            let var: f64 = rows.iter().map(|r| (0..4).map(|j| (r[j] as f64 - mu[j]).powi(2)).sum::<f64>()).sum::<f64>() / n;
+            let var: f64 =
+                rows.iter().map(|r| (0..4).map(|j| (r[j] as f64 - mu[j]).powi(2)).sum::<f64>()).sum::<f64>() / n;
             assert!((a.variance(class) - var).abs() < 1e-9 * var.max(1.0));
             for j in 0..4 {
                 assert!((a.mean(class)[j] - mu[j]).abs() < 1e-11);

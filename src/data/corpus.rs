@@ -42,7 +42,8 @@ impl Corpus {
                 let mut all = Vec::new();
                 for f in files {
                     let text = std::fs::read_to_string(&f).with_context(|| format!("{}: cannot read", f.display()))?;
-                    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", f.display()))?;
+                    let v: serde_json::Value =
+                        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", f.display()))?;
                     collect_strings(&v, &mut all);
                 }
                 all
@@ -98,7 +99,11 @@ pub fn read_csv_column(path: &Path, delimiter: u8, column: &str) -> Result<Vec<S
         .with_context(|| format!("{}: cannot open", path.display()))?;
     let headers = rdr.headers().with_context(|| format!("{}: no header row", path.display()))?.clone();
     let Some(col) = headers.iter().position(|h| h == column) else {
-        bail!("{}: no column \"{column}\" (columns: {})", path.display(), headers.iter().collect::<Vec<_>>().join(", "));
+        bail!(
+            "{}: no column \"{column}\" (columns: {})",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        );
     };
     let mut out = Vec::new();
     let mut bad = 0;

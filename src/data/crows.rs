@@ -34,9 +34,14 @@ pub fn default_path() -> Result<std::path::PathBuf> {
 }
 
 pub fn read(path: &Path) -> Result<CrowsData> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_path(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
     let headers = rdr.headers().with_context(|| format!("{}: no header row", path.display()))?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).with_context(|| format!("{}: no column \"{name}\"", path.display()));
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).with_context(|| format!("{}: no column \"{name}\"", path.display()))
+    };
     let (more, less, dir, bias) = (col("sent_more")?, col("sent_less")?, col("stereo_antistereo")?, col("bias_type")?);
     let mut pairs = Vec::new();
     let mut malformed = Vec::new();

@@ -11,11 +11,7 @@ fn agent() -> ureq::Agent {
         .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_recv_body(Some(Duration::from_secs(60)))
         // The system's trust store, so that a site-installed CA (a proxy) is honoured.
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build())
         .build();
     ureq::Agent::new_with_config(config)
 }
@@ -43,24 +39,18 @@ fn hex(bytes: &[u8]) -> String {
 /// while they stream, and `dest` appears only if they match.
 pub fn download(url: &str, dest: &Path, sha256: Option<&str>, what: &str) -> Result<()> {
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create directory", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create directory", parent.display()))?;
     }
-    let response = agent()
-        .get(url)
-        .call()
-        .map_err(|e| anyhow!("cannot download {url}: {e}"))?;
-    let total = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let response = agent().get(url).call().map_err(|e| anyhow!("cannot download {url}: {e}"))?;
+    let total =
+        response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let mut reader = response.into_body().into_reader();
-    let bar = crate::report::progress::bytes_bar(total, what);
+    // An unknown length shows as 0 until the end: the count of bytes still moves.
+    let phase = crate::util::progress::background().phase(what, total.unwrap_or(0), crate::util::progress::Unit::Bytes);
+    let mut done = 0u64;
     let tmp = crate::util::fs::temp_sibling(dest);
     let result = (|| -> Result<String> {
-        let mut out = std::fs::File::create(&tmp)
-            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let mut out = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -70,12 +60,13 @@ pub fn download(url: &str, dest: &Path, sha256: Option<&str>, what: &str) -> Res
             }
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).with_context(|| format!("{}: cannot write", tmp.display()))?;
-            bar.inc(n as u64);
+            done += n as u64;
+            phase.set(done);
         }
         out.sync_all().with_context(|| format!("{}: cannot write", tmp.display()))?;
         Ok(hex(&hasher.finalize()))
     })();
-    bar.finish_and_clear();
+    drop(phase);
     let digest = match result {
         Ok(d) => d,
         Err(e) => {

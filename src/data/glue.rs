@@ -119,7 +119,12 @@ impl Task {
     pub fn load(self, glue_dir: &Path, split: &str) -> Result<Vec<Example>> {
         let dir = glue_dir.join(self.dir_name());
         if !dir.is_dir() {
-            bail!("{}: no {} task directory (expected the glue_data layout: {}/train.tsv, dev.tsv)", dir.display(), self.name(), self.dir_name());
+            bail!(
+                "{}: no {} task directory (expected the glue_data layout: {}/train.tsv, dev.tsv)",
+                dir.display(),
+                self.name(),
+                self.dir_name()
+            );
         }
         let path = self.split_path(glue_dir, split);
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -136,10 +141,9 @@ impl Task {
         let index = |c: Column| -> Result<usize> {
             match c {
                 Column::Index(i) => Ok(i),
-                Column::Named(name) => header
-                    .iter()
-                    .position(|h| *h == name)
-                    .with_context(|| format!("{}: no column \"{name}\" in the header (columns: {})", path.display(), header.join(", "))),
+                Column::Named(name) => header.iter().position(|h| *h == name).with_context(|| {
+                    format!("{}: no column \"{name}\" in the header (columns: {})", path.display(), header.join(", "))
+                }),
             }
         };
         let (a, b, l) = self.columns();
@@ -153,12 +157,22 @@ impl Task {
             }
             let raw = fields[il].trim();
             let label = if self.is_regression() {
-                let v: f32 = raw.parse().ok().filter(|v: &f32| v.is_finite()).with_context(|| format!("{}:{}: score {raw:?} is not a number", path.display(), n + 1))?;
+                let v: f32 = raw
+                    .parse()
+                    .ok()
+                    .filter(|v: &f32| v.is_finite())
+                    .with_context(|| format!("{}:{}: score {raw:?} is not a number", path.display(), n + 1))?;
                 Label::Score(v)
             } else {
                 match self.labels().iter().position(|x| *x == raw) {
                     Some(c) => Label::Class(c),
-                    None => bail!("{}:{}: label {raw:?} is not one of {} for {}", path.display(), n + 1, self.labels().join(", "), self.name()),
+                    None => bail!(
+                        "{}:{}: label {raw:?} is not one of {} for {}",
+                        path.display(),
+                        n + 1,
+                        self.labels().join(", "),
+                        self.name()
+                    ),
                 }
             };
             out.push(Example { text_a: fields[ia].to_string(), text_b: ib.map(|i| fields[i].to_string()), label });

@@ -3,12 +3,12 @@
 pub mod bundle;
 pub mod corpus;
 pub mod crows;
+pub mod download;
 pub mod glue;
 pub mod seat;
 pub mod seat_templates;
 pub mod stereoset;
 pub mod winobias;
-pub mod download;
 
 pub use bundle::Bundle;
 use std::path::PathBuf;

@@ -8,7 +8,11 @@ enum Kind {
     Mass,
     Adjective,
     /// A countable noun: singular, plural, and whether it names people.
-    Count { singular: String, plural: String, person: bool },
+    Count {
+        singular: String,
+        plural: String,
+        person: bool,
+    },
     /// Subject (he), object (him) and possessive (his) pronouns.
     Subject,
     Object,
@@ -16,7 +20,20 @@ enum Kind {
 }
 
 /// Uncountable nouns among the WEAT lists (no article, no plural).
-const MASS: [&str; 12] = ["math", "algebra", "geometry", "calculus", "poetry", "art", "literature", "science", "physics", "chemistry", "astronomy", "NASA"];
+const MASS: [&str; 12] = [
+    "math",
+    "algebra",
+    "geometry",
+    "calculus",
+    "poetry",
+    "art",
+    "literature",
+    "science",
+    "physics",
+    "chemistry",
+    "astronomy",
+    "NASA",
+];
 
 /// Adjectives among the WEAT lists the gender tests use.
 const ADJECTIVES: [&str; 1] = ["professional"];
@@ -79,7 +96,16 @@ pub fn sentences(words: &[String], category: &str) -> Vec<String> {
     for w in words {
         match kind(w, category) {
             Kind::Name => {
-                for t in ["This is {}.", "That is {}.", "There is {}.", "Here is {}.", "{} is here.", "{} is there.", "{} is a person.", "The person's name is {}."] {
+                for t in [
+                    "This is {}.",
+                    "That is {}.",
+                    "There is {}.",
+                    "Here is {}.",
+                    "{} is here.",
+                    "{} is there.",
+                    "{} is a person.",
+                    "The person's name is {}.",
+                ] {
                     out.push(t.replace("{}", w));
                 }
             }
@@ -91,12 +117,26 @@ pub fn sentences(words: &[String], category: &str) -> Vec<String> {
             Kind::Adjective => out.extend([format!("This is {w}."), format!("That is {w}."), format!("They are {w}.")]),
             Kind::Subject => {
                 let c = capitalise(w);
-                out.extend([format!("{c} is here."), format!("{c} is there."), format!("Here {w} is."), format!("There {w} is."), format!("{c} is a person.")]);
+                out.extend([
+                    format!("{c} is here."),
+                    format!("{c} is there."),
+                    format!("Here {w} is."),
+                    format!("There {w} is."),
+                    format!("{c} is a person."),
+                ]);
             }
             Kind::Object => out.extend([format!("It is {w}."), format!("This is {w}."), format!("That is {w}.")]),
             Kind::Possessive => {
                 let c = capitalise(w);
-                out.extend([format!("This is {w}."), format!("That is {w}."), format!("There is {w}."), format!("Here is {w}."), format!("It is {w}."), format!("{c} is there."), format!("{c} is here.")]);
+                out.extend([
+                    format!("This is {w}."),
+                    format!("That is {w}."),
+                    format!("There is {w}."),
+                    format!("Here is {w}."),
+                    format!("It is {w}."),
+                    format!("{c} is there."),
+                    format!("{c} is here."),
+                ]);
             }
             Kind::Count { singular: s, plural: p, person } => {
                 let a = article(&s);

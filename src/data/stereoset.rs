@@ -41,7 +41,8 @@ pub fn default_path(split: &str) -> Result<std::path::PathBuf> {
 
 pub fn read(path: &Path) -> Result<StereoSetData> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
     let Some(items) = v.pointer("/data/intrasentence").and_then(|x| x.as_array()) else {
         bail!("{}: no data.intrasentence list", path.display());
     };
@@ -53,7 +54,10 @@ pub fn read(path: &Path) -> Result<StereoSetData> {
                 let labels: Vec<Label> = c.sentences.iter().map(|s| s.gold_label).collect();
                 if !c.context.split(' ').any(|w| w.contains("BLANK")) {
                     malformed.push(format!("cluster {} ({}): context has no BLANK", i, c.id));
-                } else if [Label::Stereotype, Label::AntiStereotype, Label::Unrelated].iter().any(|l| labels.iter().filter(|x| *x == l).count() != 1) {
+                } else if [Label::Stereotype, Label::AntiStereotype, Label::Unrelated]
+                    .iter()
+                    .any(|l| labels.iter().filter(|x| *x == l).count() != 1)
+                {
                     malformed.push(format!("cluster {} ({}): not one sentence per label", i, c.id));
                 } else {
                     clusters.push(c);

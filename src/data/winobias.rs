@@ -16,7 +16,11 @@ pub struct PronounSentence {
 
 /// Parses one line; None when it has no bracketed pronoun.
 pub fn parse_line(line: &str) -> Option<PronounSentence> {
-    let body = line.trim().split_once(' ').map(|(n, rest)| if n.chars().all(|c| c.is_ascii_digit()) { rest } else { line.trim() }).unwrap_or(line.trim());
+    let body = line
+        .trim()
+        .split_once(' ')
+        .map(|(n, rest)| if n.chars().all(|c| c.is_ascii_digit()) { rest } else { line.trim() })
+        .unwrap_or(line.trim());
     let mut text = String::with_capacity(body.len());
     let mut span = None;
     let mut rest = body;
@@ -40,7 +44,8 @@ pub fn parse_line(line: &str) -> Option<PronounSentence> {
 pub const SPLITS: [&str; 2] = ["dev", "test"];
 
 /// The four WinoBias files (pro/anti, type 1/2).
-pub const KINDS: [&str; 4] = ["pro_stereotyped_type1", "pro_stereotyped_type2", "anti_stereotyped_type1", "anti_stereotyped_type2"];
+pub const KINDS: [&str; 4] =
+    ["pro_stereotyped_type1", "pro_stereotyped_type2", "anti_stereotyped_type1", "anti_stereotyped_type2"];
 
 /// The sentences of every file in [`KINDS`] and split in [`SPLITS`], dev before test as in the
 /// release's `*comb.txt`.
@@ -70,7 +75,8 @@ mod tests {
 
     #[test]
     fn brackets_go_and_the_pronoun_span_stays() {
-        let s = parse_line("2 The developer argued with [the designer] because [her] idea cannot be implemented.").unwrap();
+        let s =
+            parse_line("2 The developer argued with [the designer] because [her] idea cannot be implemented.").unwrap();
         assert_eq!(s.text, "The developer argued with the designer because her idea cannot be implemented.");
         assert_eq!(&s.text[s.pronoun.0..s.pronoun.1], "her");
         assert!(parse_line("3 [The mechanic] gave the clerk a present.").is_none());

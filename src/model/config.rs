@@ -98,27 +98,19 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let raw: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let raw: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
         Self::from_value(raw).with_context(|| format!("{}", path.display()))
     }
 
     pub fn from_value(raw: Value) -> Result<Self> {
-        let model_type = raw
-            .get("model_type")
-            .and_then(Value::as_str)
-            .context("no \"model_type\" key")?
-            .to_string();
+        let model_type = raw.get("model_type").and_then(Value::as_str).context("no \"model_type\" key")?.to_string();
         let family = match model_type.as_str() {
             "bert" => Family::Bert,
             "roberta" => Family::Roberta,
             "distilbert" => Family::DistilBert,
             "gpt2" => Family::Gpt2,
-            other => bail!(
-                "unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2)"
-            ),
+            other => bail!("unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2)"),
         };
         let get = |key: &str| -> Result<usize> {
             raw.get(key)
@@ -203,11 +195,7 @@ impl ModelConfig {
         };
         cfg.validate()?;
         if cfg.hidden_size % cfg.num_heads != 0 {
-            bail!(
-                "hidden size {} is not divisible by {} attention heads",
-                cfg.hidden_size,
-                cfg.num_heads
-            );
+            bail!("hidden size {} is not divisible by {} attention heads", cfg.hidden_size, cfg.num_heads);
         }
         Ok(ModelConfig { raw, ..cfg })
     }
@@ -217,7 +205,15 @@ impl ModelConfig {
     fn validate(&self) -> Result<()> {
         // No checkpoint has a dimension near 2³²; larger values would overflow the shape
         // products the layout computes (3·n_embd, 4·n_embd) and can only come from a broken file.
-        for (key, v) in [("vocab size", self.vocab_size), ("hidden size", self.hidden_size), ("intermediate size", self.intermediate_size), ("position table size", self.max_positions), ("token type table size", self.type_vocab_size), ("layer count", self.num_layers), ("attention head count", self.num_heads)] {
+        for (key, v) in [
+            ("vocab size", self.vocab_size),
+            ("hidden size", self.hidden_size),
+            ("intermediate size", self.intermediate_size),
+            ("position table size", self.max_positions),
+            ("token type table size", self.type_vocab_size),
+            ("layer count", self.num_layers),
+            ("attention head count", self.num_heads),
+        ] {
             if v > MAX_SIZE {
                 bail!("{key} {v} is larger than any checkpoint (at most {MAX_SIZE})");
             }
@@ -280,10 +276,7 @@ impl ModelConfig {
     pub fn to_saved_json(&self) -> Value {
         let mut raw = self.raw.clone();
         if let Value::Object(map) = &mut raw {
-            map.insert(
-                "architectures".into(),
-                Value::Array(vec![Value::String(self.family.lm_architecture().into())]),
-            );
+            map.insert("architectures".into(), Value::Array(vec![Value::String(self.family.lm_architecture().into())]));
             let (hk, ak) = match self.family {
                 Family::Bert | Family::Roberta => ("hidden_dropout_prob", "attention_probs_dropout_prob"),
                 Family::DistilBert => ("dropout", "attention_dropout"),

@@ -16,10 +16,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn from(store: &ParamStore, name: &str) -> Self {
-        Linear {
-            w: store.var(&format!("{name}.weight")).clone(),
-            b: store.var(&format!("{name}.bias")).clone(),
-        }
+        Linear { w: store.var(&format!("{name}.weight")).clone(), b: store.var(&format!("{name}.bias")).clone() }
     }
 
     pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
@@ -34,10 +31,7 @@ pub struct Norm {
 
 impl Norm {
     pub fn from(store: &ParamStore, name: &str) -> Self {
-        Norm {
-            w: store.var(&format!("{name}.weight")).clone(),
-            b: store.var(&format!("{name}.bias")).clone(),
-        }
+        Norm { w: store.var(&format!("{name}.weight")).clone(), b: store.var(&format!("{name}.bias")).clone() }
     }
 
     pub fn forward(&self, x: &Tensor, eps: f64, exec: Exec) -> Result<Tensor> {
@@ -98,11 +92,7 @@ impl Encoder {
             head_ln: Norm::from(store, n.head_ln),
             head_bias: store.var(n.head_bias).clone(),
             // RoBERTa's LM head hard-codes exact GELU; BERT and DistilBERT follow the config.
-            head_activation: if cfg.family == Family::Roberta {
-                Activation::GeluErf
-            } else {
-                cfg.activation
-            },
+            head_activation: if cfg.family == Family::Roberta { Activation::GeluErf } else { cfg.activation },
         }
     }
 
@@ -155,9 +145,7 @@ impl Encoder {
         }
         let x = x.reshape((b, t, d))?;
         let mut x = dropout.apply(&self.ln.forward(&x, cfg.layer_norm_eps, exec)?, cfg.hidden_dropout, exec)?;
-        let mask = ((1.0 - &batch.attention_mask)? * MASKED as f64)?
-            .to_dtype(DType::F32)?
-            .reshape((b, 1, 1, t))?;
+        let mask = ((1.0 - &batch.attention_mask)? * MASKED as f64)?.to_dtype(DType::F32)?.reshape((b, 1, 1, t))?;
         for layer in &self.layers {
             x = self.layer(layer, &x, &mask, dropout, exec)?;
         }

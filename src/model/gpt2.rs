@@ -16,10 +16,7 @@ struct Conv1D {
 
 impl Conv1D {
     fn from(store: &ParamStore, name: &str) -> Self {
-        Conv1D {
-            w: store.var(&format!("{name}.weight")).clone(),
-            b: store.var(&format!("{name}.bias")).clone(),
-        }
+        Conv1D { w: store.var(&format!("{name}.weight")).clone(), b: store.var(&format!("{name}.bias")).clone() }
     }
 
     fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
@@ -71,9 +68,7 @@ impl Gpt2 {
     /// Additive causal mask `[1, 1, T, T]`. Padding is on the right, so a real token never sees
     /// a padded one and no padding mask is needed for the positions that are read.
     fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
-        let data: Vec<f32> = (0..t)
-            .flat_map(|i| (0..t).map(move |j| if j > i { MASKED } else { 0.0 }))
-            .collect();
+        let data: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { MASKED } else { 0.0 })).collect();
         Ok(Tensor::from_vec(data, (1, 1, t, t), dev)?)
     }
 

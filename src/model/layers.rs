@@ -7,9 +7,9 @@
 //! have no backward pass.
 
 use super::config::Activation;
+use super::kernels;
 use crate::util::rng::SplitMix;
 use anyhow::Result;
-use super::kernels;
 use candle_core::{CustomOp1, CustomOp2, CustomOp3, D, DType, Tensor, Var};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -144,7 +144,14 @@ impl Dropout {
 /// Multi-head scaled dot-product attention from the fused projection `qkv [B, T, 3D]`
 /// (Q, K, V side by side) with an additive mask broadcasting to `[B, H, T, T]`; returns the
 /// merged context `[B, T, D]`.
-pub fn self_attention(qkv: &Tensor, mask: &Tensor, heads: usize, dropout: &Dropout, p: f32, exec: Exec) -> Result<Tensor> {
+pub fn self_attention(
+    qkv: &Tensor,
+    mask: &Tensor,
+    heads: usize,
+    dropout: &Dropout,
+    p: f32,
+    exec: Exec,
+) -> Result<Tensor> {
     let (b, t, d3) = qkv.dims3()?;
     let d = d3 / 3;
     let scale = 1.0 / ((d / heads) as f64).sqrt();

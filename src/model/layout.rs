@@ -109,11 +109,9 @@ pub struct EncoderNames {
 pub fn encoder_names(family: Family) -> EncoderNames {
     let pre = family.prefix();
     let (head_dense, head_ln, head_bias) = match family {
-        Family::Bert => (
-            "cls.predictions.transform.dense",
-            "cls.predictions.transform.LayerNorm",
-            "cls.predictions.bias",
-        ),
+        Family::Bert => {
+            ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias")
+        }
         Family::Roberta => ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias"),
         Family::DistilBert => ("vocab_transform", "vocab_layer_norm", "vocab_projector.bias"),
         Family::Gpt2 => unreachable!("GPT-2 is not an encoder"),
@@ -121,8 +119,7 @@ pub fn encoder_names(family: Family) -> EncoderNames {
     EncoderNames {
         word: format!("{pre}embeddings.word_embeddings.weight"),
         position: format!("{pre}embeddings.position_embeddings.weight"),
-        token_type: (family != Family::DistilBert)
-            .then(|| format!("{pre}embeddings.token_type_embeddings.weight")),
+        token_type: (family != Family::DistilBert).then(|| format!("{pre}embeddings.token_type_embeddings.weight")),
         ln: format!("{pre}embeddings.LayerNorm"),
         head_dense,
         head_ln,
@@ -144,9 +141,7 @@ pub fn tied_names(family: Family) -> (&'static str, &'static str) {
     match family {
         Family::Bert => ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
         Family::Roberta => ("lm_head.decoder.weight", "roberta.embeddings.word_embeddings.weight"),
-        Family::DistilBert => {
-            ("vocab_projector.weight", "distilbert.embeddings.word_embeddings.weight")
-        }
+        Family::DistilBert => ("vocab_projector.weight", "distilbert.embeddings.word_embeddings.weight"),
         Family::Gpt2 => ("lm_head.weight", "transformer.wte.weight"),
     }
 }

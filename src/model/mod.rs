@@ -11,7 +11,6 @@ pub mod gpt2;
 pub mod kernels;
 pub mod layers;
 pub mod layout;
-pub mod resolve;
 pub mod tokenizer;
 pub mod weights;
 
@@ -56,6 +55,9 @@ impl Default for LoadOptions {
 }
 
 pub struct LanguageModel {
+    /// What the model was asked for by ("minilm", "hf:ORG/NAME", a directory): the name results
+    /// record. [`LanguageModel::load`] sets the directory; `registry::load` the name given.
+    pub name: String,
     pub config: ModelConfig,
     pub tokenizer: TextTokenizer,
     pub params: ParamStore,
@@ -64,6 +66,16 @@ pub struct LanguageModel {
     arch: Arch,
     dropout: Dropout,
     warned_truncation: std::sync::atomic::AtomicBool,
+}
+
+thread_local! {
+    static LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many models this thread has loaded: lets a test see that a composite stage (the audit)
+/// loads its model once and hands it to every part.
+pub fn loads_on_this_thread() -> usize {
+    LOADS.with(|n| n.get())
 }
 
 impl LanguageModel {
@@ -80,7 +92,13 @@ impl LanguageModel {
         // Every layer has tensors of its own; checked before the per-layer layout is built,
         // whose size would otherwise follow the config's count alone.
         if config.num_layers > files.tensor_count() {
-            bail!("{}: {} layers, but {} holds only {} tensors", dir.join("config.json").display(), config.num_layers, files.primary.display(), files.tensor_count());
+            bail!(
+                "{}: {} layers, but {} holds only {} tensors",
+                dir.join("config.json").display(),
+                config.num_layers,
+                files.primary.display(),
+                files.tensor_count()
+            );
         }
         let specs = layout::param_specs(&config);
         let mut params = ParamStore::load(&mut files, &specs, &config, opts.seed)?;
@@ -105,7 +123,9 @@ impl LanguageModel {
             Family::Gpt2 => Arch::Gpt2(gpt2::Gpt2::new(&config, &params)),
             _ => Arch::Encoder(encoder::Encoder::new(&config, &params)),
         };
+        LOADS.with(|n| n.set(n.get() + 1));
         Ok(LanguageModel {
+            name: dir.display().to_string(),
             config,
             tokenizer,
             params,
@@ -270,8 +290,7 @@ impl LanguageModel {
     /// Saves weights, config and tokenizer files so that `transformers` loads the directory
     /// with `AutoModelForMaskedLM` / `AutoModelForCausalLM` unchanged.
     pub fn save(&self, out: &Path) -> Result<()> {
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("{}: cannot create directory", out.display()))?;
+        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create directory", out.display()))?;
         self.params.save(&out.join("model.safetensors"))?;
         let cfg = serde_json::to_string_pretty(&self.config.to_saved_json())?;
         crate::util::fs::write_atomic(&out.join("config.json"), cfg.as_bytes())?;
@@ -286,8 +305,7 @@ impl LanguageModel {
             let src = self.dir.join(name);
             let dst = out.join(name);
             if src.exists() && src != dst {
-                let bytes = std::fs::read(&src)
-                    .with_context(|| format!("{}: cannot read", src.display()))?;
+                let bytes = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
                 crate::util::fs::write_atomic(&dst, &bytes)?;
             }
         }

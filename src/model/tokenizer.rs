@@ -57,9 +57,7 @@ fn specials(family: Family) -> Specials {
         Family::Bert | Family::DistilBert => {
             Specials { pad: "[PAD]", mask: Some("[MASK]"), unk: "[UNK]", cls: "[CLS]", sep: "[SEP]" }
         }
-        Family::Roberta => {
-            Specials { pad: "<pad>", mask: Some("<mask>"), unk: "<unk>", cls: "<s>", sep: "</s>" }
-        }
+        Family::Roberta => Specials { pad: "<pad>", mask: Some("<mask>"), unk: "<unk>", cls: "<s>", sep: "</s>" },
         Family::Gpt2 => Specials {
             pad: "<|endoftext|>",
             mask: None,
@@ -82,16 +80,15 @@ impl TextTokenizer {
             let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
             // tokenizers panics (`expect("Helper")`) on a syntax error inside the "decoder"
             // section, so the syntax is checked first.
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON ({e})", json.display()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON ({e})", json.display()))?;
             check_templates(&value["post_processor"]).map_err(|e| anyhow!("{}: {e}", json.display()))?;
             let t: Tokenizer = text.parse().map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
             (t, json)
         } else {
             build_from_vocab(dir, family)?
         };
-        inner
-            .with_truncation(None)
-            .map_err(|e| anyhow!("{}: cannot disable truncation ({e})", source.display()))?;
+        inner.with_truncation(None).map_err(|e| anyhow!("{}: cannot disable truncation ({e})", source.display()))?;
         inner.with_padding(None);
         let sp = specials(family);
         register_specials(&mut inner, &sp, &source)?;
@@ -105,12 +102,8 @@ impl TextTokenizer {
         // the scorers that need the token say so.
         let mask = sp.mask.and_then(|m| id(m).map(|i| (m.to_string(), i)));
         let bos_id = (family == Family::Gpt2).then(|| id("<|endoftext|>")).flatten();
-        let mut special_ids: BTreeSet<u32> = inner
-            .get_added_tokens_decoder()
-            .into_iter()
-            .filter(|(_, t)| t.special)
-            .map(|(i, _)| i)
-            .collect();
+        let mut special_ids: BTreeSet<u32> =
+            inner.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(i, _)| i).collect();
         for tok in [sp.pad, sp.unk, sp.cls, sp.sep].into_iter().chain(sp.mask) {
             if let Some(i) = id(tok) {
                 special_ids.insert(i);
@@ -120,16 +113,7 @@ impl TextTokenizer {
             .get_post_processor()
             .map(|pp| tokenizers::tokenizer::PostProcessor::added_tokens(pp, false))
             .unwrap_or(0);
-        Ok(TextTokenizer {
-            inner,
-            family,
-            pad_id,
-            mask,
-            bos_id,
-            special_ids,
-            added_per_sequence,
-            source,
-        })
+        Ok(TextTokenizer { inner, family, pad_id, mask, bos_id, special_ids, added_per_sequence, source })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -185,9 +169,15 @@ impl TextTokenizer {
     /// cutting the longer side token by token until the pair fits `max_len` (transformers'
     /// `longest_first`). Returns the ids and the segment (token type) of each token.
     pub fn encode_pair(&self, a: &str, b: &str, max_len: usize) -> Result<(Vec<u32>, Vec<u32>)> {
-        let plain = |t: &str| self.inner.encode(t, false).map_err(|e| anyhow!("{}: cannot tokenize {t:?}: {e}", self.source.display()));
+        let plain = |t: &str| {
+            self.inner.encode(t, false).map_err(|e| anyhow!("{}: cannot tokenize {t:?}: {e}", self.source.display()))
+        };
         let (mut ea, mut eb) = (plain(a)?, plain(b)?);
-        let added = self.inner.get_post_processor().map(|pp| tokenizers::tokenizer::PostProcessor::added_tokens(pp, true)).unwrap_or(0);
+        let added = self
+            .inner
+            .get_post_processor()
+            .map(|pp| tokenizers::tokenizer::PostProcessor::added_tokens(pp, true))
+            .unwrap_or(0);
         let room = max_len.saturating_sub(added);
         let (mut na, mut nb) = (ea.get_ids().len(), eb.get_ids().len());
         while na + nb > room {
@@ -243,7 +233,9 @@ fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
                     for piece in m.get(key).and_then(Value::as_array).into_iter().flatten() {
                         if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) {
                             if !known.is_some_and(|k| k.contains_key(id)) {
-                                return Err(format!("post_processor template uses special token {id:?}, which its special_tokens do not define"));
+                                return Err(format!(
+                                    "post_processor template uses special token {id:?}, which its special_tokens do not define"
+                                ));
                             }
                         }
                     }
@@ -287,12 +279,9 @@ fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> 
                 .map_err(|e| anyhow!("{}: not a valid WordPiece vocabulary ({e})", vocab.display()))?;
             let mut t = Tokenizer::new(model);
             let lower = flag("do_lower_case", true);
-            t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower)))
-                .map_err(|e| anyhow!("{e}"))?;
+            t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower))).map_err(|e| anyhow!("{e}"))?;
             t.with_pre_tokenizer(Some(BertPreTokenizer));
-            let id = |s: &str| {
-                t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()))
-            };
+            let id = |s: &str| t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()));
             let (sep, cls) = (id("[SEP]")?, id("[CLS]")?);
             t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
             t.with_decoder(Some(WordPieceDecoder::default()));
@@ -310,10 +299,14 @@ fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> 
             }
             // The BPE builder reads both files and does not say which one is broken: check
             // vocab.json first, so that any later error is the merges file's.
-            let vocab_text = std::fs::read_to_string(&vocab).with_context(|| format!("{}: cannot read", vocab.display()))?;
+            let vocab_text =
+                std::fs::read_to_string(&vocab).with_context(|| format!("{}: cannot read", vocab.display()))?;
             let parsed: serde_json::Value = serde_json::from_str(&vocab_text)
                 .map_err(|e| anyhow!("{}: not a valid BPE vocabulary ({e})", vocab.display()))?;
-            if !parsed.as_object().is_some_and(|m| m.values().all(|v| v.as_u64().is_some_and(|id| id <= u32::MAX as u64))) {
+            if !parsed
+                .as_object()
+                .is_some_and(|m| m.values().all(|v| v.as_u64().is_some_and(|id| id <= u32::MAX as u64)))
+            {
                 bail!("{}: not a valid BPE vocabulary (expected an object of token → id)", vocab.display());
             }
             let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
@@ -324,9 +317,7 @@ fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> 
             t.with_pre_tokenizer(Some(ByteLevel::new(prefix, true, true)));
             t.with_decoder(Some(ByteLevelDecoder::default()));
             if family == Family::Roberta {
-                let id = |s: &str| {
-                    t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()))
-                };
+                let id = |s: &str| t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()));
                 let (sep, cls) = (id("</s>")?, id("<s>")?);
                 t.with_post_processor(Some(
                     RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))

@@ -26,15 +26,16 @@ pub struct TensorFiles {
 
 /// Tensors that are buffers, not parameters, in some checkpoints; never loaded or saved.
 fn is_buffer(name: &str) -> bool {
-    name.ends_with("position_ids")
-        || name.ends_with(".attn.bias")
-        || name.ends_with(".attn.masked_bias")
+    name.ends_with("position_ids") || name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")
 }
 
 /// Tensors a checkpoint may hold that the LM does not use, kept and saved back unchanged:
 /// the pooler of `*Model` / `*ForPreTraining` files and BERT's next-sentence head.
 fn is_tolerated_extra(name: &str) -> bool {
-    let bare = name.split_once('.').filter(|(first, _)| matches!(*first, "bert" | "roberta" | "distilbert" | "transformer")).map_or(name, |(_, rest)| rest);
+    let bare = name
+        .split_once('.')
+        .filter(|(first, _)| matches!(*first, "bert" | "roberta" | "distilbert" | "transformer"))
+        .map_or(name, |(_, rest)| rest);
     bare.starts_with("pooler.") || name.starts_with("cls.seq_relationship.")
 }
 
@@ -53,10 +54,9 @@ fn first_few(names: &[&str]) -> String {
 /// When the file's layers disagree with the config's layer count, say so: the usual cause.
 fn layer_hint(cfg: &ModelConfig, file_layers: &std::collections::BTreeSet<usize>) -> String {
     match file_layers.last() {
-        Some(&last) if last + 1 != cfg.num_layers => format!(
-            " (config.json says {} layer(s); the weights have layers up to {last})",
-            cfg.num_layers
-        ),
+        Some(&last) if last + 1 != cfg.num_layers => {
+            format!(" (config.json says {} layer(s); the weights have layers up to {last})", cfg.num_layers)
+        }
         _ => String::new(),
     }
 }
@@ -85,13 +85,8 @@ impl TensorFiles {
         let files: Vec<PathBuf> = if single.exists() {
             vec![single]
         } else if index.exists() {
-            let text = std::fs::read_to_string(&index)
-                .with_context(|| format!("{}: cannot read", index.display()))?;
-            index_shards(&text)
-                .with_context(|| index.display().to_string())?
-                .into_iter()
-                .map(|f| dir.join(f))
-                .collect()
+            let text = std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?;
+            index_shards(&text).with_context(|| index.display().to_string())?.into_iter().map(|f| dir.join(f)).collect()
         } else if dir.join("pytorch_model.bin").exists() {
             bail!(
                 "{}: only PyTorch pickle weights found; fairnc reads safetensors (convert with \
@@ -109,7 +104,8 @@ impl TensorFiles {
     }
 
     fn has(&self, name: &str, family: Family) -> bool {
-        self.tensors.contains_key(name) || name.strip_prefix(family.prefix()).is_some_and(|b| self.tensors.contains_key(b))
+        self.tensors.contains_key(name)
+            || name.strip_prefix(family.prefix()).is_some_and(|b| self.tensors.contains_key(b))
     }
 
     /// The distinct layer numbers the remaining tensor names mention (`layer.3.`, `h.3.`).
@@ -165,7 +161,9 @@ fn check_shard_name(name: &str) -> Result<()> {
         && !name.contains(['/', '\\', '\0'])
         && !(name.len() >= 2 && name.as_bytes()[1] == b':');
     if !plain {
-        bail!("shard file {name:?} is not a plain file name beside the index (no directories, no \"..\", not absolute)");
+        bail!(
+            "shard file {name:?} is not a plain file name beside the index (no directories, no \"..\", not absolute)"
+        );
     }
     Ok(())
 }
@@ -175,9 +173,8 @@ fn check_shard_name(name: &str) -> Result<()> {
 fn first_non_finite(dtype: safetensors::Dtype, data: &[u8]) -> Option<f64> {
     use rayon::prelude::*;
     let find = |width: usize, to_f64: fn(&[u8]) -> f64| {
-        data.par_chunks(width * 4096).find_map_any(|block| {
-            block.chunks_exact(width).map(to_f64).find(|x| !x.is_finite())
-        })
+        data.par_chunks(width * 4096)
+            .find_map_any(|block| block.chunks_exact(width).map(to_f64).find(|x| !x.is_finite()))
     };
     match dtype {
         safetensors::Dtype::F32 => find(4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
@@ -188,20 +185,13 @@ fn first_non_finite(dtype: safetensors::Dtype, data: &[u8]) -> Option<f64> {
     }
 }
 
-fn read_safetensors(
-    file: &Path,
-    device: &Device,
-    out: &mut BTreeMap<String, RawTensor>,
-) -> Result<()> {
-    let handle =
-        std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+fn read_safetensors(file: &Path, device: &Device, out: &mut BTreeMap<String, RawTensor>) -> Result<()> {
+    let handle = std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
     // SAFETY: the map is read-only and dropped before this function returns; a concurrent
     // writer truncating the file is the same hazard every safetensors reader accepts.
-    let mmap = unsafe { memmap2::Mmap::map(&handle) }
-        .with_context(|| format!("{}: cannot map", file.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&mmap).map_err(|e| {
-        anyhow::anyhow!("{}: not a valid safetensors file ({e})", file.display())
-    })?;
+    let mmap = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("{}: cannot map", file.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&mmap)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e})", file.display()))?;
     for (name, view) in st.tensors() {
         if is_buffer(&name) {
             continue;
@@ -239,17 +229,10 @@ pub struct ParamStore {
 
 impl ParamStore {
     pub fn var(&self, name: &str) -> &Var {
-        self.vars
-            .get(name)
-            .unwrap_or_else(|| panic!("layout bug: parameter {name} was not loaded"))
+        self.vars.get(name).unwrap_or_else(|| panic!("layout bug: parameter {name} was not loaded"))
     }
 
-    pub fn load(
-        files: &mut TensorFiles,
-        specs: &[ParamSpec],
-        cfg: &ModelConfig,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn load(files: &mut TensorFiles, specs: &[ParamSpec], cfg: &ModelConfig, seed: u64) -> Result<Self> {
         let family = cfg.family;
         let mut vars = BTreeMap::new();
         let mut notes = Vec::new();
@@ -259,19 +242,13 @@ impl ParamStore {
             .iter()
             .map(|s| {
                 files.tensors.contains_key(&s.name)
-                    || s.name
-                        .strip_prefix(family.prefix())
-                        .is_some_and(|b| files.tensors.contains_key(b))
+                    || s.name.strip_prefix(family.prefix()).is_some_and(|b| files.tensors.contains_key(b))
             })
             .collect();
         let new_head = !head.is_empty() && head_present.iter().all(|p| !p);
         if !new_head && head_present.iter().any(|p| !p) {
-            let missing: Vec<&str> = head
-                .iter()
-                .zip(&head_present)
-                .filter(|(_, p)| !**p)
-                .map(|(s, _)| s.name.as_str())
-                .collect();
+            let missing: Vec<&str> =
+                head.iter().zip(&head_present).filter(|(_, p)| !**p).map(|(s, _)| s.name.as_str()).collect();
             bail!("{}: LM head is incomplete, missing {}", files.describe(), missing.join(", "));
         }
         let missing: Vec<&str> = specs
@@ -295,7 +272,12 @@ impl ParamStore {
             for s in &head {
                 let n = s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
                 if n.is_none_or(|n| n > in_file) {
-                    bail!("{}: has no LM head, and the one its config implies ({} {:?}) is larger than the whole checkpoint ({in_file} values)", files.describe(), s.name, s.shape);
+                    bail!(
+                        "{}: has no LM head, and the one its config implies ({} {:?}) is larger than the whole checkpoint ({in_file} values)",
+                        files.describe(),
+                        s.name,
+                        s.shape
+                    );
                 }
             }
         }
@@ -304,9 +286,9 @@ impl ParamStore {
             let tensor = match spec.role {
                 ParamRole::Head if new_head => spec.init.create(&spec.shape, &mut rng)?,
                 _ => {
-                    let raw = files.take(&spec.name, family).with_context(|| {
-                        format!("{}: missing tensor {}", files.describe(), spec.name)
-                    })?;
+                    let raw = files
+                        .take(&spec.name, family)
+                        .with_context(|| format!("{}: missing tensor {}", files.describe(), spec.name))?;
                     if raw.tensor.dims() != spec.shape.as_slice() {
                         bail!(
                             "{}: tensor {} has shape {:?}, expected {:?}",
@@ -325,8 +307,8 @@ impl ParamStore {
         let (tied_name, embedding_name) = super::layout::tied_names(family);
         if let Some(raw) = files.take(tied_name, family) {
             let emb = vars[embedding_name].as_tensor();
-            let same = raw.tensor.dims() == emb.dims()
-                && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
+            let same =
+                raw.tensor.dims() == emb.dims() && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
             if !same {
                 notes.push(format!(
                     "{tied_name} differs from {embedding_name}; fairnc ties them and uses the embeddings"
@@ -413,7 +395,11 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
 }
 
 /// [`save_tensors`] with extra metadata entries beside `format`.
-pub fn save_tensors_with_metadata(tensors: &[(String, Tensor)], path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
+pub fn save_tensors_with_metadata(
+    tensors: &[(String, Tensor)],
+    path: &Path,
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut owned: Vec<(String, Bytes)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.contiguous()?;
@@ -428,11 +414,7 @@ pub fn save_tensors_with_metadata(tensors: &[(String, Tensor)], path: &Path, mut
             ),
             DType::U32 => (
                 safetensors::Dtype::I64,
-                t.flatten_all()?
-                    .to_vec1::<u32>()?
-                    .iter()
-                    .flat_map(|x| (*x as i64).to_le_bytes())
-                    .collect(),
+                t.flatten_all()?.to_vec1::<u32>()?.iter().flat_map(|x| (*x as i64).to_le_bytes()).collect(),
             ),
             other => bail!("cannot save tensor {name} of dtype {other:?}"),
         };
@@ -450,7 +432,10 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<BTreeMap<String, Ten
 }
 
 /// [`load_tensors`] plus the file's metadata.
-pub fn load_tensors_with_metadata(path: &Path, device: &Device) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
+pub fn load_tensors_with_metadata(
+    path: &Path,
+    device: &Device,
+) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
     let mut raw = BTreeMap::new();
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)

@@ -89,15 +89,33 @@ pub fn write(dir: &Path, a: &Audit) -> Result<()> {
             .map(|(d, v)| Dot { label: d.clone(), value: v.ss, group: 0 })
             .chain(std::iter::once(Dot { label: "overall".into(), value: s.overall.ss, group: 1 }))
             .collect();
-        dot_plot(&dir.join("stereoset_ss"), &format!("StereoSet stereotype score by domain: {}", a.model), "SS (50 = unbiased)", &dots, &["domain".into(), "overall".into()], Some(50.0))?;
+        dot_plot(
+            &dir.join("stereoset_ss"),
+            &format!("StereoSet stereotype score by domain: {}", a.model),
+            "SS (50 = unbiased)",
+            &dots,
+            &["domain".into(), "overall".into()],
+            Some(50.0),
+        )?;
     }
     if let Some(s) = &a.eval.seat {
         let dots: Vec<Dot> = s
             .tests
             .iter()
-            .map(|(n, t)| Dot { label: format!("{} (p={})", n.trim_start_matches("sent-"), super::p_value(t.p_value)), value: t.effect_size, group: usize::from(t.p_value >= 0.01) })
+            .map(|(n, t)| Dot {
+                label: format!("{} (p={})", n.trim_start_matches("sent-"), super::p_value(t.p_value)),
+                value: t.effect_size,
+                group: usize::from(t.p_value >= 0.01),
+            })
             .collect();
-        dot_plot(&dir.join("seat_effects"), &format!("SEAT effect sizes: {}", a.model), "effect size d (0 = no association)", &dots, &["p < 0.01".into(), "p ≥ 0.01".into()], Some(0.0))?;
+        dot_plot(
+            &dir.join("seat_effects"),
+            &format!("SEAT effect sizes: {}", a.model),
+            "effect size d (0 = no association)",
+            &dots,
+            &["p < 0.01".into(), "p ≥ 0.01".into()],
+            Some(0.0),
+        )?;
     }
     document(a).write(dir, "report")
 }
@@ -121,18 +139,29 @@ pub fn document(a: &Audit) -> Document {
 
     d.heading(1, "Headline");
     let m = &a.collapse["metrics"];
-    let mut rows: Vec<Vec<String>> = NC_METRICS.iter().map(|(k, what, ideal)| vec![what.to_string(), f(m[*k].as_f64(), 4), ideal.to_string()]).collect();
+    let mut rows: Vec<Vec<String>> = NC_METRICS
+        .iter()
+        .map(|(k, what, ideal)| vec![what.to_string(), f(m[*k].as_f64(), 4), ideal.to_string()])
+        .collect();
     if let Some(s) = &a.eval.seat {
         for (b, v) in &s.avg_abs_effect {
             // bias-bench's figure is the average over sent-bias's six gender files; rebuilt tests
             // that differ from them (`*-rebuilt`) are not comparable with it.
-            let ideal = if b == "gender" && crate::data::seat::is_standard_set(s.tests.keys(), b) { "→ 0 (bert-base-uncased 0.590)" } else { "→ 0" };
+            let ideal = if b == "gender" && crate::data::seat::is_standard_set(s.tests.keys(), b) {
+                "→ 0 (bert-base-uncased 0.590)"
+            } else {
+                "→ 0"
+            };
             rows.push(vec![format!("SEAT average |effect size| ({b})"), f(Some(*v), 3), ideal.into()]);
         }
     }
     if let Some(c) = &a.eval.crows {
         if let Some(g) = c.by_type.get("gender") {
-            rows.push(vec!["CrowS-Pairs gender stereotype score".into(), f(Some(g.metric), 2), "→ 50 (bert-base-uncased 57.25)".into()]);
+            rows.push(vec![
+                "CrowS-Pairs gender stereotype score".into(),
+                f(Some(g.metric), 2),
+                "→ 50 (bert-base-uncased 57.25)".into(),
+            ]);
         }
         rows.push(vec!["CrowS-Pairs overall stereotype score".into(), f(Some(c.overall.metric), 2), "→ 50".into()]);
     }
@@ -140,7 +169,11 @@ pub fn document(a: &Audit) -> Document {
         if let Some(g) = s.by_domain.get("gender") {
             rows.push(vec!["StereoSet gender SS".into(), f(Some(g.ss), 2), "→ 50 (bert-base-uncased 60.28)".into()]);
         }
-        rows.push(vec!["StereoSet overall SS / LMS / ICAT".into(), format!("{} / {} / {}", f(Some(s.overall.ss), 2), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)), "SS → 50; LMS, ICAT → 100".into()]);
+        rows.push(vec![
+            "StereoSet overall SS / LMS / ICAT".into(),
+            format!("{} / {} / {}", f(Some(s.overall.ss), 2), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)),
+            "SS → 50; LMS, ICAT → 100".into(),
+        ]);
     }
     d.table(&["measure", "value", "ideal (reference)"], rows);
     if !a.skipped.is_empty() {
@@ -152,7 +185,15 @@ pub fn document(a: &Audit) -> Document {
     if let Some(groups) = a.collapse["groups"].as_object() {
         let rows = groups
             .iter()
-            .map(|(g, v)| vec![g.clone(), v["k"].to_string(), v["n"].to_string(), f(v["duality_mean"].as_f64(), 4), f(v["duality_std"].as_f64(), 4)])
+            .map(|(g, v)| {
+                vec![
+                    g.clone(),
+                    v["k"].to_string(),
+                    v["n"].to_string(),
+                    f(v["duality_mean"].as_f64(), 4),
+                    f(v["duality_std"].as_f64(), 4),
+                ]
+            })
             .collect();
         d.table(&["group", "classes", "positions", "mean s_c", "std s_c"], rows);
     }
@@ -170,14 +211,27 @@ pub fn document(a: &Audit) -> Document {
         let rows = s
             .tests
             .iter()
-            .map(|(n, t)| vec![n.clone(), f(Some(t.effect_size), 3), super::p_value(t.p_value), if t.exact { "every split".into() } else { "100,000 random splits".into() }, t.sizes.map(|k| k.to_string()).join(" / ")])
+            .map(|(n, t)| {
+                vec![
+                    n.clone(),
+                    f(Some(t.effect_size), 3),
+                    super::p_value(t.p_value),
+                    if t.exact { "every split".into() } else { "100,000 random splits".into() },
+                    t.sizes.map(|k| k.to_string()).join(" / "),
+                ]
+            })
             .collect();
         d.table(&["test", "effect size d", "p", "p from", "X / Y / A / B sentences"], rows);
         d.plot("seat_effects", "SEAT effect sizes (colour: significance at 0.01)");
     }
     if let Some(c) = &a.eval.crows {
         d.heading(1, "CrowS-Pairs");
-        let rows = c.by_type.iter().chain(std::iter::once((&"overall".to_string(), &c.overall))).map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), v.n.to_string()]).collect();
+        let rows = c
+            .by_type
+            .iter()
+            .chain(std::iter::once((&"overall".to_string(), &c.overall)))
+            .map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), v.n.to_string()])
+            .collect();
         d.table(&["bias type", "stereotype score", "pairs"], rows);
     }
     if let Some(s) = &a.eval.stereoset {

@@ -48,8 +48,16 @@ pub fn markdown(r: &CollapseResult) -> String {
     let m = &r.metrics;
     let mut out = String::new();
     let _ = writeln!(out, "# Neural collapse on `{}` words\n", s.words);
-    let _ = writeln!(out, "Model `{}`, corpus `{}`, convention `{}` (target {:?}, features {:?}, policy {:?}, CDNV power {}).", s.model, s.corpus, s.convention, s.target, s.features, s.policy, s.metric.cdnv_power);
-    let _ = writeln!(out, "{} classes measured (K), {} below min count {}; {} statistics positions, {} held-out positions.\n", r.counts.k, r.counts.classes_below_min_count, s.min_count, r.counts.positions_stats, r.counts.positions_heldout);
+    let _ = writeln!(
+        out,
+        "Model `{}`, corpus `{}`, convention `{}` (target {:?}, features {:?}, policy {:?}, CDNV power {}).",
+        s.model, s.corpus, s.convention, s.target, s.features, s.policy, s.metric.cdnv_power
+    );
+    let _ = writeln!(
+        out,
+        "{} classes measured (K), {} below min count {}; {} statistics positions, {} held-out positions.\n",
+        r.counts.k, r.counts.classes_below_min_count, s.min_count, r.counts.positions_stats, r.counts.positions_heldout
+    );
     let _ = writeln!(out, "| metric | value | collapse means |\n| --- | ---: | --- |");
     for (name, v, goal) in [
         ("NC1 cdnv", m.cdnv, "→ 0"),
@@ -67,9 +75,21 @@ pub fn markdown(r: &CollapseResult) -> String {
         let _ = writeln!(out, "| {name} | {} | {goal} |", fmt(v));
     }
     if !r.groups.is_empty() {
-        let _ = writeln!(out, "\n## By group\n\n| group | classes | positions | mean s_c | std s_c | mean ‖ŵ−û‖ | mean σ² |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            out,
+            "\n## By group\n\n| group | classes | positions | mean s_c | std s_c | mean ‖ŵ−û‖ | mean σ² |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for (g, v) in &r.groups {
-            let _ = writeln!(out, "| {g} | {} | {} | {} | {} | {} | {} |", v.k, v.n, fmt(v.duality_mean), fmt(v.duality_std), fmt(v.duality_dist), fmt(v.mean_var));
+            let _ = writeln!(
+                out,
+                "| {g} | {} | {} | {} | {} | {} | {} |",
+                v.k,
+                v.n,
+                fmt(v.duality_mean),
+                fmt(v.duality_std),
+                fmt(v.duality_dist),
+                fmt(v.mean_var)
+            );
         }
     }
     for n in &r.notes {
@@ -77,7 +97,13 @@ pub fn markdown(r: &CollapseResult) -> String {
     }
     if !r.skipped.is_empty() {
         let words: Vec<String> = r.skipped.iter().take(30).map(|s| format!("{} ({})", s.word, s.reason)).collect();
-        let _ = writeln!(out, "\n{} words skipped: {}{}", r.skipped.len(), words.join(", "), if r.skipped.len() > 30 { ", …" } else { "" });
+        let _ = writeln!(
+            out,
+            "\n{} words skipped: {}{}",
+            r.skipped.len(),
+            words.join(", "),
+            if r.skipped.len() > 30 { ", …" } else { "" }
+        );
     }
     if !r.merged.is_empty() {
         let merged: Vec<String> = r.merged.iter().map(|m| format!("{} ← {}", m.token, m.words.join("/"))).collect();

@@ -62,7 +62,11 @@ impl Document {
                     let _ = writeln!(s, "| {} |", h.join(" | "));
                     let _ = writeln!(s, "|{}", " --- |".repeat(h.len()));
                     for r in rows {
-                        let _ = writeln!(s, "| {} |", r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
+                        let _ = writeln!(
+                            s,
+                            "| {} |",
+                            r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | ")
+                        );
                     }
                     s.push('\n');
                 }
@@ -118,7 +122,8 @@ impl Document {
                 }
                 Block::Plot(stem, caption) => {
                     let path = dir.join(format!("{stem}.svg"));
-                    let svg = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read plot", path.display()))?;
+                    let svg = std::fs::read_to_string(&path)
+                        .with_context(|| format!("{}: cannot read plot", path.display()))?;
                     let svg = svg.find("<svg").map(|i| &svg[i..]).unwrap_or(&svg);
                     let _ = writeln!(s, "<figure>{svg}<figcaption>{}</figcaption></figure>", inline(caption));
                 }
@@ -174,6 +179,11 @@ mod tests {
         let md = d.markdown();
         assert!(md.contains("## Part") && md.contains("| `x` | 1\\|2 |") && md.contains("![cap](p.png)"), "{md}");
         let html = d.html(dir.path()).unwrap();
-        assert!(html.contains("<title>T &lt;1&gt;</title>") && html.contains("<td><code>x</code></td>") && html.contains("<svg width=\"10\"></svg>") && !html.contains("<?xml"));
+        assert!(
+            html.contains("<title>T &lt;1&gt;</title>")
+                && html.contains("<td><code>x</code></td>")
+                && html.contains("<svg width=\"10\"></svg>")
+                && !html.contains("<?xml")
+        );
     }
 }

@@ -15,7 +15,17 @@ fn opt(x: Option<f64>) -> String {
 
 pub fn crows_csv(path: &Path, r: &CrowsResult) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["index", "bias_type", "direction", "score_more", "score_less", "raw_more", "raw_less", "stereotypical", "skipped"])?;
+    w.write_record([
+        "index",
+        "bias_type",
+        "direction",
+        "score_more",
+        "score_less",
+        "raw_more",
+        "raw_less",
+        "stereotypical",
+        "skipped",
+    ])?;
     for p in &r.pairs {
         w.write_record([
             p.index.to_string(),
@@ -37,7 +47,14 @@ pub fn stereoset_csv(path: &Path, r: &StereoSetResult) -> Result<()> {
     w.write_record(["id", "cluster", "domain", "target", "gold_label", "score"])?;
     for s in &r.sentences {
         let label = serde_json::to_value(s.gold_label)?.as_str().unwrap_or_default().to_string();
-        w.write_record([s.id.clone(), s.cluster.clone(), s.domain.clone(), s.target.clone(), label, s.score.to_string()])?;
+        w.write_record([
+            s.id.clone(),
+            s.cluster.clone(),
+            s.domain.clone(),
+            s.target.clone(),
+            label,
+            s.score.to_string(),
+        ])?;
     }
     crate::util::fs::write_atomic(path, &w.into_inner()?)
 }
@@ -70,7 +87,8 @@ pub fn markdown(r: &EvalResults) -> String {
         let scoring = r.settings.get("crows_scoring").and_then(|v| v.as_str()).unwrap_or("bias-bench");
         let _ = writeln!(out, "\n## CrowS-Pairs ({scoring} scoring; stereotype score, 50 = unbiased)\n");
         let types: Vec<&String> = c.by_type.keys().collect();
-        let _ = writeln!(out, "| Model | {} | overall |", types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" | "));
+        let _ =
+            writeln!(out, "| Model | {} | overall |", types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" | "));
         let _ = writeln!(out, "| --- |{} ---: |", " ---: |".repeat(types.len()));
         let cells: Vec<String> = c.by_type.values().map(|s| format!("{:.2}", s.metric)).collect();
         let _ = writeln!(out, "| {model} | {} | {:.2} |", cells.join(" | "), c.overall.metric);
@@ -80,10 +98,21 @@ pub fn markdown(r: &EvalResults) -> String {
     if let Some(s) = &r.stereoset {
         let _ = writeln!(out, "\n## StereoSet intrasentence (SS: 50 = unbiased; LMS, ICAT: higher is better)\n");
         let domains: Vec<&String> = s.by_domain.keys().collect();
-        let _ = writeln!(out, "| Model | {} | overall SS | LMS | ICAT |", domains.iter().map(|d| format!("{d} SS")).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            out,
+            "| Model | {} | overall SS | LMS | ICAT |",
+            domains.iter().map(|d| format!("{d} SS")).collect::<Vec<_>>().join(" | ")
+        );
         let _ = writeln!(out, "| --- |{} ---: | ---: | ---: |", " ---: |".repeat(domains.len()));
         let cells: Vec<String> = s.by_domain.values().map(|v| format!("{:.2}", v.ss)).collect();
-        let _ = writeln!(out, "| {model} | {} | {:.2} | {:.2} | {:.2} |", cells.join(" | "), s.overall.ss, s.overall.lms, s.overall.icat);
+        let _ = writeln!(
+            out,
+            "| {model} | {} | {:.2} | {:.2} | {:.2} |",
+            cells.join(" | "),
+            s.overall.ss,
+            s.overall.lms,
+            s.overall.icat
+        );
         let _ = writeln!(out, "\n| domain | SS | LMS | ICAT | clusters |\n| --- | ---: | ---: | ---: | ---: |");
         for (d, v) in s.by_domain.iter().chain(std::iter::once((&"overall".to_string(), &s.overall))) {
             let _ = writeln!(out, "| {d} | {:.2} | {:.2} | {:.2} | {} |", v.ss, v.lms, v.icat, v.n);
@@ -92,14 +121,31 @@ pub fn markdown(r: &EvalResults) -> String {
     if let Some(s) = &r.seat {
         let _ = writeln!(out, "\n## SEAT (effect size d; * p < 0.01)\n");
         let names: Vec<String> = s.tests.keys().map(|n| n.trim_start_matches("sent-").to_string()).collect();
-        let _ = writeln!(out, "| Model | {} | {} |", names.join(" | "), s.avg_abs_effect.keys().map(|b| format!("avg. abs. ({b})")).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            out,
+            "| Model | {} | {} |",
+            names.join(" | "),
+            s.avg_abs_effect.keys().map(|b| format!("avg. abs. ({b})")).collect::<Vec<_>>().join(" | ")
+        );
         let _ = writeln!(out, "| --- |{}{}", " ---: |".repeat(names.len()), " ---: |".repeat(s.avg_abs_effect.len()));
-        let cells: Vec<String> = s.tests.values().map(|t| format!("{:.3}{}", t.effect_size, if t.p_value < 0.01 { "*" } else { "" })).collect();
+        let cells: Vec<String> = s
+            .tests
+            .values()
+            .map(|t| format!("{:.3}{}", t.effect_size, if t.p_value < 0.01 { "*" } else { "" }))
+            .collect();
         let avgs: Vec<String> = s.avg_abs_effect.values().map(|v| format!("{v:.3}")).collect();
         let _ = writeln!(out, "| {model} | {} | {} |", cells.join(" | "), avgs.join(" | "));
-        let _ = writeln!(out, "\n| test | d | p | p exact | X / Y / A / B sentences |\n| --- | ---: | ---: | --- | --- |");
+        let _ =
+            writeln!(out, "\n| test | d | p | p exact | X / Y / A / B sentences |\n| --- | ---: | ---: | --- | --- |");
         for (n, t) in &s.tests {
-            let _ = writeln!(out, "| {n} | {:.4} | {} | {} | {} |", t.effect_size, super::p_value(t.p_value), if t.exact { "yes" } else { "100,000 random splits" }, t.sizes.map(|k| k.to_string()).join(" / "));
+            let _ = writeln!(
+                out,
+                "| {n} | {:.4} | {} | {} | {} |",
+                t.effect_size,
+                super::p_value(t.p_value),
+                if t.exact { "yes" } else { "100,000 random splits" },
+                t.sizes.map(|k| k.to_string()).join(" / ")
+            );
         }
     }
     for n in &r.notes {

@@ -33,11 +33,29 @@ pub struct CellResult {
 
 impl CellResult {
     pub fn ok(c: &Cell, metrics: BTreeMap<String, f64>, seconds: f64) -> Self {
-        CellResult { model: c.model.clone(), method: c.method.clone(), lambda: c.lambda, seed: c.seed, status: Status::Ok, error: None, metrics, seconds }
+        CellResult {
+            model: c.model.clone(),
+            method: c.method.clone(),
+            lambda: c.lambda,
+            seed: c.seed,
+            status: Status::Ok,
+            error: None,
+            metrics,
+            seconds,
+        }
     }
 
     pub fn failed(c: &Cell, error: String, seconds: f64) -> Self {
-        CellResult { model: c.model.clone(), method: c.method.clone(), lambda: c.lambda, seed: c.seed, status: Status::Failed, error: Some(error), metrics: BTreeMap::new(), seconds }
+        CellResult {
+            model: c.model.clone(),
+            method: c.method.clone(),
+            lambda: c.lambda,
+            seed: c.seed,
+            status: Status::Failed,
+            error: Some(error),
+            metrics: BTreeMap::new(),
+            seconds,
+        }
     }
 
     fn config(&self) -> (String, String, String) {
@@ -51,7 +69,8 @@ fn lambda_label(l: f64) -> String {
 
 /// NC metrics (x of the correlations) and bias scores (y), by `part.metric` key.
 pub const NC_KEYS: [&str; 3] = ["nc.duality_std", "nc.duality_mean", "nc.cdnv"];
-pub const BIAS_KEYS: [&str; 4] = ["seat.avg_abs_effect_gender", "crows.gender", "stereoset.ss_gender", "stereoset.icat"];
+pub const BIAS_KEYS: [&str; 4] =
+    ["seat.avg_abs_effect_gender", "crows.gender", "stereoset.ss_gender", "stereoset.icat"];
 const BOOTSTRAP: usize = 2000;
 /// Below this many values a percentile bootstrap is little more than [min, max] (METHOD §12).
 pub const BOOTSTRAP_MIN_N: usize = 10;
@@ -86,13 +105,29 @@ pub fn paired_delta(with: &[&CellResult], base: &[&CellResult], key: &str) -> Op
             None => without_partner += 1,
         }
     }
-    without_partner += base.iter().filter(|b| finite(b).is_some() && !with.iter().any(|w| w.seed == b.seed && finite(w).is_some())).count();
+    without_partner += base
+        .iter()
+        .filter(|b| finite(b).is_some() && !with.iter().any(|w| w.seed == b.seed && finite(w).is_some()))
+        .count();
     if diffs.is_empty() {
         return None;
     }
     let n = diffs.len();
-    let bootstrap = (n >= BOOTSTRAP_MIN_N).then(|| stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 0xD1FF, |idx| stats::mean(&idx.iter().map(|&i| diffs[i]).collect::<Vec<_>>())));
-    Some(PairedDelta { n, without_partner, mean: stats::mean(&diffs), std: stats::std(&diffs), t_ci: stats::t_interval(&diffs, 0.95), test: stats::sign_flip_p(&diffs, 0xD1FF), min_p: stats::sign_flip_min_p(n), bootstrap })
+    let bootstrap = (n >= BOOTSTRAP_MIN_N).then(|| {
+        stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 0xD1FF, |idx| {
+            stats::mean(&idx.iter().map(|&i| diffs[i]).collect::<Vec<_>>())
+        })
+    });
+    Some(PairedDelta {
+        n,
+        without_partner,
+        mean: stats::mean(&diffs),
+        std: stats::std(&diffs),
+        t_ci: stats::t_interval(&diffs, 0.95),
+        test: stats::sign_flip_p(&diffs, 0xD1FF),
+        min_p: stats::sign_flip_min_p(n),
+        bootstrap,
+    })
 }
 
 impl PairedDelta {
@@ -123,7 +158,8 @@ fn distinct(items: impl Iterator<Item = String>) -> usize {
 fn columns(results: &[CellResult]) -> Vec<String> {
     let mut keys: Vec<String> = NC_KEYS.iter().chain(BIAS_KEYS.iter()).map(|s| s.to_string()).collect();
     keys.push("stereoset.lms".into());
-    let mut glue: Vec<String> = results.iter().flat_map(|r| r.metrics.keys()).filter(|k| k.starts_with("glue.")).cloned().collect();
+    let mut glue: Vec<String> =
+        results.iter().flat_map(|r| r.metrics.keys()).filter(|k| k.starts_with("glue.")).cloned().collect();
     glue.sort();
     glue.dedup();
     keys.extend(glue);
@@ -152,7 +188,11 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
     let keys = columns(results);
     let mut configs: Vec<(String, String, String)> = results.iter().map(CellResult::config).collect();
     configs.dedup();
-    configs.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)).then(a.2.parse::<f64>().unwrap_or(0.0).total_cmp(&b.2.parse::<f64>().unwrap_or(0.0))));
+    configs.sort_by(|a, b| {
+        (&a.0, &a.1)
+            .cmp(&(&b.0, &b.1))
+            .then(a.2.parse::<f64>().unwrap_or(0.0).total_cmp(&b.2.parse::<f64>().unwrap_or(0.0)))
+    });
     configs.dedup();
 
     let mut d = Document::new(format!("Experiment `{name}`"));
@@ -173,8 +213,14 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
     for c in &configs {
         let group: Vec<&CellResult> = ok.iter().copied().filter(|r| r.config() == *c).collect();
         let failed = results.iter().filter(|r| r.config() == *c && r.status != Status::Ok).count();
-        let mut row = vec![c.0.clone(), c.1.clone(), c.2.clone(), format!("{}{}", group.len(), if failed > 0 { format!(" ({failed} failed)") } else { String::new() })];
-        let mut entry = serde_json::json!({"model": c.0, "method": c.1, "lambda": c.2, "seeds": group.len(), "failed": failed});
+        let mut row = vec![
+            c.0.clone(),
+            c.1.clone(),
+            c.2.clone(),
+            format!("{}{}", group.len(), if failed > 0 { format!(" ({failed} failed)") } else { String::new() }),
+        ];
+        let mut entry =
+            serde_json::json!({"model": c.0, "method": c.1, "lambda": c.2, "seeds": group.len(), "failed": failed});
         for k in &keys {
             let v = values(&group, k);
             row.push(cell(&v, digits(k)));
@@ -191,7 +237,8 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
     let mut untestable_n = std::collections::BTreeSet::new();
     let mut any_bootstrap = false;
     for c in configs.iter().filter(|c| c.2 != "0") {
-        let base: Vec<&CellResult> = ok.iter().copied().filter(|r| r.model == c.0 && r.method == c.1 && r.lambda == 0.0).collect();
+        let base: Vec<&CellResult> =
+            ok.iter().copied().filter(|r| r.model == c.0 && r.method == c.1 && r.lambda == 0.0).collect();
         let with: Vec<&CellResult> = ok.iter().copied().filter(|r| r.config() == *c).collect();
         for k in &keys {
             let Some(d) = paired_delta(&with, &base, k) else { continue };
@@ -203,7 +250,18 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             } else {
                 "no".into()
             };
-            let mut row = vec![c.0.clone(), c.1.clone(), c.2.clone(), k.clone(), d.n.to_string(), format!("{:+.4}", d.mean), sd(d.std), interval(d.t_ci), super::p_value(d.test.p), significance];
+            let mut row = vec![
+                c.0.clone(),
+                c.1.clone(),
+                c.2.clone(),
+                k.clone(),
+                d.n.to_string(),
+                format!("{:+.4}", d.mean),
+                sd(d.std),
+                interval(d.t_ci),
+                super::p_value(d.test.p),
+                significance,
+            ];
             if let Some(b) = d.bootstrap {
                 any_bootstrap = true;
                 row.push(interval(b));
@@ -228,14 +286,35 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
         stats::SIGN_FLIP_EXACT_MAX
     );
     for n in &untestable_n {
-        about.push_str(&format!(" n = {n}: the smallest attainable p is {}, so no difference can be significant.", stats::sign_flip_min_p(*n)));
+        about.push_str(&format!(
+            " n = {n}: the smallest attainable p is {}, so no difference can be significant.",
+            stats::sign_flip_min_p(*n)
+        ));
     }
-    about.push_str(&format!(" Percentile bootstrap intervals ({BOOTSTRAP} resamples) only where n ≥ {BOOTSTRAP_MIN_N}{}.", if any_bootstrap { "" } else { ": none here" }));
+    about.push_str(&format!(
+        " Percentile bootstrap intervals ({BOOTSTRAP} resamples) only where n ≥ {BOOTSTRAP_MIN_N}{}.",
+        if any_bootstrap { "" } else { ": none here" }
+    ));
     d.para(about);
     if rows.is_empty() {
         d.para("No method has both λ = 0 and λ > 0 cells of a common seed finished yet.");
     } else {
-        d.table(&["model", "method", "λ", "metric", "n", "mean Δ", "std Δ", "95% t-interval", "sign-flip p", "significant", "bootstrap 95%"], rows);
+        d.table(
+            &[
+                "model",
+                "method",
+                "λ",
+                "metric",
+                "n",
+                "mean Δ",
+                "std Δ",
+                "95% t-interval",
+                "sign-flip p",
+                "significant",
+                "bootstrap 95%",
+            ],
+            rows,
+        );
     }
 
     d.heading(1, "Do NC metrics track fairness?");
@@ -254,11 +333,29 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
     };
     for x in NC_KEYS {
         for y in BIAS_KEYS {
-            let used: Vec<&CellResult> = ok.iter().copied().filter(|r| r.metrics.get(x).is_some_and(|v| v.is_finite()) && r.metrics.get(y).is_some_and(|v| v.is_finite())).collect();
+            let used: Vec<&CellResult> = ok
+                .iter()
+                .copied()
+                .filter(|r| {
+                    r.metrics.get(x).is_some_and(|v| v.is_finite()) && r.metrics.get(y).is_some_and(|v| v.is_finite())
+                })
+                .collect();
             if used.len() < 3 {
                 continue;
             }
-            let pairs: Vec<(f64, f64, usize)> = used.iter().map(|r| (r.metrics[x], r.metrics[y], methods.iter().position(|m| *m == format!("{} λ={}", r.method, lambda_label(r.lambda))).unwrap_or(0))).collect();
+            let pairs: Vec<(f64, f64, usize)> = used
+                .iter()
+                .map(|r| {
+                    (
+                        r.metrics[x],
+                        r.metrics[y],
+                        methods
+                            .iter()
+                            .position(|m| *m == format!("{} λ={}", r.method, lambda_label(r.lambda)))
+                            .unwrap_or(0),
+                    )
+                })
+                .collect();
             let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.iter().map(|p| (p.0, p.1)).unzip();
             let p = stats::pearson(&xs, &ys);
             let s = stats::spearman(&xs, &ys);
@@ -266,14 +363,23 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             let sp = stats::spearman_permutation_p(&xs, &ys, 8);
             let n = xs.len();
             let (ci_p, ci_s) = if n >= BOOTSTRAP_MIN_N {
-                let sub = |idx: &[usize], f: fn(&[f64], &[f64]) -> f64| f(&idx.iter().map(|&i| xs[i]).collect::<Vec<_>>(), &idx.iter().map(|&i| ys[i]).collect::<Vec<_>>());
-                (Some(stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 7, |idx| sub(idx, stats::pearson))), Some(stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 8, |idx| sub(idx, stats::spearman))))
+                let sub = |idx: &[usize], f: fn(&[f64], &[f64]) -> f64| {
+                    f(&idx.iter().map(|&i| xs[i]).collect::<Vec<_>>(), &idx.iter().map(|&i| ys[i]).collect::<Vec<_>>())
+                };
+                (
+                    Some(stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 7, |idx| sub(idx, stats::pearson))),
+                    Some(stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 8, |idx| sub(idx, stats::spearman))),
+                )
             } else {
                 (None, None)
             };
             let seeds = distinct(used.iter().map(|r| r.seed.to_string()));
             let models = distinct(used.iter().map(|r| r.model.clone()));
-            let dependence = format!("{n} cells share {seeds} seed{} and {models} base model{}", if seeds == 1 { "" } else { "s" }, if models == 1 { "" } else { "s" });
+            let dependence = format!(
+                "{n} cells share {seeds} seed{} and {models} base model{}",
+                if seeds == 1 { "" } else { "s" },
+                if models == 1 { "" } else { "s" }
+            );
             let how = if !p.is_finite() {
                 "none: a value is constant across the cells".to_string()
             } else if pp.exact {
@@ -283,14 +389,32 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             };
             let r2 = |v: f64| if v.is_finite() { format!("{v:.2}") } else { "undefined".to_string() };
             let stem = format!("scatter_{}_{}", x.replace('.', "-"), y.replace('.', "-"));
-            crate::report::plot::scatter_plot(&out.join(&stem), &format!("{y} vs {x} (Pearson {}, Spearman {}; n = {n})", r2(p), r2(s)), x, y, &pairs, &methods)?;
+            crate::report::plot::scatter_plot(
+                &out.join(&stem),
+                &format!("{y} vs {x} (Pearson {}, Spearman {}; n = {n})", r2(p), r2(s)),
+                x,
+                y,
+                &pairs,
+                &methods,
+            )?;
             // An undefined correlation (a constant score across the cells) shows as —, never NaN.
             let with_ci = |r: f64, ci: Option<(f64, f64)>| match ci {
                 _ if !r.is_finite() => "—".to_string(),
                 Some(ci) => format!("{r:+.3} {}", interval3(ci)),
                 None => format!("{r:+.3}"),
             };
-            rows.push(vec![x.to_string(), y.to_string(), n.to_string(), with_ci(p, ci_p), super::p_value(pp.p), with_ci(s, ci_s), super::p_value(sp.p), how, dependence.clone(), format!("`{stem}.png`")]);
+            rows.push(vec![
+                x.to_string(),
+                y.to_string(),
+                n.to_string(),
+                with_ci(p, ci_p),
+                super::p_value(pp.p),
+                with_ci(s, ci_s),
+                super::p_value(sp.p),
+                how,
+                dependence.clone(),
+                format!("`{stem}.png`"),
+            ]);
             corr_json.push(serde_json::json!({
                 "nc": x, "bias": y, "n": n, "seeds": seeds, "models": models, "independent": false, "dependence": dependence,
                 "pearson": p, "pearson_p": pp.p, "spearman": s, "spearman_p": sp.p, "permutation_exact": pp.exact, "permutations": pp.assignments,
@@ -301,12 +425,46 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
     if rows.is_empty() {
         d.para("Fewer than three finished cells: no correlations yet.");
     } else {
-        d.table(&["NC metric", "bias score", "n", "Pearson r", "p", "Spearman ρ", "p", "permutation test", "not independent", "plot"], rows);
+        d.table(
+            &[
+                "NC metric",
+                "bias score",
+                "n",
+                "Pearson r",
+                "p",
+                "Spearman ρ",
+                "p",
+                "permutation test",
+                "not independent",
+                "plot",
+            ],
+            rows,
+        );
         if let Some(first) = corr_json.first() {
-            d.plot(format!("scatter_{}_{}", first["nc"].as_str().unwrap_or("").replace('.', "-"), first["bias"].as_str().unwrap_or("").replace('.', "-")), "the first pair; every pair has its own plot");
+            d.plot(
+                format!(
+                    "scatter_{}_{}",
+                    first["nc"].as_str().unwrap_or("").replace('.', "-"),
+                    first["bias"].as_str().unwrap_or("").replace('.', "-")
+                ),
+                "the first pair; every pair has its own plot",
+            );
         }
     }
-    let failed: Vec<String> = results.iter().filter(|r| r.status != Status::Ok).map(|r| format!("{} {} λ={} seed {}: {}", r.model, r.method, lambda_label(r.lambda), r.seed, r.error.clone().unwrap_or_default())).collect();
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.status != Status::Ok)
+        .map(|r| {
+            format!(
+                "{} {} λ={} seed {}: {}",
+                r.model,
+                r.method,
+                lambda_label(r.lambda),
+                r.seed,
+                r.error.clone().unwrap_or_default()
+            )
+        })
+        .collect();
     if !failed.is_empty() {
         d.heading(1, "Failed cells");
         d.list(failed);
@@ -315,11 +473,19 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
     let json = serde_json::json!({"name": name, "config": config.display().to_string(), "planned": planned, "cells": results, "table": table_json, "deltas": deltas_json, "correlations": corr_json});
     crate::util::fs::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["model".to_string(), "method".into(), "lambda".into(), "seed".into(), "status".into(), "seconds".into()];
+    let mut header =
+        vec!["model".to_string(), "method".into(), "lambda".into(), "seed".into(), "status".into(), "seconds".into()];
     header.extend(keys.iter().cloned());
     w.write_record(&header)?;
     for r in results {
-        let mut row = vec![r.model.clone(), r.method.clone(), lambda_label(r.lambda), r.seed.to_string(), format!("{:?}", r.status).to_lowercase(), format!("{:.1}", r.seconds)];
+        let mut row = vec![
+            r.model.clone(),
+            r.method.clone(),
+            lambda_label(r.lambda),
+            r.seed.to_string(),
+            format!("{:?}", r.status).to_lowercase(),
+            format!("{:.1}", r.seconds),
+        ];
         row.extend(keys.iter().map(|k| r.metrics.get(k).map(|v| v.to_string()).unwrap_or_default()));
         w.write_record(&row)?;
     }
@@ -333,7 +499,12 @@ pub fn read_cells_csv(path: &Path) -> Result<Vec<CellResult>> {
     use anyhow::{Context, bail};
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().with_context(|| format!("{}: no header", path.display()))?.iter().map(str::to_string).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let fixed = ["model", "method", "lambda", "seed", "status", "seconds"];
     if header.len() < fixed.len() || header[..fixed.len()] != fixed {
         bail!("{}: not an experiment cells.csv (its header must begin {})", path.display(), fixed.join(","));
@@ -344,10 +515,13 @@ pub fn read_cells_csv(path: &Path) -> Result<Vec<CellResult>> {
         let row = row.with_context(|| format!("{}:{line}: unreadable row", path.display()))?;
         let number = |col: usize| -> Result<f64> {
             let v = row.get(col).unwrap_or("");
-            v.parse::<f64>().map_err(|_| anyhow::anyhow!("{}:{line}: {} \"{v}\" is not a number", path.display(), header[col]))
+            v.parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("{}:{line}: {} \"{v}\" is not a number", path.display(), header[col]))
         };
         let lambda = number(2)?;
-        let seed: u64 = row[3].parse().map_err(|_| anyhow::anyhow!("{}:{line}: seed \"{}\" is not a non-negative integer", path.display(), &row[3]))?;
+        let seed: u64 = row[3].parse().map_err(|_| {
+            anyhow::anyhow!("{}:{line}: seed \"{}\" is not a non-negative integer", path.display(), &row[3])
+        })?;
         let status = match &row[4] {
             "ok" => Status::Ok,
             "failed" => Status::Failed,
@@ -360,13 +534,17 @@ pub fn read_cells_csv(path: &Path) -> Result<Vec<CellResult>> {
             }
         }
         let cell = Cell { model: row[0].to_string(), method: row[1].to_string(), lambda, seed };
-        if results.iter().any(|r: &CellResult| r.model == cell.model && r.method == cell.method && r.lambda == lambda && r.seed == seed) {
+        if results.iter().any(|r: &CellResult| {
+            r.model == cell.model && r.method == cell.method && r.lambda == lambda && r.seed == seed
+        }) {
             bail!("{}:{line}: cell {} appears twice", path.display(), cell.id());
         }
         let seconds = number(5)?;
         results.push(match status {
             Status::Ok => CellResult::ok(&cell, metrics, seconds),
-            Status::Failed => CellResult { metrics, ..CellResult::failed(&cell, "(cells.csv keeps no error text)".into(), seconds) },
+            Status::Failed => {
+                CellResult { metrics, ..CellResult::failed(&cell, "(cells.csv keeps no error text)".into(), seconds) }
+            }
         });
     }
     Ok(results)
@@ -377,7 +555,11 @@ mod tests {
     use super::*;
 
     fn cell(lambda: f64, seed: u64, v: f64) -> CellResult {
-        CellResult::ok(&Cell { model: "m".into(), method: "cda".into(), lambda, seed }, [("x".to_string(), v)].into(), 1.0)
+        CellResult::ok(
+            &Cell { model: "m".into(), method: "cda".into(), lambda, seed },
+            [("x".to_string(), v)].into(),
+            1.0,
+        )
     }
 
     #[test]
@@ -398,26 +580,48 @@ mod tests {
         // Six seeds that agree reach p = 2/64 < 0.05; ten get a bootstrap interval too.
         let base: Vec<CellResult> = (0..10).map(|s| cell(0.0, s, 1.0)).collect();
         let with: Vec<CellResult> = (0..10).map(|s| cell(10.0, s, 2.0 + s as f64 / 100.0)).collect();
-        let six = paired_delta(&with[..6].iter().collect::<Vec<_>>(), &base[..6].iter().collect::<Vec<_>>(), "x").unwrap();
+        let six =
+            paired_delta(&with[..6].iter().collect::<Vec<_>>(), &base[..6].iter().collect::<Vec<_>>(), "x").unwrap();
         assert_eq!((six.n, six.test.p, six.bootstrap), (6, 0.03125, None));
         assert!(six.significant());
         let ten = paired_delta(&with.iter().collect::<Vec<_>>(), &base.iter().collect::<Vec<_>>(), "x").unwrap();
         let (lo, hi) = ten.bootstrap.expect("n = 10 bootstraps");
         assert!(lo >= 1.0 && hi <= 1.09 && lo <= ten.mean && ten.mean <= hi, "{lo} {hi}");
-        assert!(paired_delta(&with[..1].iter().collect::<Vec<_>>(), &base[5..].iter().collect::<Vec<_>>(), "x").is_none(), "no common seed");
+        assert!(
+            paired_delta(&with[..1].iter().collect::<Vec<_>>(), &base[5..].iter().collect::<Vec<_>>(), "x").is_none(),
+            "no common seed"
+        );
     }
 
     #[test]
     fn cells_csv_round_trips() {
         let tmp = tempfile::tempdir().unwrap();
-        let at = |lambda: f64, seed: u64, m: &[(&str, f64)]| CellResult::ok(&Cell { model: "m".into(), method: "cda".into(), lambda, seed }, m.iter().map(|(k, v)| (k.to_string(), *v)).collect(), 1.0);
-        let results = vec![at(0.0, 0, &[("nc.cdnv", 0.1 + 0.2), ("crows.gender", f64::NAN)]), at(10.0, 1, &[("nc.cdnv", 0.25)]), CellResult::failed(&Cell { model: "m".into(), method: "cda".into(), lambda: 10.0, seed: 2 }, "boom".into(), 3.0)];
+        let at = |lambda: f64, seed: u64, m: &[(&str, f64)]| {
+            CellResult::ok(
+                &Cell { model: "m".into(), method: "cda".into(), lambda, seed },
+                m.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                1.0,
+            )
+        };
+        let results = vec![
+            at(0.0, 0, &[("nc.cdnv", 0.1 + 0.2), ("crows.gender", f64::NAN)]),
+            at(10.0, 1, &[("nc.cdnv", 0.25)]),
+            CellResult::failed(
+                &Cell { model: "m".into(), method: "cda".into(), lambda: 10.0, seed: 2 },
+                "boom".into(),
+                3.0,
+            ),
+        ];
         write(tmp.path(), "t", Path::new("t.toml"), &results, 3).unwrap();
         let back = read_cells_csv(&tmp.path().join("cells.csv")).unwrap();
         assert_eq!(back.len(), 3);
-        assert_eq!((back[0].metrics["nc.cdnv"], back[1].metrics["nc.cdnv"], back[1].lambda, back[2].status), (0.1 + 0.2, 0.25, 10.0, Status::Failed));
+        assert_eq!(
+            (back[0].metrics["nc.cdnv"], back[1].metrics["nc.cdnv"], back[1].lambda, back[2].status),
+            (0.1 + 0.2, 0.25, 10.0, Status::Failed)
+        );
         assert!(back[0].metrics["crows.gender"].is_nan() && !back[1].metrics.contains_key("crows.gender"));
-        std::fs::write(tmp.path().join("bad.csv"), "model,method,lambda,seed,status,seconds,x\nm,cda,0,0,ok,1.0,abc\n").unwrap();
+        std::fs::write(tmp.path().join("bad.csv"), "model,method,lambda,seed,status,seconds,x\nm,cda,0,0,ok,1.0,abc\n")
+            .unwrap();
         let e = read_cells_csv(&tmp.path().join("bad.csv")).unwrap_err().to_string();
         assert!(e.ends_with("bad.csv:2: x \"abc\" is not a number"), "{e}");
     }

@@ -27,10 +27,18 @@ pub fn markdown(r: &GlueResults, base: Option<&GlueResults>) -> String {
     );
     match base {
         Some(b) => {
-            let _ = writeln!(s, "| task | metric | {} | {} (base) | Δ |\n| --- | --- | ---: | ---: | ---: |", r.model, b.model);
+            let _ = writeln!(
+                s,
+                "| task | metric | {} | {} (base) | Δ |\n| --- | --- | ---: | ---: | ---: |",
+                r.model, b.model
+            );
         }
         None => {
-            let _ = writeln!(s, "| task | metric | {} | train examples | s / epoch |\n| --- | --- | ---: | ---: | ---: |", r.model);
+            let _ = writeln!(
+                s,
+                "| task | metric | {} | train examples | s / epoch |\n| --- | --- | ---: | ---: | ---: |",
+                r.model
+            );
         }
     }
     for t in &r.tasks {
@@ -39,14 +47,22 @@ pub fn markdown(r: &GlueResults, base: Option<&GlueResults>) -> String {
             match base.and_then(|b| b.tasks.iter().find(|x| x.task == t.task)) {
                 Some(bt) => {
                     let (bm, bs) = (bt.mean[*m], bt.std[*m]);
-                    let _ = writeln!(s, "| {} | {m} | {} | {} | {:+.2} |", t.task.name(), cell(mean, std), cell(bm, bs), (mean - bm) * 100.0);
+                    let _ = writeln!(
+                        s,
+                        "| {} | {m} | {} | {} | {:+.2} |",
+                        t.task.name(),
+                        cell(mean, std),
+                        cell(bm, bs),
+                        (mean - bm) * 100.0
+                    );
                 }
                 None if base.is_some() => {
                     let _ = writeln!(s, "| {} | {m} | {} | — | — |", t.task.name(), cell(mean, std));
                 }
                 None => {
                     let n = t.runs.first().map(|x| x.train_examples).unwrap_or(0);
-                    let secs = crate::util::stats::mean(&t.runs.iter().map(|x| x.seconds_per_epoch).collect::<Vec<_>>());
+                    let secs =
+                        crate::util::stats::mean(&t.runs.iter().map(|x| x.seconds_per_epoch).collect::<Vec<_>>());
                     let _ = writeln!(s, "| {} | {m} | {} | {n} | {secs:.0} |", t.task.name(), cell(mean, std));
                 }
             }

@@ -39,7 +39,14 @@ pub struct Dot {
 /// A horizontal dot plot: one row per dot (sorted as given), coloured by group, with either a
 /// black line at `reference` (e.g. SS = 50) or, without one, a line at each group's mean
 /// (groups of two or more dots). Written as `<stem>.png` and `<stem>.svg`.
-pub fn dot_plot(stem: &Path, title: &str, x_label: &str, dots: &[Dot], groups: &[String], reference: Option<f64>) -> Result<()> {
+pub fn dot_plot(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    dots: &[Dot],
+    groups: &[String],
+    reference: Option<f64>,
+) -> Result<()> {
     register_font();
     let height = (110 + 22 * dots.len()).clamp(260, 3400) as u32;
     write_both(
@@ -75,13 +82,25 @@ fn write_both(
     crate::util::fs::write_atomic(&stem.with_extension("svg"), svg.as_bytes())
 }
 
-fn draw_dots<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, dots: &[Dot], groups: &[String], reference: Option<f64>) -> Result<()>
+fn draw_dots<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    dots: &[Dot],
+    groups: &[String],
+    reference: Option<f64>,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw plot: {e:?}");
     root.fill(&WHITE).map_err(err)?;
-    let (lo, hi) = dots.iter().map(|d| d.value).chain(reference).filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = dots
+        .iter()
+        .map(|d| d.value)
+        .chain(reference)
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((hi - lo) * 0.08).max(0.02);
     let (lo, hi) = if lo.is_finite() { (lo - pad, hi + pad) } else { (-1.0, 1.0) };
     let n = dots.len().max(1);
@@ -108,15 +127,30 @@ where
     for (g, name) in groups.iter().enumerate() {
         let color = PALETTE[g % PALETTE.len()];
         let vals: Vec<f64> = dots.iter().filter(|d| d.group == g).map(|d| d.value).collect();
-        let points = dots.iter().enumerate().filter(|(_, d)| d.group == g).map(|(i, d)| Circle::new((d.value, SegmentValue::CenterOf(i)), 4, color.filled()));
-        chart.draw_series(points).map_err(err)?.label(name.clone()).legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        let points = dots
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.group == g)
+            .map(|(i, d)| Circle::new((d.value, SegmentValue::CenterOf(i)), 4, color.filled()));
+        chart
+            .draw_series(points)
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
         if vals.len() >= 2 && reference.is_none() {
             let m = vals.iter().sum::<f64>() / vals.len() as f64;
-            chart.draw_series(LineSeries::new([(m, SegmentValue::Exact(0)), (m, SegmentValue::Last)], color.stroke_width(1))).map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    [(m, SegmentValue::Exact(0)), (m, SegmentValue::Last)],
+                    color.stroke_width(1),
+                ))
+                .map_err(err)?;
         }
     }
     if let Some(r) = reference {
-        chart.draw_series(LineSeries::new([(r, SegmentValue::Exact(0)), (r, SegmentValue::Last)], BLACK.stroke_width(2))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new([(r, SegmentValue::Exact(0)), (r, SegmentValue::Last)], BLACK.stroke_width(2)))
+            .map_err(err)?;
     }
     chart
         .configure_series_labels()
@@ -133,17 +167,30 @@ where
 /// A line plot of one or more series over steps, written as `<stem>.png` and `<stem>.svg`.
 pub fn line_plot(stem: &Path, title: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
     register_font();
-    write_both(stem, (900, 500), |root| draw_lines(root, title, y_label, series), |root| draw_lines(root, title, y_label, series))
+    write_both(
+        stem,
+        (900, 500),
+        |root| draw_lines(root, title, y_label, series),
+        |root| draw_lines(root, title, y_label, series),
+    )
 }
 
-fn draw_lines<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()>
+fn draw_lines<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw plot: {e:?}");
     root.fill(&WHITE).map_err(err)?;
     let pts = series.iter().flat_map(|(_, s)| s.iter()).filter(|(_, y)| y.is_finite());
-    let (x0, x1, y0, y1) = pts.fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)));
+    let (x0, x1, y0, y1) = pts
+        .fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), &(x, y)| {
+            (a.min(x), b.max(x), c.min(y), d.max(y))
+        });
     let (x0, x1) = if x0.is_finite() { (x0, x1.max(x0 + 1.0)) } else { (0.0, 1.0) };
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     let (y0, y1) = if y0.is_finite() { (y0 - pad, y1 + pad) } else { (0.0, 1.0) };
@@ -163,25 +210,54 @@ where
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font((FAMILY, 13)).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FAMILY, 13))
+        .draw()
+        .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }
 
 /// A scatter plot of (x, y) points coloured by group, written as `<stem>.png` and `<stem>.svg`.
-pub fn scatter_plot(stem: &Path, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, usize)], groups: &[String]) -> Result<()> {
+pub fn scatter_plot(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, usize)],
+    groups: &[String],
+) -> Result<()> {
     register_font();
-    write_both(stem, (640, 480), |root| draw_scatter(root, title, x_label, y_label, points, groups), |root| draw_scatter(root, title, x_label, y_label, points, groups))
+    write_both(
+        stem,
+        (640, 480),
+        |root| draw_scatter(root, title, x_label, y_label, points, groups),
+        |root| draw_scatter(root, title, x_label, y_label, points, groups),
+    )
 }
 
-fn draw_scatter<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, usize)], groups: &[String]) -> Result<()>
+fn draw_scatter<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, usize)],
+    groups: &[String],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw plot: {e:?}");
     root.fill(&WHITE).map_err(err)?;
     let range = |f: &dyn Fn(&(f64, f64, usize)) -> f64| {
-        let (lo, hi) = points.iter().map(f).filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = points
+            .iter()
+            .map(f)
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
         if !lo.is_finite() {
             return (-1.0, 1.0);
         }
@@ -200,10 +276,23 @@ where
     chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style((FAMILY, 12)).draw().map_err(err)?;
     for (g, name) in groups.iter().enumerate() {
         let color = PALETTE[g % PALETTE.len()];
-        let pts = points.iter().filter(|p| p.2 == g && p.0.is_finite() && p.1.is_finite()).map(|p| Circle::new((p.0, p.1), 4, color.filled()));
-        chart.draw_series(pts).map_err(err)?.label(name.clone()).legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        let pts = points
+            .iter()
+            .filter(|p| p.2 == g && p.0.is_finite() && p.1.is_finite())
+            .map(|p| Circle::new((p.0, p.1), 4, color.filled()));
+        chart
+            .draw_series(pts)
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font((FAMILY, 12)).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FAMILY, 12))
+        .draw()
+        .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }

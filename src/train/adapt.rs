@@ -12,7 +12,7 @@ use crate::data::corpus::Corpus;
 use crate::model::{Exec, LanguageModel, LoadOptions};
 use crate::util::rng::SplitMix;
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Every fifth text of the mixed corpus is held out for the accuracy measurement.
 pub const HELDOUT_FRACTION: f64 = 0.2;
@@ -38,7 +38,17 @@ pub struct AdaptConfig {
 impl Default for AdaptConfig {
     /// Sized for about 30 minutes on 2 cores (see the README for the measured accuracy).
     fn default() -> Self {
-        AdaptConfig { steps: 1500, batch_size: 16, max_len: 64, lr: 3e-4, head_lr_scale: 20.0, warmup: 50, seed: 0, eval_texts: 2000, pack: true }
+        AdaptConfig {
+            steps: 1500,
+            batch_size: 16,
+            max_len: 64,
+            lr: 3e-4,
+            head_lr_scale: 20.0,
+            warmup: 50,
+            seed: 0,
+            eval_texts: 2000,
+            pack: true,
+        }
     }
 }
 
@@ -193,48 +203,10 @@ pub fn adapt(base_name: &str, base: &Path, cfg: &AdaptConfig, out: &Path) -> Res
 fn last_loss(log: &Path) -> Result<f64> {
     let text = std::fs::read_to_string(log).with_context(|| format!("{}: cannot read", log.display()))?;
     // Mean of the last 20 steps: one step's loss is noisy.
-    let losses: Vec<f64> = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect();
+    let losses: Vec<f64> =
+        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect();
     let tail = &losses[losses.len().saturating_sub(20)..];
     Ok(tail.iter().sum::<f64>() / tail.len().max(1) as f64)
-}
-
-/// The cache directory of `minilm-mlm`.
-pub fn minilm_mlm_dir() -> PathBuf {
-    crate::data::home().join("models").join("minilm-mlm")
-}
-
-/// A cached build from another recipe stays in use (results cite it), with a warning once.
-fn warn_if_old_recipe(report: &Path) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    let built = std::fs::read_to_string(report).ok().and_then(|t| serde_json::from_str::<AdaptReport>(&t).ok());
-    if built.is_none_or(|r| r.config != AdaptConfig::default()) {
-        WARNED.call_once(|| {
-            eprintln!(
-                "warning: the cached minilm-mlm ({}) was built with another recipe than this version's; remove its directory to rebuild",
-                report.parent().unwrap_or(report).display()
-            )
-        });
-    }
-}
-
-/// The `minilm-mlm` checkpoint directory, built on first use (about 31 minutes on 2 cores).
-pub fn ensure_minilm_mlm() -> Result<PathBuf> {
-    let root = minilm_mlm_dir();
-    let model = root.join("model");
-    if root.join("adapt.json").exists() && model.join("config.json").exists() {
-        warn_if_old_recipe(&root.join("adapt.json"));
-        return Ok(model);
-    }
-    eprintln!("building minilm-mlm (masked-LM training of minilm on GAP, BOLD and BUG text; cached in {}) ...", root.display());
-    let base = crate::data::Bundle::Minilm.ensure()?;
-    let report = adapt("minilm", &base, &AdaptConfig::default(), &root)?;
-    eprintln!(
-        "minilm-mlm: held-out masked-token accuracy {:.1}% ({:.1}% before), built in {:.0} s",
-        report.heldout_accuracy * 100.0,
-        report.heldout_accuracy_before * 100.0,
-        report.seconds
-    );
-    Ok(model)
 }
 
 #[cfg(test)]
@@ -251,6 +223,9 @@ mod tests {
     #[test]
     fn sentences_split_after_end_punctuation() {
         // Pieces under three words are dropped.
-        assert_eq!(sentences("He is a doctor. She is not here! Why? It is late."), vec!["He is a doctor.", "She is not here!", "It is late."]);
+        assert_eq!(
+            sentences("He is a doctor. She is not here! Why? It is late."),
+            vec!["He is a doctor.", "She is not here!", "It is late."]
+        );
     }
 }

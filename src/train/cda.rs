@@ -22,7 +22,9 @@ pub fn swap_table(set: &WordSet) -> HashMap<String, String> {
 
 /// `to` written in the case pattern of `from` (lower, Capitalised or UPPER).
 fn match_case(from: &str, to: &str) -> String {
-    if from.chars().all(|c| !c.is_alphabetic() || c.is_uppercase()) && from.chars().filter(|c| c.is_alphabetic()).count() > 1 {
+    if from.chars().all(|c| !c.is_alphabetic() || c.is_uppercase())
+        && from.chars().filter(|c| c.is_alphabetic()).count() > 1
+    {
         to.to_uppercase()
     } else if from.chars().next().is_some_and(char::is_uppercase) {
         let mut c = to.chars();
@@ -71,7 +73,8 @@ pub fn augment(texts: &[String], set: &WordSet, corpus_name: &str) -> Result<Vec
         );
     }
     let table = swap_table(set);
-    let pairs: Vec<(String, String)> = texts.iter().filter_map(|t| counterfactual(t, &table).map(|c| (t.clone(), c))).collect();
+    let pairs: Vec<(String, String)> =
+        texts.iter().filter_map(|t| counterfactual(t, &table).map(|c| (t.clone(), c))).collect();
     if pairs.is_empty() {
         bail!("CDA: corpus {corpus_name} has no text with a word of word set {}", set.name);
     }
@@ -86,8 +89,15 @@ mod tests {
         WordSet {
             name: "g".into(),
             groups: vec!["male".into(), "female".into()],
-            words: vec![vec!["he".into(), "his".into(), "actor".into()], vec!["she".into(), "her".into(), "actress".into()]],
-            tuples: vec![vec!["he".into(), "she".into()], vec!["his".into(), "her".into()], vec!["actor".into(), "actress".into()]],
+            words: vec![
+                vec!["he".into(), "his".into(), "actor".into()],
+                vec!["she".into(), "her".into(), "actress".into()],
+            ],
+            tuples: vec![
+                vec!["he".into(), "she".into()],
+                vec!["his".into(), "her".into()],
+                vec!["actor".into(), "actress".into()],
+            ],
         }
     }
 

@@ -63,7 +63,11 @@ impl ClassifierHead {
     /// Outputs `[B, outputs]` for a batch of hidden states `[B, T, D]` of rows with `lengths`.
     pub fn forward(&self, model: &LanguageModel, hidden: &Tensor, lengths: &[usize], exec: Exec) -> Result<Tensor> {
         let (b, t, d) = hidden.dims3()?;
-        let idx: Vec<u32> = lengths.iter().enumerate().map(|(r, &n)| (r * t + if self.last_token { n.max(1) - 1 } else { 0 }) as u32).collect();
+        let idx: Vec<u32> = lengths
+            .iter()
+            .enumerate()
+            .map(|(r, &n)| (r * t + if self.last_token { n.max(1) - 1 } else { 0 }) as u32)
+            .collect();
         let pooled = hidden.reshape((b * t, d))?.index_select(&Tensor::from_vec(idx, b, hidden.device())?, 0)?;
         let dropout = model.dropout_rng();
         let mut x = dropout.apply(&pooled, self.dropout, exec)?;

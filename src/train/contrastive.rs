@@ -71,12 +71,18 @@ impl Objective for Contrastive {
     }
 
     fn step(&self, model: &LanguageModel, examples: &[usize], rng: &mut SplitMix) -> Result<Step> {
-        let Some((_, mask_id)) = model.tokenizer.mask else { bail!("contrastive (MABEL-style) training includes masked LM: it needs a mask token") };
+        let Some((_, mask_id)) = model.tokenizer.mask else {
+            bail!("contrastive (MABEL-style) training includes masked LM: it needs a mask token")
+        };
         if examples.len() < 2 {
             bail!("contrastive training needs at least 2 pairs per batch (the other pairs are the negatives)");
         }
         // Originals first, then their counterfactuals in the same order.
-        let rows: Vec<Vec<u32>> = examples.iter().map(|&i| self.pairs[i].0.clone()).chain(examples.iter().map(|&i| self.pairs[i].1.clone())).collect();
+        let rows: Vec<Vec<u32>> = examples
+            .iter()
+            .map(|&i| self.pairs[i].0.clone())
+            .chain(examples.iter().map(|&i| self.pairs[i].1.clone()))
+            .collect();
         let n = examples.len();
         let batch = model.batch(rows.clone())?;
         let hidden = model.hidden(&batch, Exec::TRAIN)?;
@@ -86,7 +92,10 @@ impl Objective for Contrastive {
         let cfg = MaskingConfig { probability: 0.15, mask_id, vocab_size: model.tokenizer.vocab_size() };
         let masked = mask_tokens(&rows, &model.tokenizer.special_ids, &cfg, rng);
         let mut loss = (&info_nce + (&align * ALIGN_WEIGHT)?)?;
-        let mut terms = vec![("info_nce".to_string(), info_nce.to_scalar::<f32>()? as f64), ("align".to_string(), align.to_scalar::<f32>()? as f64)];
+        let mut terms = vec![
+            ("info_nce".to_string(), info_nce.to_scalar::<f32>()? as f64),
+            ("align".to_string(), align.to_scalar::<f32>()? as f64),
+        ];
         let mut tokens = batch.num_tokens();
         if !masked.positions.is_empty() {
             let mlm_batch = model.batch(masked.inputs)?;

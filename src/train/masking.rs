@@ -47,7 +47,9 @@ mod tests {
 
     #[test]
     fn proportions_and_specials() {
-        let rows: Vec<Vec<u32>> = (0..400).map(|i| (0..50).map(|j| if j == 0 { 101 } else { 1000 + ((i * 50 + j) % 500) as u32 }).collect()).collect();
+        let rows: Vec<Vec<u32>> = (0..400)
+            .map(|i| (0..50).map(|j| if j == 0 { 101 } else { 1000 + ((i * 50 + j) % 500) as u32 }).collect())
+            .collect();
         let special: BTreeSet<u32> = [101].into();
         let cfg = MaskingConfig { probability: 0.15, mask_id: 103, vocab_size: 30522 };
         let m = mask_tokens(&rows, &special, &cfg, &mut SplitMix::new(1));

@@ -63,8 +63,14 @@ impl Nc3Regularizer {
         let dev = candle_core::Device::Cpu;
         let k = self.stats.num_classes();
         Ok(vec![
-            (format!("{prefix}counts"), Tensor::from_vec(self.stats.counts.iter().map(|&c| c as i64).collect::<Vec<_>>(), k, &dev)?),
-            (format!("{prefix}sums"), Tensor::from_vec(split_i128(&self.stats.sums), (self.stats.sums.len(), 2), &dev)?),
+            (
+                format!("{prefix}counts"),
+                Tensor::from_vec(self.stats.counts.iter().map(|&c| c as i64).collect::<Vec<_>>(), k, &dev)?,
+            ),
+            (
+                format!("{prefix}sums"),
+                Tensor::from_vec(split_i128(&self.stats.sums), (self.stats.sums.len(), 2), &dev)?,
+            ),
             (format!("{prefix}sq_norms"), Tensor::from_vec(split_i128(&self.stats.sq_norms), (k, 2), &dev)?),
         ])
     }
@@ -136,7 +142,11 @@ mod tests {
         let classes = ClassSet {
             name: "t".into(),
             group_names: vec!["a".into(), "b".into()],
-            classes: [2u32, 5, 7].iter().enumerate().map(|(i, &id)| Class { id, token: id.to_string(), words: vec![], groups: vec![i % 2] }).collect(),
+            classes: [2u32, 5, 7]
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| Class { id, token: id.to_string(), words: vec![], groups: vec![i % 2] })
+                .collect(),
             skipped: vec![],
         };
         let mut rng = crate::util::rng::SplitMix::new(3);
@@ -175,7 +185,11 @@ mod tests {
                 up[row][j] += eps;
                 down[row][j] -= eps;
                 let fd = (value(&up) - value(&down)) / (2.0 * eps as f64);
-                assert!((fd - g[row][j] as f64).abs() < 1e-3 * fd.abs().max(0.1), "row {row} col {j}: {fd} vs {}", g[row][j]);
+                assert!(
+                    (fd - g[row][j] as f64).abs() < 1e-3 * fd.abs().max(0.1),
+                    "row {row} col {j}: {fd} vs {}",
+                    g[row][j]
+                );
             }
         }
     }
@@ -183,7 +197,15 @@ mod tests {
     #[test]
     fn fewer_than_two_classes_give_no_term() {
         let (_, w) = setup();
-        let classes = ClassSet { name: "t".into(), group_names: vec![], classes: vec![Class { id: 2, token: "2".into(), words: vec![], groups: vec![] }, Class { id: 5, token: "5".into(), words: vec![], groups: vec![] }], skipped: vec![] };
+        let classes = ClassSet {
+            name: "t".into(),
+            group_names: vec![],
+            classes: vec![
+                Class { id: 2, token: "2".into(), words: vec![], groups: vec![] },
+                Class { id: 5, token: "5".into(), words: vec![], groups: vec![] },
+            ],
+            skipped: vec![],
+        };
         let mut reg = Nc3Regularizer::new(&classes, 10, 4, Target::Same, Nc3Variant::Std);
         assert!(reg.term(w.as_tensor()).unwrap().is_none());
         reg.observe(&Tensor::ones((1, 2, 4), DType::F32, &Device::Cpu).unwrap(), &[vec![2, 3]]).unwrap();

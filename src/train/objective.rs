@@ -39,7 +39,14 @@ pub struct MaskedLm {
 
 /// The shared tail of every objective: run `inputs` in training mode and take the mean
 /// cross-entropy of `targets` at `positions`; `rows` are the unmasked ids the NC3 term labels.
-fn predict(term: &str, model: &LanguageModel, inputs: Vec<Vec<u32>>, positions: &[(usize, usize)], targets: &[u32], rows: Vec<Vec<u32>>) -> Result<Step> {
+fn predict(
+    term: &str,
+    model: &LanguageModel,
+    inputs: Vec<Vec<u32>>,
+    positions: &[(usize, usize)],
+    targets: &[u32],
+    rows: Vec<Vec<u32>>,
+) -> Result<Step> {
     let batch = model.batch(inputs)?;
     let hidden = model.hidden(&batch, Exec::TRAIN)?;
     let logits = model.logits_at(&hidden, positions, Exec::TRAIN)?;
@@ -109,7 +116,8 @@ impl Objective for CausalLm {
 
     fn step(&self, model: &LanguageModel, examples: &[usize], _rng: &mut SplitMix) -> Result<Step> {
         let rows: Vec<Vec<u32>> = examples.iter().map(|&i| self.texts[i].clone()).collect();
-        let positions: Vec<(usize, usize)> = rows.iter().enumerate().flat_map(|(r, ids)| (0..ids.len() - 1).map(move |p| (r, p))).collect();
+        let positions: Vec<(usize, usize)> =
+            rows.iter().enumerate().flat_map(|(r, ids)| (0..ids.len() - 1).map(move |p| (r, p))).collect();
         let targets: Vec<u32> = positions.iter().map(|&(r, p)| rows[r][p + 1]).collect();
         predict("clm", model, rows.clone(), &positions, &targets, rows)
     }
@@ -123,7 +131,11 @@ pub struct MaskedPronouns {
 }
 
 impl MaskedPronouns {
-    pub fn new(model: &LanguageModel, sentences: &[crate::data::winobias::PronounSentence], max_len: usize) -> Result<Self> {
+    pub fn new(
+        model: &LanguageModel,
+        sentences: &[crate::data::winobias::PronounSentence],
+        max_len: usize,
+    ) -> Result<Self> {
         let refs: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
         let enc = model.encode(&refs, max_len, crate::model::Overflow::Truncate)?;
         let rows = enc
@@ -132,7 +144,13 @@ impl MaskedPronouns {
             .filter_map(|(e, s)| {
                 let (a, b) = s.pronoun;
                 // Tokens whose byte span lies inside the pronoun (special tokens have (0, 0)).
-                let pos: Vec<usize> = e.offsets.iter().enumerate().filter(|&(i, &(x, y))| y > x && x >= a && y <= b && e.word_ids[i].is_some()).map(|(i, _)| i).collect();
+                let pos: Vec<usize> = e
+                    .offsets
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &(x, y))| y > x && x >= a && y <= b && e.word_ids[i].is_some())
+                    .map(|(i, _)| i)
+                    .collect();
                 (!pos.is_empty()).then_some((e.ids, pos))
             })
             .collect();

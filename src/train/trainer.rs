@@ -114,7 +114,8 @@ impl<'a> Trainer<'a> {
             // Disk full or similar: drop the partial directory; `checkpoint-latest` still names
             // the previous, complete checkpoint.
             let _ = std::fs::remove_dir_all(&dir);
-            return written.with_context(|| format!("checkpoint at step {step} not written; the previous checkpoint is kept"));
+            return written
+                .with_context(|| format!("checkpoint at step {step} not written; the previous checkpoint is kept"));
         }
         for entry in std::fs::read_dir(&self.out)?.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -129,7 +130,8 @@ impl<'a> Trainer<'a> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         self.model.params.save(&dir.join("model.safetensors"))?;
         if !extra.is_empty() {
-            let tensors: Vec<(String, candle_core::Tensor)> = extra.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+            let tensors: Vec<(String, candle_core::Tensor)> =
+                extra.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
             crate::model::weights::save_tensors(&tensors, &dir.join("head.safetensors"))?;
         }
         let mut state = opt.state();
@@ -146,8 +148,11 @@ impl<'a> Trainer<'a> {
     fn resume(&mut self, opt: &mut AdamW, extra: &[(String, candle_core::Var)]) -> Result<u64> {
         let Ok(name) = std::fs::read_to_string(self.latest()) else { return Ok(0) };
         let dir = self.out.join(name.trim());
-        let meta: CheckpointState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("{}: cannot read", dir.display()))?)
-            .with_context(|| format!("{}: unreadable checkpoint state", dir.display()))?;
+        let meta: CheckpointState = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("state.json"))
+                .with_context(|| format!("{}: cannot read", dir.display()))?,
+        )
+        .with_context(|| format!("{}: unreadable checkpoint state", dir.display()))?;
         let dev = &self.model.device;
         let weights = crate::model::weights::load_tensors(&dir.join("model.safetensors"), dev)?;
         for (name, var) in self.model.vars() {
@@ -185,7 +190,9 @@ impl<'a> Trainer<'a> {
             .chain(extra.iter().cloned())
             .collect();
         if trained.is_empty() {
-            bail!("nothing to train: this model's LM head has no parameters of its own (its decoder is the tied embedding)");
+            bail!(
+                "nothing to train: this model's LM head has no parameters of its own (its decoder is the tied embedding)"
+            );
         }
         let vars: Vec<candle_core::Var> = trained.iter().map(|(_, v)| v.clone()).collect();
         let names: Vec<String> = trained.iter().map(|(n, _)| n.clone()).collect();
@@ -194,7 +201,11 @@ impl<'a> Trainer<'a> {
         let start = self.resume(&mut opt, &extra)?;
         let log_path = self.out.join("log.jsonl");
         keep_log_until(&log_path, start)?;
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("{}: cannot open", log_path.display()))?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("{}: cannot open", log_path.display()))?;
         let bar = crate::report::progress::items_bar(self.cfg.steps, objective.name());
         bar.set_position(start);
         let began = std::time::Instant::now();
@@ -222,8 +233,13 @@ impl<'a> Trainer<'a> {
                 // The objective's own loss first: diverged weights would otherwise surface as the
                 // regularizer's complaint about a NaN feature, naming neither step nor term.
                 if !loss.to_scalar::<f32>()?.is_finite() {
-                    let bad: Vec<&str> = out.terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.as_str()).collect();
-                    bail!("non-finite loss at step {} (terms: {}); the last checkpoint is kept", step + 1, if bad.is_empty() { objective.name().to_string() } else { bad.join(", ") });
+                    let bad: Vec<&str> =
+                        out.terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.as_str()).collect();
+                    bail!(
+                        "non-finite loss at step {} (terms: {}); the last checkpoint is kept",
+                        step + 1,
+                        if bad.is_empty() { objective.name().to_string() } else { bad.join(", ") }
+                    );
                 }
                 // With a regularizer but no λ the NC3 spread is only logged (a baseline to compare with).
                 if let Some(r) = &mut self.nc3 {
@@ -240,8 +256,13 @@ impl<'a> Trainer<'a> {
                 let value = loss.to_scalar::<f32>()?;
                 total += value as f64 / self.cfg.grad_accum as f64;
                 if !value.is_finite() {
-                    let bad: Vec<String> = terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
-                    let which = if bad.is_empty() { "total: every term is finite, their weighted sum is not".to_string() } else { bad.join(", ") };
+                    let bad: Vec<String> =
+                        terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
+                    let which = if bad.is_empty() {
+                        "total: every term is finite, their weighted sum is not".to_string()
+                    } else {
+                        bad.join(", ")
+                    };
                     bail!("non-finite loss at step {} (terms: {which}); the last checkpoint is kept", step + 1);
                 }
                 let g = (loss / self.cfg.grad_accum as f64)?.backward()?;
@@ -250,7 +271,10 @@ impl<'a> Trainer<'a> {
                     Some(mut acc) => {
                         for v in &vars {
                             if let Some(new) = g.get(v.as_tensor()) {
-                                let sum = match acc.get(v.as_tensor()) { Some(old) => (old + new)?, None => new.clone() };
+                                let sum = match acc.get(v.as_tensor()) {
+                                    Some(old) => (old + new)?,
+                                    None => new.clone(),
+                                };
                                 acc.insert(v.as_tensor(), sum);
                             }
                         }
@@ -266,11 +290,26 @@ impl<'a> Trainer<'a> {
                 let bad: Vec<&str> = vars
                     .iter()
                     .zip(&names)
-                    .filter(|(v, _)| grads.get(v.as_tensor()).is_some_and(|g| g.sqr().and_then(|q| q.sum_all()).and_then(|t| t.to_dtype(candle_core::DType::F64)).and_then(|t| t.to_scalar::<f64>()).map_or(true, |x| !x.is_finite())))
+                    .filter(|(v, _)| {
+                        grads.get(v.as_tensor()).is_some_and(|g| {
+                            g.sqr()
+                                .and_then(|q| q.sum_all())
+                                .and_then(|t| t.to_dtype(candle_core::DType::F64))
+                                .and_then(|t| t.to_scalar::<f64>())
+                                .map_or(true, |x| !x.is_finite())
+                        })
+                    })
                     .map(|(_, n)| n.as_str())
                     .collect();
-                let shown = if bad.len() > 3 { format!("{} and {} more", bad[..3].join(", "), bad.len() - 3) } else { bad.join(", ") };
-                bail!("non-finite gradient norm at step {} (parameters: {shown}); the last checkpoint is kept", step + 1);
+                let shown = if bad.len() > 3 {
+                    format!("{} and {} more", bad[..3].join(", "), bad.len() - 3)
+                } else {
+                    bad.join(", ")
+                };
+                bail!(
+                    "non-finite gradient norm at step {} (parameters: {shown}); the last checkpoint is kept",
+                    step + 1
+                );
             }
             opt.step(&grads, lr)?;
             let rate = tokens as f64 / began.elapsed().as_secs_f64();
@@ -298,7 +337,8 @@ pub fn remove_checkpoints(run_dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(run_dir).with_context(|| format!("{}: cannot list", run_dir.display()))?.flatten() {
         if entry.file_name().to_string_lossy().starts_with("checkpoint-") {
             let p = entry.path();
-            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.with_context(|| format!("{}: cannot remove", p.display()))?;
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                .with_context(|| format!("{}: cannot remove", p.display()))?;
         }
     }
     Ok(())
@@ -313,7 +353,10 @@ fn keep_log_until(path: &Path, step: u64) -> Result<()> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && step == 0 => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("{}: missing, but the checkpoint is at step {step}: the log of steps 1..={step} is lost; start the run over (--overwrite)", path.display())
+            bail!(
+                "{}: missing, but the checkpoint is at step {step}: the log of steps 1..={step} is lost; start the run over (--overwrite)",
+                path.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
     };
@@ -333,7 +376,10 @@ fn keep_log_until(path: &Path, step: u64) -> Result<()> {
                 "{}: line {} {} where the record of step {next} was expected; the checkpoint is at step {step}, so steps {next}..={step} are missing from the log; start the run over (--overwrite)",
                 path.display(),
                 i + 1,
-                match found { Some(s) => format!("is step {s}"), None => "is cut short or not a log record".into() }
+                match found {
+                    Some(s) => format!("is step {s}"),
+                    None => "is cut short or not a log record".into(),
+                }
             ),
         }
     }

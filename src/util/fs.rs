@@ -17,8 +17,7 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
 /// fails (disk full), the old file is untouched and the temporary one removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create directory", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create directory", parent.display()))?;
     }
     let tmp = temp_sibling(path);
     let result = (|| -> std::io::Result<()> {

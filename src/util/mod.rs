@@ -3,6 +3,7 @@
 pub mod alloc;
 pub mod fs;
 pub mod hash;
+pub mod progress;
 pub mod rng;
 pub mod settings;
 pub mod stats;

@@ -11,7 +11,9 @@ pub const FILE: &str = "settings.json";
 pub fn read(dir: &Path) -> Result<Option<serde_json::Value>> {
     let path = dir.join(FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: not a settings record", path.display()))?)),
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: not a settings record", path.display()))?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
     }
@@ -38,7 +40,11 @@ pub fn changes(recorded: &serde_json::Value, now: &serde_json::Value) -> Vec<Str
     names.sort();
     names.dedup();
     let null = serde_json::Value::Null;
-    names.into_iter().filter(|k| old.get(*k).unwrap_or(&null) != new.get(*k).unwrap_or(&null)).map(|k| format!("`{k}` was {}, now {}", shown(old.get(k)), shown(new.get(k)))).collect()
+    names
+        .into_iter()
+        .filter(|k| old.get(*k).unwrap_or(&null) != new.get(*k).unwrap_or(&null))
+        .map(|k| format!("`{k}` was {}, now {}", shown(old.get(k)), shown(new.get(k))))
+        .collect()
 }
 
 /// The first of [`changes`]; None when every setting agrees.
@@ -58,7 +64,13 @@ mod tests {
         assert_eq!(super::difference(&a, &c).unwrap(), "`steps` was unset, now 80");
         let d = serde_json::json!({"lr": 2e-5, "model": "minilm"});
         assert_eq!(super::difference(&a, &d), None, "a missing setting is an unset one");
-        assert_eq!(super::difference(&serde_json::json!({"model": "a"}), &serde_json::json!({"model": "b"})).unwrap(), "`model` was \"a\", now \"b\"");
-        assert_eq!(super::changes(&a, &serde_json::json!({"lr": 1e-4, "model": "x"})), ["`lr` was 0.00002, now 0.0001", "`model` was \"minilm\", now \"x\""]);
+        assert_eq!(
+            super::difference(&serde_json::json!({"model": "a"}), &serde_json::json!({"model": "b"})).unwrap(),
+            "`model` was \"a\", now \"b\""
+        );
+        assert_eq!(
+            super::changes(&a, &serde_json::json!({"lr": 1e-4, "model": "x"})),
+            ["`lr` was 0.00002, now 0.0001", "`model` was \"minilm\", now \"x\""]
+        );
     }
 }

@@ -171,12 +171,26 @@ pub fn sign_flip_p(d: &[f64], seed: u64) -> PermutationP {
     let scale: f64 = d.iter().map(|v| v.abs()).sum();
     if n <= SIGN_FLIP_EXACT_MAX {
         let total = 1u64 << n;
-        let extreme = (0..total).filter(|mask| at_least(d.iter().enumerate().map(|(i, v)| if mask >> i & 1 == 1 { -v } else { *v }).sum(), observed, scale)).count();
+        let extreme = (0..total)
+            .filter(|mask| {
+                at_least(
+                    d.iter().enumerate().map(|(i, v)| if mask >> i & 1 == 1 { -v } else { *v }).sum(),
+                    observed,
+                    scale,
+                )
+            })
+            .count();
         return PermutationP { p: extreme as f64 / total as f64, exact: true, assignments: total };
     }
     let mut rng = SplitMix::new(seed);
-    let extreme = (0..RANDOM_PERMUTATIONS).filter(|_| at_least(d.iter().map(|v| if rng.next_u64() & 1 == 1 { -v } else { *v }).sum(), observed, scale)).count();
-    PermutationP { p: (extreme + 1) as f64 / (RANDOM_PERMUTATIONS + 1) as f64, exact: false, assignments: RANDOM_PERMUTATIONS as u64 }
+    let extreme = (0..RANDOM_PERMUTATIONS)
+        .filter(|_| at_least(d.iter().map(|v| if rng.next_u64() & 1 == 1 { -v } else { *v }).sum(), observed, scale))
+        .count();
+    PermutationP {
+        p: (extreme + 1) as f64 / (RANDOM_PERMUTATIONS + 1) as f64,
+        exact: false,
+        assignments: RANDOM_PERMUTATIONS as u64,
+    }
 }
 
 /// The smallest p the exact sign-flip test can give with `n` pairs: the observed assignment and
@@ -213,7 +227,11 @@ pub fn pearson_permutation_p(x: &[f64], y: &[f64], seed: u64) -> PermutationP {
         let mut i = 1;
         while i < n {
             if c[i] < i {
-                if i % 2 == 0 { yc.swap(0, i) } else { yc.swap(c[i], i) }
+                if i % 2 == 0 {
+                    yc.swap(0, i)
+                } else {
+                    yc.swap(c[i], i)
+                }
                 total += 1;
                 if at_least(dot(&xc, &yc), observed, scale) {
                     count += 1;
@@ -237,7 +255,11 @@ pub fn pearson_permutation_p(x: &[f64], y: &[f64], seed: u64) -> PermutationP {
             extreme += 1;
         }
     }
-    PermutationP { p: (extreme + 1) as f64 / (RANDOM_PERMUTATIONS + 1) as f64, exact: false, assignments: RANDOM_PERMUTATIONS as u64 }
+    PermutationP {
+        p: (extreme + 1) as f64 / (RANDOM_PERMUTATIONS + 1) as f64,
+        exact: false,
+        assignments: RANDOM_PERMUTATIONS as u64,
+    }
 }
 
 /// The permutation test of Spearman's ρ: Pearson's on the (average-tie) ranks.
@@ -319,7 +341,8 @@ mod nan_tests {
 
     #[test]
     fn nan_round_trips_through_json_as_null() {
-        let text = serde_json::to_string(&M { m: [("a".to_string(), f64::NAN), ("b".to_string(), 1.5)].into() }).unwrap();
+        let text =
+            serde_json::to_string(&M { m: [("a".to_string(), f64::NAN), ("b".to_string(), 1.5)].into() }).unwrap();
         assert_eq!(text, r#"{"m":{"a":null,"b":1.5}}"#);
         let back: M = serde_json::from_str(&text).unwrap();
         assert!(back.m["a"].is_nan() && back.m["b"] == 1.5);
@@ -346,7 +369,14 @@ mod small_sample_tests {
         let a = 4.0 * p * (1.0 - p);
         near(t_quantile(p, 4.0), 2.0 * ((a.sqrt().acos() / 3.0).cos() / a.sqrt() - 1.0).sqrt(), 1e-9);
         // Printed tables: t(0.975; ν) for ν = 9 … 1001 (1001 by the expansion), and ν → ∞.
-        for (df, want) in [(9.0, 2.262157), (29.0, 2.045230), (120.0, 1.979930), (1000.0, 1.962339), (1001.0, 1.962336), (1e7, 1.959964)] {
+        for (df, want) in [
+            (9.0, 2.262157),
+            (29.0, 2.045230),
+            (120.0, 1.979930),
+            (1000.0, 1.962339),
+            (1001.0, 1.962336),
+            (1e7, 1.959964),
+        ] {
             near(t_quantile(p, df), want, 1e-6);
         }
         near(t_quantile(0.025, 2.0), -t_quantile(p, 2.0), 1e-12);
@@ -383,7 +413,12 @@ mod small_sample_tests {
         // 21 integer differences: the exact p by a separate brute force over 2²¹ integer sums.
         let d: Vec<i64> = (0..21).map(|i| (i * 7 % 5) - 1).collect();
         let observed: i64 = d.iter().sum();
-        let extreme = (0u64..1 << 21).filter(|m| d.iter().enumerate().map(|(i, v)| if m >> i & 1 == 1 { -v } else { *v }).sum::<i64>().abs() >= observed.abs()).count();
+        let extreme = (0u64..1 << 21)
+            .filter(|m| {
+                d.iter().enumerate().map(|(i, v)| if m >> i & 1 == 1 { -v } else { *v }).sum::<i64>().abs()
+                    >= observed.abs()
+            })
+            .count();
         let exact = extreme as f64 / (1u64 << 21) as f64;
         let r = sign_flip_p(&d.iter().map(|&v| v as f64).collect::<Vec<_>>(), 5);
         assert!(!r.exact && r.assignments == RANDOM_PERMUTATIONS as u64);
@@ -419,7 +454,10 @@ mod small_sample_tests {
         // With ties and 7 cells: count |ρ| ≥ |ρ_obs| by re-ranking every ordering with `spearman`.
         let x = [0.3, 0.1, 0.4, 0.1, 0.5, 0.9, 0.2];
         let y = [2.0, 7.0, 1.0, 8.0, 2.0, 8.0, 1.5];
-        for (stat, test) in [(spearman as fn(&[f64], &[f64]) -> f64, spearman_permutation_p as fn(&[f64], &[f64], u64) -> PermutationP), (pearson, pearson_permutation_p)] {
+        for (stat, test) in [
+            (spearman as fn(&[f64], &[f64]) -> f64, spearman_permutation_p as fn(&[f64], &[f64], u64) -> PermutationP),
+            (pearson, pearson_permutation_p),
+        ] {
             let observed = stat(&x, &y).abs();
             let all = orderings(&y);
             let extreme = all.iter().filter(|o| stat(&x, o).abs() >= observed - 1e-12).count();

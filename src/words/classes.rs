@@ -57,7 +57,12 @@ impl ClassSet {
     pub fn vocabulary(tok: &TextTokenizer) -> Self {
         let classes = (0..tok.vocab_size() as u32)
             .filter(|id| !tok.special_ids.contains(id))
-            .map(|id| Class { id, token: tok.id_to_token(id).unwrap_or_default(), words: Vec::new(), groups: Vec::new() })
+            .map(|id| Class {
+                id,
+                token: tok.id_to_token(id).unwrap_or_default(),
+                words: Vec::new(),
+                groups: Vec::new(),
+            })
             .collect();
         ClassSet { name: "vocabulary".into(), group_names: Vec::new(), classes, skipped: Vec::new() }
     }
@@ -101,8 +106,12 @@ impl ClassSet {
             }
         }
         if by_id.is_empty() {
-            bail!("word set {}: none of its words is a class of this vocabulary ({} skipped, e.g. {})",
-                set.name, skipped.len(), skipped.first().map(|s| format!("{}: {}", s.word, s.reason)).unwrap_or_default());
+            bail!(
+                "word set {}: none of its words is a class of this vocabulary ({} skipped, e.g. {})",
+                set.name,
+                skipped.len(),
+                skipped.first().map(|s| format!("{}: {}", s.word, s.reason)).unwrap_or_default()
+            );
         }
         Ok(ClassSet {
             name: set.name.clone(),

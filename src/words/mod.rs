@@ -64,9 +64,7 @@ impl WordSet {
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
         let all: std::collections::HashMap<String, Vec<Vec<String>>> =
             serde_json::from_str(&text).with_context(|| format!("{}: not the bias-bench layout", path.display()))?;
-        let get = |key: &str| {
-            all.get(key).cloned().with_context(|| format!("{}: no \"{key}\" list", path.display()))
-        };
+        let get = |key: &str| all.get(key).cloned().with_context(|| format!("{}: no \"{key}\" list", path.display()));
         Ok(match name {
             "gender" => Self::from_tuples("gender", &["male", "female"], get("gender")?),
             "gender-large" => {
@@ -118,9 +116,11 @@ impl WordSet {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let file: File = if path.extension().is_some_and(|e| e == "json") {
             // serde echoes an unknown key as written, newlines included; errors are one line.
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace(['\n', '\r'], " ")))?
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace(['\n', '\r'], " ")))?
         } else {
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " ")))?
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " ")))?
         };
         if file.group.is_empty() {
             bail!("{}: no groups", path.display());
@@ -128,10 +128,17 @@ impl WordSet {
         let groups: Vec<&str> = file.group.iter().map(|g| g.name.as_str()).collect();
         for (i, t) in file.tuples.iter().enumerate() {
             if t.len() != groups.len() {
-                bail!("{}: tuple {} has {} words, expected one per group ({})", path.display(), i + 1, t.len(), groups.len());
+                bail!(
+                    "{}: tuple {} has {} words, expected one per group ({})",
+                    path.display(),
+                    i + 1,
+                    t.len(),
+                    groups.len()
+                );
             }
         }
-        let name = file.name.clone().unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().to_string());
+        let name =
+            file.name.clone().unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().to_string());
         let mut set = Self::from_tuples(&name, &groups, file.tuples);
         for (g, group) in file.group.iter().enumerate() {
             for w in &group.words {
@@ -183,8 +190,8 @@ impl WordSet {
 /// female marker in the word does. Pairs that cannot be oriented are dropped.
 fn orient(a: &str, b: &str, known_male: &BTreeSet<String>) -> Option<Vec<String>> {
     const FEMALE: [&str; 14] = [
-        "woman", "women", "girl", "ess", "mother", "wife", "daughter", "sister", "queen", "lady",
-        "ladies", "she", "her", "aunt",
+        "woman", "women", "girl", "ess", "mother", "wife", "daughter", "sister", "queen", "lady", "ladies", "she",
+        "her", "aunt",
     ];
     let female_like = |w: &str| FEMALE.iter().any(|m| w.contains(m));
     if known_male.contains(a) || (female_like(b) && !female_like(a)) {
@@ -218,7 +225,8 @@ mod tests {
 
     #[test]
     fn the_readme_example_parses_with_its_tuples() {
-        let set = parse(&readme_example()).unwrap_or_else(|e| panic!("the README's word-set example is refused: {e:#}"));
+        let set =
+            parse(&readme_example()).unwrap_or_else(|e| panic!("the README's word-set example is refused: {e:#}"));
         assert_eq!(set.name, "pronouns");
         assert_eq!(set.groups, ["male", "female"]);
         assert_eq!(set.tuples, [["he", "she"], ["his", "her"]]);

@@ -22,8 +22,7 @@ pub fn model_dir(family: &str) -> PathBuf {
 }
 
 pub fn load(dir: &Path) -> LanguageModel {
-    LanguageModel::load(dir, &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("loading {}: {e:#}", dir.display()))
+    LanguageModel::load(dir, &LoadOptions::default()).unwrap_or_else(|e| panic!("loading {}: {e:#}", dir.display()))
 }
 
 pub struct Expected {
@@ -35,12 +34,7 @@ impl Expected {
     pub fn read(dir: &Path) -> Self {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-        let sentences = json["sentences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
+        let sentences = json["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
         let tensors = fairnc::model::weights::load_tensors(&dir.join("expected.safetensors"), &Device::Cpu).unwrap();
         Expected { sentences, tensors }
     }

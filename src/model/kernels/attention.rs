@@ -48,7 +48,8 @@ impl CustomOp2 for FusedAttention {
                     for part in 0..3 {
                         for i in 0..t {
                             let src = base + part * d + i * d3;
-                            qkv_pad[(part * tp + i) * dh..(part * tp + i + 1) * dh].copy_from_slice(&qkv[src..src + dh]);
+                            qkv_pad[(part * tp + i) * dh..(part * tp + i + 1) * dh]
+                                .copy_from_slice(&qkv[src..src + dh]);
                         }
                     }
                     let p = qkv_pad.as_ptr();
@@ -59,24 +60,90 @@ impl CustomOp2 for FusedAttention {
                 // columns); `scores`/`probs` are tp×tp; this task alone writes its output block.
                 unsafe {
                     // scores = Q · Kᵀ
-                    gemm::gemm(tp, tp, dh, scores.as_mut_ptr(), 1, tp as isize, false,
-                        q, 1, rs as isize, k, rs as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                    gemm::gemm(
+                        tp,
+                        tp,
+                        dh,
+                        scores.as_mut_ptr(),
+                        1,
+                        tp as isize,
+                        false,
+                        q,
+                        1,
+                        rs as isize,
+                        k,
+                        rs as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
                 }
                 for i in 0..t {
                     let m_off = mask_rows.offset(bi, i);
-                    softmax_row(&scores[i * tp..i * tp + t], &mask[m_off..m_off + t], self.scale, &mut probs[i * tp..i * tp + t]);
+                    softmax_row(
+                        &scores[i * tp..i * tp + t],
+                        &mask[m_off..m_off + t],
+                        self.scale,
+                        &mut probs[i * tp..i * tp + t],
+                    );
                 }
                 let o = dst;
                 unsafe {
                     if t >= MIN_ROWS {
                         // context block = P · V, written in place
-                        gemm::gemm(t, dh, t, o.0.add(bi * t * d + hi * dh), 1, d as isize, false,
-                            probs.as_ptr(), 1, tp as isize, v, 1, rs as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                        gemm::gemm(
+                            t,
+                            dh,
+                            t,
+                            o.0.add(bi * t * d + hi * dh),
+                            1,
+                            d as isize,
+                            false,
+                            probs.as_ptr(),
+                            1,
+                            tp as isize,
+                            v,
+                            1,
+                            rs as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
                     } else {
-                        gemm::gemm(tp, dh, tp, out_pad.as_mut_ptr(), 1, dh as isize, false,
-                            probs.as_ptr(), 1, tp as isize, v, 1, rs as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+                        gemm::gemm(
+                            tp,
+                            dh,
+                            tp,
+                            out_pad.as_mut_ptr(),
+                            1,
+                            dh as isize,
+                            false,
+                            probs.as_ptr(),
+                            1,
+                            tp as isize,
+                            v,
+                            1,
+                            rs as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
                         for i in 0..t {
-                            std::ptr::copy_nonoverlapping(out_pad.as_ptr().add(i * dh), o.0.add(bi * t * d + i * d + hi * dh), dh);
+                            std::ptr::copy_nonoverlapping(
+                                out_pad.as_ptr().add(i * dh),
+                                o.0.add(bi * t * d + i * d + hi * dh),
+                                dh,
+                            );
                         }
                     }
                 }
@@ -96,7 +163,16 @@ mod tests {
         let (b, t, h, dh) = (3, 7, 4, 5);
         let d = h * dh;
         let qkv = randn(&[b, t, 3 * d], 1);
-        let split = |i: usize| qkv.narrow(2, i * d, d).unwrap().reshape((b, t, h, dh)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let split = |i: usize| {
+            qkv.narrow(2, i * d, d)
+                .unwrap()
+                .reshape((b, t, h, dh))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
         let (q, k, v) = (split(0), split(1), split(2));
         for mask in [randn(&[b, 1, 1, t], 2), randn(&[1, 1, t, t], 3)] {
             let scores = (q.matmul(&k.t().unwrap()).unwrap() * 0.3).unwrap().broadcast_add(&mask).unwrap();
@@ -120,12 +196,29 @@ mod tests {
                     let ml: Vec<f32> = (0..big).map(|j| if j < t { 0.0 } else { -1e9 }).collect();
                     let ml = Tensor::from_vec(ml, (1, 1, 1, big), &Device::Cpu).unwrap();
                     let op = FusedAttention { heads: h, scale: 0.3 };
-                    let a: Vec<f32> = qkv.narrow(1, 0, t).unwrap().contiguous().unwrap().apply_op2_no_bwd(&ms, &op).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-                    let b: Vec<f32> = qkv.apply_op2_no_bwd(&ml, &op).unwrap().narrow(1, 0, t).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                    let a: Vec<f32> = qkv
+                        .narrow(1, 0, t)
+                        .unwrap()
+                        .contiguous()
+                        .unwrap()
+                        .apply_op2_no_bwd(&ms, &op)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    let b: Vec<f32> = qkv
+                        .apply_op2_no_bwd(&ml, &op)
+                        .unwrap()
+                        .narrow(1, 0, t)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
                     assert!(a == b, "h={h} dh={dh} t={t} padded to {big}");
                 }
             }
         }
     }
-
 }

@@ -21,7 +21,11 @@ fn moments(x: &[f32], eps: f32) -> (f32, f32) {
 
 fn check(x: &Layout, w: &Layout, other: &Layout, what: &str) -> Result<usize> {
     let d = w.shape().elem_count();
-    if x.shape().dims().last() != Some(&d) || w.shape().rank() != 1 || d == 0 || !other.shape().elem_count().is_multiple_of(d) {
+    if x.shape().dims().last() != Some(&d)
+        || w.shape().rank() != 1
+        || d == 0
+        || !other.shape().elem_count().is_multiple_of(d)
+    {
         bail!("{what}: x {:?}, weight {:?}, {:?} do not fit", x.shape(), w.shape(), other.shape());
     }
     Ok(d)
@@ -32,7 +36,15 @@ impl CustomOp3 for LayerNorm {
         "fairnc-layer-norm"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let w = contiguous_f32(s2, l2, self.name())?;
         let b = contiguous_f32(s3, l3, self.name())?;
@@ -52,7 +64,14 @@ impl CustomOp3 for LayerNorm {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = w.elem_count();
         let n = x.elem_count() / d;
         let all = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LayerNormGrad { eps: self.eps })?;
@@ -75,7 +94,15 @@ impl CustomOp3 for LayerNormGrad {
         "fairnc-layer-norm-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let w = contiguous_f32(s2, l2, self.name())?;
         let g = contiguous_f32(s3, l3, self.name())?;

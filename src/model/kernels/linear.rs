@@ -15,7 +15,15 @@ impl CustomOp3 for LinearBias {
         "fairnc-linear"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let w = contiguous_f32(s2, l2, self.name())?;
         let bias = contiguous_f32(s3, l3, self.name())?;
@@ -45,8 +53,27 @@ impl CustomOp3 for LinearBias {
         let (w_cs, w_rs) = if self.transposed { (din as isize, 1) } else { (1, dout as isize) };
         // SAFETY: all three buffers have the sizes checked above.
         unsafe {
-            gemm::gemm(gemm_rows, dout, din, out.as_mut_ptr(), 1, dout as isize, true,
-                x.as_ptr(), 1, din as isize, w.as_ptr(), w_cs, w_rs, 1.0, 1.0, false, false, false, threads());
+            gemm::gemm(
+                gemm_rows,
+                dout,
+                din,
+                out.as_mut_ptr(),
+                1,
+                dout as isize,
+                true,
+                x.as_ptr(),
+                1,
+                din as isize,
+                w.as_ptr(),
+                w_cs,
+                w_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                threads(),
+            );
         }
         out.truncate(rows * dout);
         let mut shape = dims.to_vec();
@@ -54,7 +81,14 @@ impl CustomOp3 for LinearBias {
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Detached: products of the tracked inputs would carry the forward graph into the
         // gradients (and from there into the optimizer state, step after step).
         let (x, w) = (x.detach(), w.detach());
@@ -113,7 +147,8 @@ mod tests {
             let op = LinearBias { transposed: true };
             let all: Vec<Vec<f32>> = x.apply_op3_no_bwd(&w, &b, &op).unwrap().to_vec2().unwrap();
             for m in 1..50 {
-                let part: Vec<Vec<f32>> = x.narrow(0, 0, m).unwrap().apply_op3_no_bwd(&w, &b, &op).unwrap().to_vec2().unwrap();
+                let part: Vec<Vec<f32>> =
+                    x.narrow(0, 0, m).unwrap().apply_op3_no_bwd(&w, &b, &op).unwrap().to_vec2().unwrap();
                 assert!(part.iter().zip(&all).all(|(p, a)| p == a), "k={k} n={n} m={m}");
             }
         }
@@ -124,7 +159,15 @@ mod tests {
         let x = randn(&[2, 3, 6], 4);
         let b = randn(&[5], 5);
         let w = randn(&[5, 6], 6);
-        let want = x.reshape((6, 6)).unwrap().matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap().reshape((2, 3, 5)).unwrap();
+        let want = x
+            .reshape((6, 6))
+            .unwrap()
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            .reshape((2, 3, 5))
+            .unwrap();
         let got = x.apply_op3_no_bwd(&w, &b, &LinearBias { transposed: true }).unwrap();
         assert!(max_diff(&got, &want) < 1e-5);
         let wt = w.t().unwrap().contiguous().unwrap();
@@ -138,7 +181,17 @@ mod tests {
         let w = candle_core::Var::from_tensor(&randn(&[5, 6], 6)).unwrap();
         let b = candle_core::Var::from_tensor(&randn(&[5], 5)).unwrap();
         let up = randn(&[2, 40, 5], 7);
-        let composed = |w: &Tensor| x.as_tensor().reshape((80, 6)).unwrap().matmul(w).unwrap().broadcast_add(b.as_tensor()).unwrap().reshape((2, 40, 5)).unwrap();
+        let composed = |w: &Tensor| {
+            x.as_tensor()
+                .reshape((80, 6))
+                .unwrap()
+                .matmul(w)
+                .unwrap()
+                .broadcast_add(b.as_tensor())
+                .unwrap()
+                .reshape((2, 40, 5))
+                .unwrap()
+        };
         let loss = |y: Tensor| (y * &up).unwrap().sum_all().unwrap().backward().unwrap();
         for transposed in [true, false] {
             let want = loss(composed(&w.as_tensor().t().unwrap()));

@@ -91,9 +91,7 @@ pub use linear::LinearBias;
 pub use softmax::MaskedSoftmax;
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("{what}: input must be contiguous")
-    };
+    let Some((start, end)) = layout.contiguous_offsets() else { bail!("{what}: input must be contiguous") };
     match storage {
         CpuStorage::F32(v) => Ok(&v[start..end]),
         _ => bail!("{what}: input must be f32"),

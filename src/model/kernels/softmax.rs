@@ -99,7 +99,13 @@ impl CustomOp2 for MaskedSoftmax {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, _scores: &Tensor, _mask: &Tensor, probs: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _mask: &Tensor,
+        probs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = probs.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad { scale: self.scale })?;
         Ok((Some(g), None))
     }
@@ -166,7 +172,9 @@ mod tests {
         let up = randn(&[b, h, t, t], 11);
         for mask in [randn(&[b, 1, 1, t], 12), randn(&[1, 1, t, t], 13)] {
             let x = Var::from_tensor(&randn(&[b, h, t, t], 10)).unwrap();
-            let want = candle_nn::ops::softmax(&(x.as_tensor() * 0.3).unwrap().broadcast_add(&mask).unwrap(), D::Minus1).unwrap();
+            let want =
+                candle_nn::ops::softmax(&(x.as_tensor() * 0.3).unwrap().broadcast_add(&mask).unwrap(), D::Minus1)
+                    .unwrap();
             let got = x.as_tensor().apply_op2(&mask, MaskedSoftmax { scale: 0.3 }).unwrap();
             assert!(max_diff(&got, &want) < 1e-6);
             let gw = (want * &up).unwrap().sum_all().unwrap().backward().unwrap();

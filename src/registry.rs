@@ -1,8 +1,12 @@
 //! Model names → checkpoint directories: `minilm` (the fetched default), `minilm-mlm` (built
 //! from it on first use), a local path, or
 //! `hf:ORG/NAME` from the local Hugging Face cache (downloaded from the hub when reachable).
+//!
+//! Above both `model` and `train`: resolving `minilm-mlm` may train it (`train::adapt`), so
+//! the model layer itself never reaches up into training.
 
 use crate::data::Bundle;
+use crate::model::{LanguageModel, LoadOptions};
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 
@@ -11,12 +15,20 @@ pub const DEFAULT_MODEL: &str = "minilm";
 /// The default masked LM: `minilm` adapted by masked-LM training, built locally and cached.
 pub const DEFAULT_MASKED_LM: &str = "minilm-mlm";
 
+/// Resolves `name` and loads the model, recording `name` as [`LanguageModel::name`].
+pub fn load(name: &str, opts: &LoadOptions) -> Result<LanguageModel> {
+    let mut model = LanguageModel::load(&resolve(name)?, opts)?;
+    model.name = name.to_string();
+    Ok(model)
+}
+
+/// The checkpoint directory of a model name.
 pub fn resolve(name: &str) -> Result<PathBuf> {
     if name == DEFAULT_MODEL {
         return Bundle::Minilm.ensure();
     }
     if name == DEFAULT_MASKED_LM {
-        return crate::train::adapt::ensure_minilm_mlm();
+        return ensure_minilm_mlm();
     }
     if let Some(repo) = name.strip_prefix("hf:") {
         return resolve_hf(repo);
@@ -28,7 +40,9 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
     if path.exists() {
         bail!("{name}: is a file; a model is a checkpoint directory (config.json, model.safetensors, tokenizer files)");
     }
-    bail!("{name}: no such model directory (models are `{DEFAULT_MODEL}`, `{DEFAULT_MASKED_LM}`, a local directory, or hf:ORG/NAME)")
+    bail!(
+        "{name}: no such model directory (models are `{DEFAULT_MODEL}`, `{DEFAULT_MASKED_LM}`, a local directory, or hf:ORG/NAME)"
+    )
 }
 
 fn hf_cache_dir() -> PathBuf {
@@ -71,7 +85,9 @@ fn cached_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
 fn resolve_hf(spec: &str) -> Result<PathBuf> {
     // `hf:ORG/NAME@REVISION` pins a branch, tag or commit; without one the hub's `main`.
     let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
-    let part_ok = |p: &str| !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let part_ok = |p: &str| {
+        !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     if repo.split('/').count() > 2 || !repo.split('/').all(part_ok) || !part_ok(revision) {
         bail!("hf:{spec}: not a repository name (expected hf:ORG/NAME, hf:NAME, optionally @REVISION)");
     }
@@ -81,7 +97,8 @@ fn resolve_hf(spec: &str) -> Result<PathBuf> {
     {
         return Ok(dir);
     }
-    let folder = if revision == "main" { repo.replace('/', "--") } else { format!("{}@{revision}", repo.replace('/', "--")) };
+    let folder =
+        if revision == "main" { repo.replace('/', "--") } else { format!("{}@{revision}", repo.replace('/', "--")) };
     let ours = crate::data::home().join("hf").join(folder);
     if ours.join(SNAPSHOT_RECORD).exists() {
         check_snapshot_sizes(&ours).with_context(|| format!("hf:{spec}"))?;
@@ -123,7 +140,8 @@ struct SnapshotFile {
 fn check_snapshot_sizes(dir: &Path) -> Result<()> {
     let path = dir.join(SNAPSHOT_RECORD);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let record: SnapshotRecord = serde_json::from_str(&text).with_context(|| format!("{}: not a snapshot record", path.display()))?;
+    let record: SnapshotRecord =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a snapshot record", path.display()))?;
     for f in &record.files {
         let file = dir.join(&f.name);
         let bytes = std::fs::metadata(&file).map(|m| m.len()).ok();
@@ -192,7 +210,7 @@ fn fetch_files(endpoint: &str, repo: &str, revision: &str, dir: &Path) -> Result
         get("model.safetensors.index.json").context("no model.safetensors or index")?;
         let text = std::fs::read_to_string(dir.join("model.safetensors.index.json"))?;
         // The names come from the network: only plain file names beside the index.
-        let shards = super::weights::index_shards(&text).context("model.safetensors.index.json")?;
+        let shards = crate::model::weights::index_shards(&text).context("model.safetensors.index.json")?;
         for s in shards {
             get(&s)?;
         }
@@ -217,6 +235,48 @@ fn fetch_files(endpoint: &str, repo: &str, revision: &str, dir: &Path) -> Result
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(SnapshotRecord { repo: repo.to_string(), requested: revision.to_string(), revision: sha, files })
+}
+
+/// The cache directory of `minilm-mlm`.
+pub fn minilm_mlm_dir() -> PathBuf {
+    crate::data::home().join("models").join("minilm-mlm")
+}
+
+/// A cached build from another recipe stays in use (results cite it), with a warning once.
+fn warn_if_old_recipe(report: &Path) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let built = std::fs::read_to_string(report).ok().and_then(|t| serde_json::from_str::<crate::train::adapt::AdaptReport>(&t).ok());
+    if built.is_none_or(|r| r.config != crate::train::adapt::AdaptConfig::default()) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "warning: the cached minilm-mlm ({}) was built with another recipe than this version's; remove its directory to rebuild",
+                report.parent().unwrap_or(report).display()
+            )
+        });
+    }
+}
+
+/// The `minilm-mlm` checkpoint directory, built on first use (about 31 minutes on 2 cores).
+pub fn ensure_minilm_mlm() -> Result<PathBuf> {
+    let root = minilm_mlm_dir();
+    let model = root.join("model");
+    if root.join("adapt.json").exists() && model.join("config.json").exists() {
+        warn_if_old_recipe(&root.join("adapt.json"));
+        return Ok(model);
+    }
+    eprintln!(
+        "building minilm-mlm (masked-LM training of minilm on GAP, BOLD and BUG text; cached in {}) ...",
+        root.display()
+    );
+    let base = crate::data::Bundle::Minilm.ensure()?;
+    let report = crate::train::adapt::adapt("minilm", &base, &crate::train::adapt::AdaptConfig::default(), &root)?;
+    eprintln!(
+        "minilm-mlm: held-out masked-token accuracy {:.1}% ({:.1}% before), built in {:.0} s",
+        report.heldout_accuracy * 100.0,
+        report.heldout_accuracy_before * 100.0,
+        report.seconds
+    );
+    Ok(model)
 }
 
 #[cfg(test)]
@@ -267,7 +327,10 @@ mod tests {
         HashMap::from([
             ("/api/models/org/m/revision/main".to_string(), format!("{{\"sha\": \"{SHA}\"}}").into_bytes()),
             (at("config.json"), b"{}".to_vec()),
-            (at("model.safetensors.index.json"), serde_json::json!({ "weight_map": weight_map }).to_string().into_bytes()),
+            (
+                at("model.safetensors.index.json"),
+                serde_json::json!({ "weight_map": weight_map }).to_string().into_bytes(),
+            ),
             (at("model-1.safetensors"), b"shard one".to_vec()),
             (at("vocab.txt"), b"[PAD]\n".to_vec()),
         ])
@@ -283,7 +346,11 @@ mod tests {
             assert!(e.contains("\"weight_map\" entry b") && e.contains("is not a plain file name"), "{bad}: {e}");
             assert!(!dest.exists(), "{bad}: a refused download left {}", dest.display());
             // Nothing was asked for under the bad name, and nothing but the temp home was written.
-            assert!(asked.lock().unwrap().iter().all(|p| !p.contains("escaped") && !p.contains("sub/")), "{:?}", asked.lock().unwrap());
+            assert!(
+                asked.lock().unwrap().iter().all(|p| !p.contains("escaped") && !p.contains("sub/")),
+                "{:?}",
+                asked.lock().unwrap()
+            );
             let entries: Vec<_> = std::fs::read_dir(home.path().join("hf")).unwrap().collect();
             assert!(entries.is_empty(), "{bad}: left {entries:?}");
             let top: Vec<_> = std::fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -300,9 +367,13 @@ mod tests {
         download_from_hub(&endpoint, "org/m", "main", &dest).unwrap();
         // Only the revision lookup names `main`; every file comes from the resolved commit.
         for path in asked.lock().unwrap().iter() {
-            assert!(path == "/api/models/org/m/revision/main" || path.starts_with(&format!("/org/m/resolve/{SHA}/")), "{path}");
+            assert!(
+                path == "/api/models/org/m/revision/main" || path.starts_with(&format!("/org/m/resolve/{SHA}/")),
+                "{path}"
+            );
         }
-        let record: SnapshotRecord = serde_json::from_str(&std::fs::read_to_string(dest.join(SNAPSHOT_RECORD)).unwrap()).unwrap();
+        let record: SnapshotRecord =
+            serde_json::from_str(&std::fs::read_to_string(dest.join(SNAPSHOT_RECORD)).unwrap()).unwrap();
         assert_eq!((record.repo.as_str(), record.requested.as_str(), record.revision.as_str()), ("org/m", "main", SHA));
         let shard = record.files.iter().find(|f| f.name == "model-1.safetensors").expect("shard recorded");
         // sha256 of b"shard one", computed independently (`printf 'shard one' | sha256sum`).
