@@ -245,7 +245,9 @@ pub fn minilm_mlm_dir() -> PathBuf {
 /// A cached build from another recipe stays in use (results cite it), with a warning once.
 fn warn_if_old_recipe(report: &Path) {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    let built = std::fs::read_to_string(report).ok().and_then(|t| serde_json::from_str::<crate::train::adapt::AdaptReport>(&t).ok());
+    let built = std::fs::read_to_string(report)
+        .ok()
+        .and_then(|t| serde_json::from_str::<crate::train::adapt::AdaptReport>(&t).ok());
     if built.is_none_or(|r| r.config != crate::train::adapt::AdaptConfig::default()) {
         WARNED.call_once(|| {
             eprintln!(
