@@ -5,10 +5,12 @@
 //! losses → results → reports ([`report`]). The binary in `src/main.rs` is a thin shell over
 //! this library.
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod collapse;
 pub mod data;
+pub mod experiment;
 pub mod model;
 pub mod registry;
 pub mod report;

@@ -88,3 +88,21 @@ fn bare_encoder_skips_the_lm_benchmarks_with_the_fix() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Skipped:") && md.contains("no pretrained LM head"), "{md}");
 }
+
+/// The audit loads its model once and hands it to every part (NC statistics, SEAT, CrowS-Pairs,
+/// StereoSet); no part loads it again or reads another part's files back.
+#[test]
+fn an_audit_loads_its_model_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bert = model_dir("bert").display().to_string();
+    let cfg = fairnc::audit::AuditConfig { quick: true, ..Default::default() };
+    let before = fairnc::model::loads_on_this_thread();
+    let a = fairnc::audit::load_and_run(&bert, &cfg, &tmp.path().join("a"), &fairnc::util::progress::Silent).unwrap();
+    assert_eq!(fairnc::model::loads_on_this_thread() - before, 1, "models loaded by one audit");
+    assert!(a.eval.crows.is_some() && a.eval.stereoset.is_some() && a.eval.seat.is_some());
+    assert!(a.collapse.metrics.duality_std.is_some_and(f64::is_finite));
+    // The typed result is what audit.json holds.
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("a/audit.json")).unwrap()).unwrap();
+    assert_eq!(written, serde_json::to_value(&a).unwrap());
+}

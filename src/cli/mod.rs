@@ -1,11 +1,11 @@
 //! Command-line interface: one file per command; each parses flags, calls the library, prints.
 
 mod adapt;
-pub mod audit;
+mod audit;
 mod collapse;
 mod debias;
 mod eval;
-pub mod experiment;
+mod experiment;
 mod fetch;
 mod fill_mask;
 mod glue;
@@ -75,14 +75,6 @@ impl ModelArgs {
     pub fn load_with(&self, opts: crate::model::LoadOptions) -> Result<crate::model::LanguageModel> {
         crate::registry::load(&self.model, &opts)
     }
-}
-
-/// Runs a command line (without the program name) in this process: how `audit` and
-/// `experiment` call the other commands.
-pub fn run_subcommand(args: &[&str]) -> Result<()> {
-    let cli = Cli::try_parse_from(std::iter::once("fairnc").chain(args.iter().copied()))
-        .map_err(|e| anyhow::anyhow!("fairnc {}: {}", args.join(" "), one_line(&e)))?;
-    run(cli)
 }
 
 /// A command-line error as one line: clap's message (which names the flag) and its tip, without

@@ -3,76 +3,9 @@
 
 use super::document::Document;
 use super::plot::{Dot, dot_plot};
-use crate::bench::EvalResults;
+use crate::audit::{Audit, NC_METRICS};
 use anyhow::Result;
 use std::path::Path;
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Skipped {
-    pub part: String,
-    pub reason: String,
-    /// The command that makes the part run.
-    pub fix: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Audit {
-    pub model: String,
-    pub family: String,
-    pub lm_head: String,
-    pub causal: bool,
-    pub quick: bool,
-    pub words: String,
-    pub corpus_texts: usize,
-    /// `collapse/collapse.json` as written by `fairnc collapse`.
-    pub collapse: serde_json::Value,
-    pub eval: EvalResults,
-    pub skipped: Vec<Skipped>,
-    pub seconds: serde_json::Value,
-    pub version: String,
-}
-
-/// NC metrics in the headline, with what perfect collapse would give.
-pub const NC_METRICS: [(&str, &str, &str); 5] = [
-    ("duality_std", "UNC3: std of the class-mean / weight cosines s_c (the NC3 regularizer's quantity)", "→ 0"),
-    ("duality_mean", "NC3: mean alignment s_c", "→ 1"),
-    ("cdnv", "NC1: class-distance normalised variance", "→ 0"),
-    ("equinorm_cov", "NC2: variation of class-mean norms", "→ 0"),
-    ("ncc_agreement", "NC4: agreement of the classifier with the nearest class mean", "→ 1"),
-];
-
-impl Audit {
-    /// Every headline number as (part, metric, value): NC metrics, SEAT, CrowS-Pairs, StereoSet.
-    pub fn headline(&self) -> Vec<(String, String, f64)> {
-        let mut rows = Vec::new();
-        let m = &self.collapse["metrics"];
-        for (k, _, _) in NC_METRICS {
-            if let Some(v) = m[k].as_f64() {
-                rows.push(("nc".into(), k.into(), v));
-            }
-        }
-        if let Some(s) = &self.eval.seat {
-            for (b, v) in &s.avg_abs_effect {
-                rows.push(("seat".into(), format!("avg_abs_effect_{b}"), *v));
-            }
-        }
-        if let Some(c) = &self.eval.crows {
-            for (t, v) in &c.by_type {
-                rows.push(("crows".into(), t.clone(), v.metric));
-            }
-            rows.push(("crows".into(), "overall".into(), c.overall.metric));
-        }
-        if let Some(s) = &self.eval.stereoset {
-            for (d, v) in &s.by_domain {
-                rows.push(("stereoset".into(), format!("ss_{d}"), v.ss));
-            }
-            rows.push(("stereoset".into(), "ss".into(), s.overall.ss));
-            rows.push(("stereoset".into(), "lms".into(), s.overall.lms));
-            rows.push(("stereoset".into(), "icat".into(), s.overall.icat));
-        }
-        rows
-    }
-}
 
 pub fn write(dir: &Path, a: &Audit) -> Result<()> {
     crate::util::fs::write_atomic(&dir.join("audit.json"), serde_json::to_string_pretty(a)?.as_bytes())?;
@@ -134,14 +67,13 @@ pub fn document(a: &Audit) -> Document {
         a.corpus_texts,
         if a.quick { " (--quick: CrowS-Pairs and StereoSet limited to their first 300 items)" } else { "" },
         a.version,
-        a.seconds["total"].as_f64().unwrap_or(f64::NAN)
+        a.seconds.get("total").copied().unwrap_or(f64::NAN)
     ));
 
     d.heading(1, "Headline");
-    let m = &a.collapse["metrics"];
     let mut rows: Vec<Vec<String>> = NC_METRICS
         .iter()
-        .map(|(k, what, ideal)| vec![what.to_string(), f(m[*k].as_f64(), 4), ideal.to_string()])
+        .map(|(k, what, ideal)| vec![what.to_string(), f(a.nc_metric(k), 4), ideal.to_string()])
         .collect();
     if let Some(s) = &a.eval.seat {
         for (b, v) in &s.avg_abs_effect {
@@ -182,21 +114,13 @@ pub fn document(a: &Audit) -> Document {
     }
 
     d.heading(1, "Fairness geometry (neural collapse)");
-    if let Some(groups) = a.collapse["groups"].as_object() {
-        let rows = groups
-            .iter()
-            .map(|(g, v)| {
-                vec![
-                    g.clone(),
-                    v["k"].to_string(),
-                    v["n"].to_string(),
-                    f(v["duality_mean"].as_f64(), 4),
-                    f(v["duality_std"].as_f64(), 4),
-                ]
-            })
-            .collect();
-        d.table(&["group", "classes", "positions", "mean s_c", "std s_c"], rows);
-    }
+    let rows: Vec<Vec<String>> = a
+        .collapse
+        .groups
+        .iter()
+        .map(|(g, v)| vec![g.clone(), v.k.to_string(), v.n.to_string(), f(v.duality_mean, 4), f(v.duality_std, 4)])
+        .collect();
+    d.table(&["group", "classes", "positions", "mean s_c", "std s_c"], rows);
     d.para("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its (tied) embedding row. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them.");
     d.plot("collapse/nc3_cosines", "NC3 cosines s_c by group (lines: group means)");
 
@@ -246,9 +170,7 @@ pub fn document(a: &Audit) -> Document {
         d.plot("stereoset_ss", "StereoSet SS by domain (line: 50, unbiased)");
     }
     let mut notes: Vec<String> = a.eval.notes.clone();
-    if let Some(n) = a.collapse["notes"].as_array() {
-        notes.extend(n.iter().filter_map(|x| x.as_str().map(String::from)));
-    }
+    notes.extend(a.collapse.notes.iter().cloned());
     if !notes.is_empty() {
         d.heading(1, "Notes");
         d.list(notes);

@@ -5,67 +5,11 @@
 //! and scatter plots.
 
 use super::document::Document;
-use crate::cli::experiment::Cell;
+use crate::experiment::cell::{Cell, CellResult, Status, lambda_label};
 use crate::util::stats;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Failed,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CellResult {
-    pub model: String,
-    pub method: String,
-    pub lambda: f64,
-    pub seed: u64,
-    pub status: Status,
-    pub error: Option<String>,
-    #[serde(deserialize_with = "crate::util::stats::nan_map")]
-    pub metrics: BTreeMap<String, f64>,
-    pub seconds: f64,
-}
-
-impl CellResult {
-    pub fn ok(c: &Cell, metrics: BTreeMap<String, f64>, seconds: f64) -> Self {
-        CellResult {
-            model: c.model.clone(),
-            method: c.method.clone(),
-            lambda: c.lambda,
-            seed: c.seed,
-            status: Status::Ok,
-            error: None,
-            metrics,
-            seconds,
-        }
-    }
-
-    pub fn failed(c: &Cell, error: String, seconds: f64) -> Self {
-        CellResult {
-            model: c.model.clone(),
-            method: c.method.clone(),
-            lambda: c.lambda,
-            seed: c.seed,
-            status: Status::Failed,
-            error: Some(error),
-            metrics: BTreeMap::new(),
-            seconds,
-        }
-    }
-
-    fn config(&self) -> (String, String, String) {
-        (self.model.clone(), self.method.clone(), lambda_label(self.lambda))
-    }
-}
-
-fn lambda_label(l: f64) -> String {
-    if l == 0.0 { "0".into() } else { format!("{l}") }
-}
 
 /// NC metrics (x of the correlations) and bias scores (y), by `part.metric` key.
 pub const NC_KEYS: [&str; 3] = ["nc.duality_std", "nc.duality_mean", "nc.cdnv"];

@@ -1,0 +1,159 @@
+//! The audit: how biased is this model, and what does its fairness geometry look like? Neural
+//! collapse on a word set ([`crate::collapse::measure`]) and the bias benchmarks
+//! ([`crate::bench::evaluate`]) on one loaded model, joined into one [`Audit`]; the LM
+//! benchmarks are skipped, with the command that fixes it, where the model has no usable LM head.
+
+mod result;
+
+pub use result::{Audit, NC_METRICS, Skipped};
+
+use crate::bench::{BenchTask, EvalConfig};
+use crate::collapse::CollapseConfig;
+use crate::model::{LanguageModel, LoadOptions, ModelKind};
+use crate::util::progress::Progress;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// BUG texts for the NC statistics of a full audit.
+pub const DEFAULT_TEXTS: usize = 10_000;
+/// BUG texts for the NC statistics of a `quick` audit.
+pub const QUICK_TEXTS: usize = 1_500;
+/// CrowS-Pairs pairs and StereoSet clusters of a `quick` audit (the first ones).
+pub const QUICK_LIMIT: usize = 300;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditConfig {
+    /// A smaller run: [`QUICK_TEXTS`] texts for the NC statistics and the first [`QUICK_LIMIT`]
+    /// CrowS-Pairs pairs and StereoSet clusters.
+    pub quick: bool,
+    /// Word set of the NC statistics.
+    pub words: String,
+    /// BUG texts for the NC statistics (None: [`DEFAULT_TEXTS`], or [`QUICK_TEXTS`] when quick).
+    pub max_texts: Option<usize>,
+    /// The seed of a newly created LM head (the model's load) and of SEAT's permutations.
+    pub seed: u64,
+    /// SEAT tests from sent-bias's files in this directory (None: rebuilt from WEAT word lists).
+    pub seat_dir: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { quick: false, words: "gender".into(), max_texts: None, seed: 0, seat_dir: None }
+    }
+}
+
+impl AuditConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.max_texts == Some(0) {
+            bail!("audit config: max_texts must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// BUG texts the NC statistics use.
+    pub fn texts(&self) -> usize {
+        self.max_texts.unwrap_or(if self.quick { QUICK_TEXTS } else { DEFAULT_TEXTS })
+    }
+
+    fn collapse(&self) -> CollapseConfig {
+        CollapseConfig {
+            words: self.words.clone(),
+            corpus: "bug".into(),
+            max_texts: Some(self.texts()),
+            ..CollapseConfig::default()
+        }
+    }
+
+    fn eval(&self, tasks: Vec<BenchTask>) -> EvalConfig {
+        let limit = self.quick.then_some(QUICK_LIMIT);
+        EvalConfig {
+            tasks,
+            crows_limit: limit,
+            stereoset_limit: limit,
+            seat_dir: self.seat_dir.clone(),
+            seed: self.seed,
+            ..EvalConfig::default()
+        }
+    }
+}
+
+/// Loads the model named `name` once (with the config's seed) and audits it into `dir`.
+pub fn load_and_run(name: &str, cfg: &AuditConfig, dir: &Path, progress: &dyn Progress) -> Result<Audit> {
+    cfg.validate()?;
+    let model = crate::registry::load(name, &LoadOptions { seed: cfg.seed, ..Default::default() })?;
+    run(&model, cfg, dir, progress)
+}
+
+/// Audits `model` into `dir`: `collapse/` (statistics shards, `collapse.json`, per-class CSV,
+/// plot), `eval/` (benchmark results and per-example CSVs), and the joined `audit.json`,
+/// `summary.csv`, `report.md`, `report.html` and plots. A rerun replaces the audit's own
+/// results (finished statistics of the same settings are reused).
+pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn Progress) -> Result<Audit> {
+    cfg.validate()?;
+    let began = Instant::now();
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mut seconds = BTreeMap::new();
+
+    let t = Instant::now();
+    let collapse_dir = dir.join("collapse");
+    // `collapse/` belongs to this audit, which replaces its own results on a rerun (the same
+    // settings' statistics are still reused): hence overwrite.
+    let collapse =
+        crate::collapse::measure(model, &cfg.collapse(), &collapse_dir, true, progress).context("NC statistics")?;
+    crate::report::collapse::write(&collapse_dir, &collapse).context("NC statistics")?;
+    seconds.insert("collapse".to_string(), t.elapsed().as_secs_f64());
+
+    let skipped = lm_benchmarks_skipped(model);
+    let mut tasks = vec![BenchTask::Seat];
+    if skipped.is_empty() {
+        tasks.extend([BenchTask::Crows, BenchTask::StereoSet]);
+    }
+    let t = Instant::now();
+    let evaluation = crate::bench::evaluate(model, &cfg.eval(tasks), progress).context("bias benchmarks")?;
+    crate::report::eval::write(&dir.join("eval"), &evaluation).context("bias benchmarks")?;
+    seconds.insert("eval".to_string(), t.elapsed().as_secs_f64());
+    seconds.insert("total".to_string(), began.elapsed().as_secs_f64());
+
+    let audit = Audit {
+        model: model.name.clone(),
+        family: format!("{:?}", model.family()).to_lowercase(),
+        lm_head: if model.params.new_head { "new (untrained)".into() } else { "pretrained".into() },
+        causal: model.kind() == ModelKind::Causal,
+        quick: cfg.quick,
+        words: cfg.words.clone(),
+        corpus_texts: cfg.texts(),
+        collapse,
+        eval: evaluation.results,
+        skipped,
+        seconds,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    crate::report::audit::write(dir, &audit)?;
+    Ok(audit)
+}
+
+/// CrowS-Pairs and StereoSet score sentences by the LM's token probabilities: a model without a
+/// pretrained LM head (or a masked LM without a mask token) skips them, with the fix.
+fn lm_benchmarks_skipped(model: &LanguageModel) -> Vec<Skipped> {
+    let name = &model.name;
+    let reason = if model.params.new_head {
+        format!(
+            "{name} has no pretrained LM head (a sentence encoder): CrowS-Pairs and StereoSet score sentences by the LM's token probabilities, which a new head does not have"
+        )
+    } else if model.kind() == ModelKind::Masked && model.tokenizer.mask.is_none() {
+        format!("{name} is a masked-LM family but its tokenizer has no mask token")
+    } else {
+        return Vec::new();
+    };
+    let fix = if name == crate::registry::DEFAULT_MODEL {
+        format!("fairnc audit --model {}", crate::registry::DEFAULT_MASKED_LM)
+    } else {
+        format!("fairnc adapt --model {name} --output DIR, then fairnc audit --model DIR/model")
+    };
+    ["CrowS-Pairs", "StereoSet"]
+        .into_iter()
+        .map(|part| Skipped { part: part.into(), reason: reason.clone(), fix: fix.clone() })
+        .collect()
+}

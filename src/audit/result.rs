@@ -1,0 +1,86 @@
+//! What an audit found: the NC statistics and the bias benchmarks of one model, joined, with
+//! the parts it skipped and why. `audit.json` is this, serialised.
+
+use crate::bench::EvalResults;
+use crate::collapse::CollapseResult;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub part: String,
+    pub reason: String,
+    /// The command that makes the part run.
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Audit {
+    pub model: String,
+    pub family: String,
+    pub lm_head: String,
+    pub causal: bool,
+    pub quick: bool,
+    pub words: String,
+    pub corpus_texts: usize,
+    /// The NC statistics, as `collapse/collapse.json` holds them.
+    pub collapse: CollapseResult,
+    pub eval: EvalResults,
+    pub skipped: Vec<Skipped>,
+    /// Seconds of `collapse`, `eval` and the `total`.
+    pub seconds: BTreeMap<String, f64>,
+    pub version: String,
+}
+
+/// NC metrics in the headline, with what perfect collapse would give.
+pub const NC_METRICS: [(&str, &str, &str); 5] = [
+    ("duality_std", "UNC3: std of the class-mean / weight cosines s_c (the NC3 regularizer's quantity)", "→ 0"),
+    ("duality_mean", "NC3: mean alignment s_c", "→ 1"),
+    ("cdnv", "NC1: class-distance normalised variance", "→ 0"),
+    ("equinorm_cov", "NC2: variation of class-mean norms", "→ 0"),
+    ("ncc_agreement", "NC4: agreement of the classifier with the nearest class mean", "→ 1"),
+];
+
+impl Audit {
+    /// An NC metric of the headline by its name in `collapse.json` (None: not computable).
+    pub fn nc_metric(&self, name: &str) -> Option<f64> {
+        let m = &self.collapse.metrics;
+        match name {
+            "duality_std" => m.duality_std,
+            "duality_mean" => m.duality_mean,
+            "cdnv" => m.cdnv,
+            "equinorm_cov" => m.equinorm_cov,
+            "ncc_agreement" => m.ncc_agreement,
+            _ => None,
+        }
+    }
+
+    /// Every headline number as (part, metric, value): NC metrics, SEAT, CrowS-Pairs, StereoSet.
+    pub fn headline(&self) -> Vec<(String, String, f64)> {
+        let mut rows = Vec::new();
+        for (k, _, _) in NC_METRICS {
+            if let Some(v) = self.nc_metric(k) {
+                rows.push(("nc".into(), k.into(), v));
+            }
+        }
+        if let Some(s) = &self.eval.seat {
+            for (b, v) in &s.avg_abs_effect {
+                rows.push(("seat".into(), format!("avg_abs_effect_{b}"), *v));
+            }
+        }
+        if let Some(c) = &self.eval.crows {
+            for (t, v) in &c.by_type {
+                rows.push(("crows".into(), t.clone(), v.metric));
+            }
+            rows.push(("crows".into(), "overall".into(), c.overall.metric));
+        }
+        if let Some(s) = &self.eval.stereoset {
+            for (d, v) in &s.by_domain {
+                rows.push(("stereoset".into(), format!("ss_{d}"), v.ss));
+            }
+            rows.push(("stereoset".into(), "ss".into(), s.overall.ss));
+            rows.push(("stereoset".into(), "lms".into(), s.overall.lms));
+            rows.push(("stereoset".into(), "icat".into(), s.overall.icat));
+        }
+        rows
+    }
+}
