@@ -10,6 +10,7 @@ use super::stats::{ClassStats, Decisions};
 use super::{Features, Target};
 use crate::data::corpus::Corpus;
 use crate::model::{Exec, LanguageModel, Overflow, plan_by_length};
+use crate::util::progress::{Progress, Unit};
 use crate::words::ClassSet;
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
@@ -332,7 +333,7 @@ impl<'a> Run<'a> {
 
     /// Statistics (passes 1 and 2) over this run's blocks, resuming from a checkpoint or
     /// reusing a finished shard with the same identity.
-    pub fn stats(&self) -> Result<ClassStats> {
+    pub fn stats(&self, progress: &dyn Progress) -> Result<ClassStats> {
         let final_path = stats_path(&self.out);
         if let Ok(Shard::Stats(h, s, _)) = shard::read(&final_path) {
             if h.identity == self.identity && h.blocks == vec![self.blocks] {
@@ -348,7 +349,8 @@ impl<'a> Run<'a> {
                 if h.identity == self.identity && h.blocks.first().map(|b| b.0) == Some(self.blocks.0) =>
             {
                 let next = h.next_block.unwrap_or(self.blocks.0);
-                eprintln!("resuming statistics at block {next} of {}..{}", self.blocks.0, self.blocks.1);
+                progress
+                    .message(&format!("resuming statistics at block {next} of {}..{}", self.blocks.0, self.blocks.1));
                 (s, next)
             }
             _ => (ClassStats::new(k, d), self.blocks.0),
@@ -356,6 +358,7 @@ impl<'a> Run<'a> {
         self.blocks_loop(
             Pass::Stats,
             start,
+            progress,
             &mut stats,
             |s, labels, feats| s.add(labels, feats),
             |run, s, next| shard::write_stats(&partial, &run.header("stats", Some(next), None), s, &run.w),
@@ -367,7 +370,7 @@ impl<'a> Run<'a> {
 
     /// Decisions (pass 3) over the held-out texts of this run's blocks, against the means of
     /// `means` (the merged statistics of the whole corpus).
-    pub fn decisions(&self, means: &ClassStats) -> Result<Decisions> {
+    pub fn decisions(&self, means: &ClassStats, progress: &dyn Progress) -> Result<Decisions> {
         let fp = means.fingerprint();
         let final_path = decisions_path(&self.out);
         if let Ok(Shard::Decisions(h, d)) = shard::read(&final_path) {
@@ -390,7 +393,7 @@ impl<'a> Run<'a> {
                     && h.min_count == Some(self.collector.opts.min_count) =>
             {
                 let next = h.next_block.unwrap_or(self.blocks.0);
-                eprintln!("resuming decisions at block {next}");
+                progress.message(&format!("resuming decisions at block {next}"));
                 (d, next)
             }
             _ => (Decisions::new(k), self.blocks.0),
@@ -398,6 +401,7 @@ impl<'a> Run<'a> {
         self.blocks_loop(
             Pass::Decisions,
             start,
+            progress,
             &mut dec,
             |d, labels, feats| decider.add(labels, feats, d),
             |run, d, next| shard::write_decisions(&partial, &run.header("decisions", Some(next), Some(fp.clone())), d),
@@ -413,6 +417,7 @@ impl<'a> Run<'a> {
         &self,
         pass: Pass,
         start: usize,
+        progress: &dyn Progress,
         state: &mut S,
         add: impl Fn(&mut S, &[usize], &[f32]) -> Result<()>,
         checkpoint: impl Fn(&Self, &S, usize) -> Result<()>,
@@ -424,7 +429,8 @@ impl<'a> Run<'a> {
         };
         let resumed_from = (start > self.blocks.0).then_some(start);
         self.progress[pass as usize].set(PassProgress { reused: false, resumed_from, blocks_processed: 0 });
-        let bar = crate::report::progress::items_bar(total as u64, what);
+        let phase = progress.phase(what, total as u64, Unit::Items);
+        let mut done = 0u64;
         let began = Instant::now();
         let mut last = Instant::now();
         let mut tokens = 0usize;
@@ -439,8 +445,9 @@ impl<'a> Run<'a> {
                 continue;
             }
             tokens += self.collector.for_batches(&texts, |labels, feats| add(state, labels, feats))?;
-            bar.inc(texts.len() as u64);
-            bar.set_prefix(format!("{:.0} tok/s", tokens as f64 / began.elapsed().as_secs_f64()));
+            done += texts.len() as u64;
+            phase.set(done);
+            phase.status(&format!("{:.0} tok/s", tokens as f64 / began.elapsed().as_secs_f64()));
             if last.elapsed() >= self.collector.opts.checkpoint_every && b + 1 < self.blocks.1 {
                 checkpoint(self, state, b + 1)?;
                 last = Instant::now();
@@ -449,7 +456,6 @@ impl<'a> Run<'a> {
                 bail!("stopped after {} blocks", b + 1 - start);
             }
         }
-        bar.finish_and_clear();
         Ok(())
     }
 }
