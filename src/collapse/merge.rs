@@ -128,10 +128,10 @@ fn coverage_notes(stats: &Header, decisions: Option<&Header>) -> Vec<String> {
     if stats.blocks != whole {
         notes.push(format!("statistics cover blocks {:?} of 0..{total_blocks} only", stats.blocks));
     }
-    if let Some(h) = decisions {
-        if h.blocks != whole {
-            notes.push(format!("decisions cover blocks {:?} of 0..{total_blocks} only", h.blocks));
-        }
+    if let Some(h) = decisions
+        && h.blocks != whole
+    {
+        notes.push(format!("decisions cover blocks {:?} of 0..{total_blocks} only", h.blocks));
     }
     notes
 }

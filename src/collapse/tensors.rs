@@ -54,7 +54,7 @@ pub fn from_tensors<'t>(get: impl Fn(&str) -> Option<&'t Tensor>, prefix: &str) 
     if !consistent {
         bail!("inconsistent tensor sizes");
     }
-    let dim = if k == 0 { 0 } else { sums.len() / k };
+    let dim = sums.len().checked_div(k).unwrap_or(0);
     Ok(ClassStats { dim, counts, sums, sq_norms })
 }
 

@@ -186,7 +186,9 @@ fn percentile_interval(values: &mut [f64], level: f64) -> (f64, f64) {
 /// The `p` quantile of Student's t with `df` degrees of freedom.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     use statrs::distribution::{ContinuousCDF, StudentsT};
-    if !(p > 0.0 && p < 1.0) || !(df > 0.0) {
+    // Written so that NaN (for which every comparison is false) is refused too.
+    let valid = p > 0.0 && p < 1.0 && df > 0.0;
+    if !valid {
         return f64::NAN;
     }
     if df > 1000.0 {
