@@ -5,6 +5,7 @@
 use fairnc::collapse::run::{Collector, Run, RunOptions};
 use fairnc::data::corpus::Corpus;
 use fairnc::model::{Exec, LanguageModel, LoadOptions, Overflow, plan_by_length};
+use fairnc::util::progress::Silent;
 use fairnc::words::{ClassSet, Policy, WordSet};
 use std::time::Instant;
 
@@ -38,14 +39,14 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let run = Run::new(Collector::new(&m, &classes, RunOptions::default()), &corpus, None, tmp.path()).unwrap();
     let t = Instant::now();
-    let stats = run.stats().unwrap();
+    let stats = run.stats(&Silent).unwrap();
     let stats_rate = tokens as f64 / t.elapsed().as_secs_f64();
     // The whole vocabulary as classes: every position is accumulated, as in the release.
     let vocab = ClassSet::vocabulary(&m.tokenizer);
     let tmp2 = tempfile::tempdir().unwrap();
     let run = Run::new(Collector::new(&m, &vocab, RunOptions::default()), &corpus, None, tmp2.path()).unwrap();
     let t = Instant::now();
-    let all = run.stats().unwrap();
+    let all = run.stats(&Silent).unwrap();
     let vocab_rate = tokens as f64 / t.elapsed().as_secs_f64();
     println!("texts {} (statistics part {}), tokens {tokens}", corpus.texts.len(), texts.len());
     println!("forward only                          {forward:>8.0} tok/s");

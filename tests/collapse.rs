@@ -224,3 +224,27 @@ fn full_vocabulary_runs() {
     assert!(r["metrics"]["cdnv"].is_number() && r["metrics"]["ncc_agreement"].is_number());
     assert!(r["groups"].as_object().unwrap().is_empty());
 }
+
+/// The stage as a library call: the same numbers as the command, shards in the directory but no
+/// report (the caller writes it), the finished statistics reused, another computation refused.
+#[test]
+fn the_library_stage_measures_without_writing_a_report() {
+    use fairnc::collapse::{CollapseConfig, measure};
+    use fairnc::util::progress::Silent;
+    let m =
+        fairnc::registry::load(model_dir("bert").to_str().unwrap(), &fairnc::model::LoadOptions::default()).unwrap();
+    let cfg = CollapseConfig { corpus: corpus(), ..CollapseConfig::default() };
+    let tmp = tempfile::tempdir().unwrap();
+    let r = measure(&m, &cfg, tmp.path(), false, &Silent).unwrap();
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("collapse/bert-default.json")).unwrap()).unwrap();
+    compare(&serde_json::to_value(&r).unwrap(), &want, "library bert-default");
+    assert_eq!(r.settings.model, m.name);
+    assert!(tmp.path().join("stats.safetensors").exists() && tmp.path().join("decisions.safetensors").exists());
+    assert!(!tmp.path().join("collapse.json").exists());
+    assert_eq!(measure(&m, &cfg, tmp.path(), false, &Silent).unwrap(), r);
+    let other = CollapseConfig { max_len: 16, ..cfg.clone() };
+    let err = format!("{:#}", measure(&m, &other, tmp.path(), false, &Silent).unwrap_err());
+    assert!(err.contains("holds stats.safetensors of another computation"), "{err}");
+    assert!(CollapseConfig { batch_size: 0, ..cfg }.validate().is_err());
+}

@@ -3,6 +3,8 @@
 //! Pairwise statistics run over tiles of the class-mean Gram matrix, so a full-vocabulary
 //! class set (30k classes, 450M pairs) needs memory for two tiles only.
 
+use super::centred::{CentredMeans, dot, norm, unit};
+use crate::util::stats::{Running, Spread, checked_mean, checked_std};
 use serde::{Deserialize, Serialize};
 
 /// How the metrics are defined: METHOD §4 by default, or the Fairness-NC release's variants.
@@ -59,57 +61,6 @@ pub struct PerClass {
     pub duality_dist: Vec<Option<f64>>,
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn norm(a: &[f64]) -> f64 {
-    dot(a, a).sqrt()
-}
-
-fn unit(a: &[f64]) -> Option<Vec<f64>> {
-    let n = norm(a);
-    (n > 0.0 && n.is_finite()).then(|| a.iter().map(|x| x / n).collect())
-}
-
-fn mean(xs: &[f64]) -> Option<f64> {
-    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
-}
-
-/// Standard deviation with divisor `len − ddof`.
-pub fn std(xs: &[f64], ddof: usize) -> Option<f64> {
-    if xs.len() <= ddof {
-        return None;
-    }
-    let m = mean(xs)?;
-    Some((xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - ddof) as f64).sqrt())
-}
-
-/// Running mean and (population) std of a stream of values, two-pass free: Welford's update.
-#[derive(Default)]
-struct Welford {
-    n: u64,
-    mean: f64,
-    m2: f64,
-}
-
-impl Welford {
-    fn push(&mut self, x: f64) {
-        self.n += 1;
-        let d = x - self.mean;
-        self.mean += d / self.n as f64;
-        self.m2 += d * (x - self.mean);
-    }
-
-    fn mean(&self) -> Option<f64> {
-        (self.n > 0).then_some(self.mean)
-    }
-
-    fn pop_std(&self) -> Option<f64> {
-        (self.n > 0).then(|| (self.m2 / self.n as f64).sqrt())
-    }
-}
-
 const TILE: usize = 1024;
 
 /// Calls `f(i, j, gram_ij)` for every pair i < j of rows, with the Gram entries of `a`
@@ -139,34 +90,54 @@ fn for_pairs_tiled(a: &[Vec<f64>], tile: usize, mut f: impl FnMut(usize, usize, 
     }
 }
 
+/// The metrics of the classes of S' and their per-class NC3 values.
 pub fn compute(classes: &[ClassInput], conv: MetricConvention) -> (Metrics, PerClass) {
     let k = classes.len();
-    let d = classes.first().map_or(0, |c| c.mean.len());
-    let mut m = Metrics::default();
-    let positions: u64 = classes.iter().map(|c| c.ncc_positions).sum();
-    if positions > 0 {
-        m.ncc_agreement = Some(classes.iter().map(|c| c.ncc_agree).sum::<u64>() as f64 / positions as f64);
-    }
+    let mut m = Metrics { ncc_agreement: ncc_agreement(classes), ..Metrics::default() };
     let none = PerClass { duality: vec![None; k], duality_dist: vec![None; k] };
     if k < 2 {
         return (m, none);
     }
-    let mu_g: Vec<f64> = (0..d).map(|j| classes.iter().map(|c| c.mean[j]).sum::<f64>() / k as f64).collect();
-    let centred: Vec<Vec<f64>> =
-        classes.iter().map(|c| c.mean.iter().zip(&mu_g).map(|(a, b)| a - b).collect()).collect();
-    let norms: Vec<f64> = centred.iter().map(|v| norm(v)).collect();
-    let eq_vals: Vec<f64> = norms.iter().map(|n| if conv.equinorm_squared { n * n } else { *n }).collect();
-    if let (Some(s), Some(mn)) = (std(&eq_vals, 0), mean(&eq_vals)) {
-        m.equinorm_cov = (mn > 0.0).then(|| s / mn);
-    }
-    let Some(units): Option<Vec<Vec<f64>>> = centred.iter().map(|v| unit(v)).collect() else {
+    let means: Vec<&[f64]> = classes.iter().map(|c| c.mean.as_slice()).collect();
+    let centred = CentredMeans::new(&means);
+    m.equinorm_cov = equinorm_cov(&centred.norms, conv);
+    let Some(units) = centred.units() else {
         return (m, none); // a class mean equals the global mean: directions undefined
     };
+    m.cdnv = cdnv(classes, &centred, conv);
+    let mut angles = Running::default();
+    for_pairs(&units, |_, _, g| angles.push(g));
+    m.equiangular_mean = angles.mean();
+    m.equiangular_std = angles.std(Spread::Population);
+    if let Some((mean, std)) = log_kernel(classes, &units, conv) {
+        m.logkernel_mean = mean;
+        m.logkernel_std = std;
+    }
+    let per = duality(classes, &units);
+    duality_summary(&per, &mut m);
+    (m, per)
+}
 
-    // CDNV from the centred Gram matrix: ‖μ_i − μ_j‖² = ‖μ̃_i‖² + ‖μ̃_j‖² − 2⟨μ̃_i, μ̃_j⟩.
-    let mut cdnv = Welford::default();
+/// NC4: the share of held-out positions on which the two decisions agree.
+fn ncc_agreement(classes: &[ClassInput]) -> Option<f64> {
+    let positions: u64 = classes.iter().map(|c| c.ncc_positions).sum();
+    (positions > 0).then(|| classes.iter().map(|c| c.ncc_agree).sum::<u64>() as f64 / positions as f64)
+}
+
+/// NC2 equinorm: population std / mean of ‖μ̃_c‖ (or of ‖μ̃_c‖²).
+fn equinorm_cov(norms: &[f64], conv: MetricConvention) -> Option<f64> {
+    let values: Vec<f64> = norms.iter().map(|n| if conv.equinorm_squared { n * n } else { *n }).collect();
+    let (s, mn) = (checked_std(&values, Spread::Population)?, checked_mean(&values)?);
+    (mn > 0.0).then(|| s / mn)
+}
+
+/// NC1 CDNV from the centred Gram matrix: ‖μ_i − μ_j‖² = ‖μ̃_i‖² + ‖μ̃_j‖² − 2⟨μ̃_i, μ̃_j⟩
+/// (None when two means coincide).
+fn cdnv(classes: &[ClassInput], centred: &CentredMeans, conv: MetricConvention) -> Option<f64> {
+    let norms = &centred.norms;
+    let mut cdnv = Running::default();
     let mut zero_distance = false;
-    for_pairs(&centred, |i, j, g| {
+    for_pairs(&centred.centred, |i, j, g| {
         let dist2 = (norms[i] * norms[i] + norms[j] * norms[j] - 2.0 * g).max(0.0);
         if dist2 == 0.0 {
             zero_distance = true;
@@ -174,59 +145,65 @@ pub fn compute(classes: &[ClassInput], conv: MetricConvention) -> (Metrics, PerC
         let den = if conv.cdnv_power == 1 { dist2 } else { dist2.powi(conv.cdnv_power as i32) };
         cdnv.push((classes[i].var + classes[j].var) / 2.0 / den);
     });
-    m.cdnv = if zero_distance { None } else { cdnv.mean() };
+    if zero_distance { None } else { cdnv.mean() }
+}
 
-    let mut angles = Welford::default();
-    for_pairs(&units, |_, _, g| angles.push(g));
-    m.equiangular_mean = angles.mean();
-    m.equiangular_std = angles.pop_std();
-
-    let kernel_vecs: Option<Vec<Vec<f64>>> =
-        if conv.logkernel_centred { Some(units.clone()) } else { classes.iter().map(|c| unit(&c.mean)).collect() };
-    if let Some(v) = kernel_vecs {
-        let mut lk = Welford::default();
-        let mut degenerate = false;
-        for_pairs(&v, |_, _, g| {
-            // Unit vectors: ‖v_i − v_j‖² = 2 − 2⟨v_i, v_j⟩.
-            let dist2 = (2.0 - 2.0 * g).max(0.0);
-            if dist2 == 0.0 {
-                degenerate = true;
-            }
-            lk.push(-0.5 * dist2.ln());
-        });
-        if !degenerate {
-            m.logkernel_mean = lk.mean();
-            m.logkernel_std = lk.pop_std();
+/// GNC2: mean and population std over pairs of −log ‖v_i − v_j‖, v = û (or μ_c/‖μ_c‖ in the
+/// release's convention); None when a direction is undefined or two coincide.
+fn log_kernel(
+    classes: &[ClassInput],
+    units: &[Vec<f64>],
+    conv: MetricConvention,
+) -> Option<(Option<f64>, Option<f64>)> {
+    let uncentred: Vec<Vec<f64>>;
+    let v = if conv.logkernel_centred {
+        units
+    } else {
+        uncentred = classes.iter().map(|c| unit(&c.mean)).collect::<Option<_>>()?;
+        &uncentred
+    };
+    let mut lk = Running::default();
+    let mut degenerate = false;
+    for_pairs(v, |_, _, g| {
+        // Unit vectors: ‖v_i − v_j‖² = 2 − 2⟨v_i, v_j⟩.
+        let dist2 = (2.0 - 2.0 * g).max(0.0);
+        if dist2 == 0.0 {
+            degenerate = true;
         }
-    }
+        lk.push(-0.5 * dist2.ln());
+    });
+    (!degenerate).then(|| (lk.mean(), lk.std(Spread::Population)))
+}
 
-    let mut s = Vec::with_capacity(k);
-    let mut dist = Vec::with_capacity(k);
-    for (c, u) in classes.iter().zip(&units) {
-        match unit(&c.w) {
+/// NC3 per class: s_c = ⟨û_c, ŵ_c⟩ and ‖ŵ_c − û_c‖ (None for a zero classifier row).
+fn duality(classes: &[ClassInput], units: &[Vec<f64>]) -> PerClass {
+    let (duality, duality_dist) = classes
+        .iter()
+        .zip(units)
+        .map(|(c, u)| match unit(&c.w) {
             Some(w) => {
-                s.push(Some(dot(u, &w)));
                 let diff: Vec<f64> = w.iter().zip(u).map(|(a, b)| a - b).collect();
-                dist.push(Some(norm(&diff)));
+                (Some(dot(u, &w)), Some(norm(&diff)))
             }
-            None => {
-                s.push(None);
-                dist.push(None);
-            }
-        }
-    }
-    if let (Some(sv), Some(dv)) =
-        (s.iter().copied().collect::<Option<Vec<f64>>>(), dist.iter().copied().collect::<Option<Vec<f64>>>())
-    {
-        m.duality_mean = mean(&sv);
-        m.duality_dist = mean(&dv);
-        m.duality_std = std(&sv, 1);
-        m.duality_cov = match (m.duality_std, m.duality_mean) {
-            (Some(sd), Some(mn)) if mn != 0.0 => Some(sd / mn.abs()),
-            _ => None,
-        };
-    }
-    (m, PerClass { duality: s, duality_dist: dist })
+            None => (None, None),
+        })
+        .unzip();
+    PerClass { duality, duality_dist }
+}
+
+/// NC3 and UNC3 over the classes: mean s_c, mean distance, sample std (n − 1) of s_c and its
+/// coefficient of variation.
+fn duality_summary(per: &PerClass, m: &mut Metrics) {
+    let s: Option<Vec<f64>> = per.duality.iter().copied().collect();
+    let dist: Option<Vec<f64>> = per.duality_dist.iter().copied().collect();
+    let (Some(s), Some(dist)) = (s, dist) else { return };
+    m.duality_mean = checked_mean(&s);
+    m.duality_dist = checked_mean(&dist);
+    m.duality_std = checked_std(&s, Spread::Sample);
+    m.duality_cov = match (m.duality_std, m.duality_mean) {
+        (Some(sd), Some(mn)) if mn != 0.0 => Some(sd / mn.abs()),
+        _ => None,
+    };
 }
 
 #[cfg(test)]

@@ -2,15 +2,25 @@
 //! streaming exact accumulators, mergeable shards, and the metrics of METHOD §4.
 //!
 //! Written once and used three ways: the `collapse` command, the NC3 regularizer during
-//! training, and the audit report.
+//! training, and the audit report. The stage is [`measure`] (with [`measure_stats_shard`],
+//! [`measure_decisions`] and [`merge`] for a computation split across machines); it returns a
+//! [`CollapseResult`], which `report::collapse::write` writes.
 
+pub(crate) mod centred;
+pub mod measure;
+pub mod merge;
 pub mod metrics;
+mod output;
 pub mod run;
 pub mod shard;
 pub mod stats;
+pub(crate) mod tensors;
 
+pub use measure::{CollapseConfig, Convention, measure, measure_decisions, measure_stats_shard};
+pub use merge::merge;
 pub use metrics::{MetricConvention, Metrics};
 
+use crate::util::stats::{Spread, checked_mean, checked_std};
 use crate::words::{ClassSet, Skipped};
 use metrics::ClassInput;
 use serde::{Deserialize, Serialize};
@@ -116,78 +126,12 @@ pub fn assemble(
     w: &[f32],
     settings: Settings,
 ) -> CollapseResult {
-    let d = stats.dim;
     let kept: Vec<usize> = (0..stats.num_classes()).filter(|&c| stats.counts[c] >= settings.min_count.max(1)).collect();
-    let inputs: Vec<ClassInput> = kept
-        .iter()
-        .map(|&c| ClassInput {
-            n: stats.counts[c],
-            mean: stats.mean(c),
-            var: stats.variance(c),
-            w: w[c * d..(c + 1) * d].iter().map(|&x| x as f64).collect(),
-            ncc_positions: decisions.map_or(0, |x| x.positions[c]),
-            ncc_agree: decisions.map_or(0, |x| x.agree[c]),
-        })
-        .collect();
-    let conv = settings.metric;
-    let (metrics, per) = metrics::compute(&inputs, conv);
-    let rows: Vec<ClassRow> = kept
-        .iter()
-        .zip(&inputs)
-        .enumerate()
-        .map(|(i, (&c, inp))| {
-            let cls = &classes.classes[c];
-            ClassRow {
-                id: cls.id,
-                token: cls.token.clone(),
-                words: cls.words.clone(),
-                groups: cls.groups.iter().map(|&g| classes.group_names[g].clone()).collect(),
-                n: inp.n,
-                var: inp.var,
-                s: per.duality[i],
-                dist: per.duality_dist[i],
-                ncc_positions: inp.ncc_positions,
-                ncc_agree: inp.ncc_agree,
-            }
-        })
-        .collect();
-    let mut groups = BTreeMap::new();
-    for (g, name) in classes.group_names.iter().enumerate() {
-        let mine: Vec<(&ClassRow, usize)> = kept
-            .iter()
-            .zip(&rows)
-            .filter(|(c, _)| classes.sole_group(&classes.classes[**c]) == Some(g))
-            .map(|(c, r)| (r, *c))
-            .collect();
-        let s: Option<Vec<f64>> = mine.iter().map(|(r, _)| r.s).collect();
-        let dist: Option<Vec<f64>> = mine.iter().map(|(r, _)| r.dist).collect();
-        let vars: Vec<f64> = mine.iter().map(|(r, _)| r.var).collect();
-        let avg = |xs: &[f64]| (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64);
-        groups.insert(
-            name.clone(),
-            GroupSummary {
-                k: mine.len(),
-                n: mine.iter().map(|(r, _)| r.n).sum(),
-                duality_mean: s.as_deref().and_then(avg),
-                duality_std: s.as_deref().and_then(|s| metrics::std(s, 1)),
-                duality_dist: dist.as_deref().and_then(avg),
-                mean_var: avg(&vars),
-            },
-        );
-    }
-    let mut notes = Vec::new();
-    if inputs.len() < 2 {
-        notes.push(format!(
-            "only {} class(es) reach min_count {}: metrics over pairs are not computable",
-            inputs.len(),
-            settings.min_count
-        ));
-    }
-    if decisions.is_none() {
-        notes.push("no decision pass (held-out part) yet: ncc_agreement is not computed".into());
-    } else if metrics.ncc_agreement.is_none() {
-        notes.push("no held-out position is labelled with a class: ncc_agreement is not computable".into());
-    }
+    let inputs = class_inputs(&kept, stats, decisions, w);
+    let (metrics, per) = metrics::compute(&inputs, settings.metric);
+    let rows = class_rows(classes, &kept, &inputs, &per);
+    let groups = group_summaries(classes, &kept, &rows);
+    let notes = notes(inputs.len(), decisions.is_some(), &metrics, &settings);
     let merged = classes
         .merged()
         .into_iter()
@@ -209,4 +153,86 @@ pub fn assemble(
         settings,
         notes,
     }
+}
+
+/// The classes of S' (indices `kept`) as the metrics see them.
+fn class_inputs(kept: &[usize], stats: &ClassStats, decisions: Option<&Decisions>, w: &[f32]) -> Vec<ClassInput> {
+    let d = stats.dim;
+    kept.iter()
+        .map(|&c| ClassInput {
+            n: stats.counts[c],
+            mean: stats.mean(c),
+            var: stats.variance(c),
+            w: w[c * d..(c + 1) * d].iter().map(|&x| x as f64).collect(),
+            ncc_positions: decisions.map_or(0, |x| x.positions[c]),
+            ncc_agree: decisions.map_or(0, |x| x.agree[c]),
+        })
+        .collect()
+}
+
+fn class_rows(classes: &ClassSet, kept: &[usize], inputs: &[ClassInput], per: &metrics::PerClass) -> Vec<ClassRow> {
+    kept.iter()
+        .zip(inputs)
+        .enumerate()
+        .map(|(i, (&c, inp))| {
+            let cls = &classes.classes[c];
+            ClassRow {
+                id: cls.id,
+                token: cls.token.clone(),
+                words: cls.words.clone(),
+                groups: cls.groups.iter().map(|&g| classes.group_names[g].clone()).collect(),
+                n: inp.n,
+                var: inp.var,
+                s: per.duality[i],
+                dist: per.duality_dist[i],
+                ncc_positions: inp.ncc_positions,
+                ncc_agree: inp.ncc_agree,
+            }
+        })
+        .collect()
+}
+
+/// Per group of the word set, over the classes of S' that belong to that group only.
+fn group_summaries(classes: &ClassSet, kept: &[usize], rows: &[ClassRow]) -> BTreeMap<String, GroupSummary> {
+    let mut groups = BTreeMap::new();
+    for (g, name) in classes.group_names.iter().enumerate() {
+        let mine: Vec<&ClassRow> = kept
+            .iter()
+            .zip(rows)
+            .filter(|(c, _)| classes.sole_group(&classes.classes[**c]) == Some(g))
+            .map(|(_, r)| r)
+            .collect();
+        let s: Option<Vec<f64>> = mine.iter().map(|r| r.s).collect();
+        let dist: Option<Vec<f64>> = mine.iter().map(|r| r.dist).collect();
+        let vars: Vec<f64> = mine.iter().map(|r| r.var).collect();
+        groups.insert(
+            name.clone(),
+            GroupSummary {
+                k: mine.len(),
+                n: mine.iter().map(|r| r.n).sum(),
+                duality_mean: s.as_deref().and_then(checked_mean),
+                duality_std: s.as_deref().and_then(|s| checked_std(s, Spread::Sample)),
+                duality_dist: dist.as_deref().and_then(checked_mean),
+                mean_var: checked_mean(&vars),
+            },
+        );
+    }
+    groups
+}
+
+/// Why a metric is missing, when one is.
+fn notes(k: usize, has_decisions: bool, metrics: &Metrics, settings: &Settings) -> Vec<String> {
+    let mut notes = Vec::new();
+    if k < 2 {
+        notes.push(format!(
+            "only {k} class(es) reach min_count {}: metrics over pairs are not computable",
+            settings.min_count
+        ));
+    }
+    if !has_decisions {
+        notes.push("no decision pass (held-out part) yet: ncc_agreement is not computed".into());
+    } else if metrics.ncc_agreement.is_none() {
+        notes.push("no held-out position is labelled with a class: ncc_agreement is not computable".into());
+    }
+    notes
 }

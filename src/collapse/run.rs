@@ -10,6 +10,7 @@ use super::stats::{ClassStats, Decisions};
 use super::{Features, Target};
 use crate::data::corpus::Corpus;
 use crate::model::{Exec, LanguageModel, Overflow, plan_by_length};
+use crate::util::progress::{Progress, Unit};
 use crate::words::ClassSet;
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
@@ -82,11 +83,11 @@ impl ClassLookup {
                         None => continue,
                     },
                 };
-                if let Some(&c) = self.lookup.get(label as usize) {
-                    if c >= 0 {
-                        labels.push(c as usize);
-                        flat.push((r * t + p) as u32);
-                    }
+                if let Some(&c) = self.lookup.get(label as usize)
+                    && c >= 0
+                {
+                    labels.push(c as usize);
+                    flat.push((r * t + p) as u32);
                 }
             }
         }
@@ -332,79 +333,107 @@ impl<'a> Run<'a> {
 
     /// Statistics (passes 1 and 2) over this run's blocks, resuming from a checkpoint or
     /// reusing a finished shard with the same identity.
-    pub fn stats(&self) -> Result<ClassStats> {
-        let final_path = stats_path(&self.out);
-        if let Ok(Shard::Stats(h, s, _)) = shard::read(&final_path) {
-            if h.identity == self.identity && h.blocks == vec![self.blocks] {
-                self.progress[Pass::Stats as usize].set(PassProgress { reused: true, ..PassProgress::default() });
-                return Ok(s);
-            }
+    pub fn stats(&self, progress: &dyn Progress) -> Result<ClassStats> {
+        if let Some(s) = self.finished_stats() {
+            self.progress[Pass::Stats as usize].set(PassProgress { reused: true, ..PassProgress::default() });
+            return Ok(s);
         }
-        let d = self.collector.model.config.hidden_size;
-        let k = self.collector.classes.classes.len();
         let partial = partial_path(&self.out, Pass::Stats);
-        let (mut stats, start) = match shard::read(&partial) {
-            Ok(Shard::Stats(h, s, _))
-                if h.identity == self.identity && h.blocks.first().map(|b| b.0) == Some(self.blocks.0) =>
-            {
-                let next = h.next_block.unwrap_or(self.blocks.0);
-                eprintln!("resuming statistics at block {next} of {}..{}", self.blocks.0, self.blocks.1);
-                (s, next)
-            }
-            _ => (ClassStats::new(k, d), self.blocks.0),
-        };
+        let (mut stats, start) = self.resumed_stats(&partial, progress);
         self.blocks_loop(
             Pass::Stats,
             start,
+            progress,
             &mut stats,
             |s, labels, feats| s.add(labels, feats),
             |run, s, next| shard::write_stats(&partial, &run.header("stats", Some(next), None), s, &run.w),
         )?;
-        shard::write_stats(&final_path, &self.header("stats", None, None), &stats, &self.w)?;
+        shard::write_stats(&stats_path(&self.out), &self.header("stats", None, None), &stats, &self.w)?;
         let _ = std::fs::remove_file(&partial);
         Ok(stats)
     }
 
+    /// This run's statistics if a previous call finished them.
+    fn finished_stats(&self) -> Option<ClassStats> {
+        match shard::read(&stats_path(&self.out)) {
+            Ok(Shard::Stats(h, s, _)) if h.identity == self.identity && h.blocks == vec![self.blocks] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Where the statistics pass starts: from this run's checkpoint at `partial` if there is
+    /// one, else empty at the first block.
+    fn resumed_stats(&self, partial: &Path, progress: &dyn Progress) -> (ClassStats, usize) {
+        match shard::read(partial) {
+            Ok(Shard::Stats(h, s, _))
+                if h.identity == self.identity && h.blocks.first().map(|b| b.0) == Some(self.blocks.0) =>
+            {
+                let next = h.next_block.unwrap_or(self.blocks.0);
+                progress
+                    .message(&format!("resuming statistics at block {next} of {}..{}", self.blocks.0, self.blocks.1));
+                (s, next)
+            }
+            _ => {
+                let (k, d) = (self.collector.classes.classes.len(), self.collector.model.config.hidden_size);
+                (ClassStats::new(k, d), self.blocks.0)
+            }
+        }
+    }
+
     /// Decisions (pass 3) over the held-out texts of this run's blocks, against the means of
     /// `means` (the merged statistics of the whole corpus).
-    pub fn decisions(&self, means: &ClassStats) -> Result<Decisions> {
+    pub fn decisions(&self, means: &ClassStats, progress: &dyn Progress) -> Result<Decisions> {
         let fp = means.fingerprint();
-        let final_path = decisions_path(&self.out);
-        if let Ok(Shard::Decisions(h, d)) = shard::read(&final_path) {
-            if h.identity == self.identity
-                && h.means.as_deref() == Some(&fp)
-                && h.blocks == vec![self.blocks]
-                && h.min_count == Some(self.collector.opts.min_count)
-            {
-                self.progress[Pass::Decisions as usize].set(PassProgress { reused: true, ..PassProgress::default() });
-                return Ok(d);
-            }
+        if let Some(d) = self.finished_decisions(&fp) {
+            self.progress[Pass::Decisions as usize].set(PassProgress { reused: true, ..PassProgress::default() });
+            return Ok(d);
         }
         let decider = Decider::new(means, &self.w, self.collector.opts.min_count)?;
         let partial = partial_path(&self.out, Pass::Decisions);
-        let k = self.collector.classes.classes.len();
-        let (mut dec, start) = match shard::read(&partial) {
-            Ok(Shard::Decisions(h, d))
-                if h.identity == self.identity
-                    && h.means.as_deref() == Some(&fp)
-                    && h.min_count == Some(self.collector.opts.min_count) =>
-            {
-                let next = h.next_block.unwrap_or(self.blocks.0);
-                eprintln!("resuming decisions at block {next}");
-                (d, next)
-            }
-            _ => (Decisions::new(k), self.blocks.0),
-        };
+        let (mut dec, start) = self.resumed_decisions(&partial, &fp, progress);
         self.blocks_loop(
             Pass::Decisions,
             start,
+            progress,
             &mut dec,
             |d, labels, feats| decider.add(labels, feats, d),
             |run, d, next| shard::write_decisions(&partial, &run.header("decisions", Some(next), Some(fp.clone())), d),
         )?;
-        shard::write_decisions(&final_path, &self.header("decisions", None, Some(fp)), &dec)?;
+        shard::write_decisions(&decisions_path(&self.out), &self.header("decisions", None, Some(fp)), &dec)?;
         let _ = std::fs::remove_file(&partial);
         Ok(dec)
+    }
+
+    /// This run's decisions against the means fingerprinted `fp`, if a previous call finished them.
+    fn finished_decisions(&self, fp: &str) -> Option<Decisions> {
+        match shard::read(&decisions_path(&self.out)) {
+            Ok(Shard::Decisions(h, d))
+                if h.identity == self.identity
+                    && h.means.as_deref() == Some(fp)
+                    && h.blocks == vec![self.blocks]
+                    && h.min_count == Some(self.collector.opts.min_count) =>
+            {
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where the decision pass starts: from this run's checkpoint (against the same means) at
+    /// `partial` if there is one, else empty at the first block.
+    fn resumed_decisions(&self, partial: &Path, fp: &str, progress: &dyn Progress) -> (Decisions, usize) {
+        match shard::read(partial) {
+            Ok(Shard::Decisions(h, d))
+                if h.identity == self.identity
+                    && h.means.as_deref() == Some(fp)
+                    && h.min_count == Some(self.collector.opts.min_count) =>
+            {
+                let next = h.next_block.unwrap_or(self.blocks.0);
+                progress.message(&format!("resuming decisions at block {next}"));
+                (d, next)
+            }
+            _ => (Decisions::new(self.collector.classes.classes.len()), self.blocks.0),
+        }
     }
 
     /// Feeds every labelled batch of blocks `start..` to `add`, checkpointing `state` now and
@@ -413,6 +442,7 @@ impl<'a> Run<'a> {
         &self,
         pass: Pass,
         start: usize,
+        progress: &dyn Progress,
         state: &mut S,
         add: impl Fn(&mut S, &[usize], &[f32]) -> Result<()>,
         checkpoint: impl Fn(&Self, &S, usize) -> Result<()>,
@@ -424,7 +454,8 @@ impl<'a> Run<'a> {
         };
         let resumed_from = (start > self.blocks.0).then_some(start);
         self.progress[pass as usize].set(PassProgress { reused: false, resumed_from, blocks_processed: 0 });
-        let bar = crate::report::progress::items_bar(total as u64, what);
+        let phase = progress.phase(what, total as u64, Unit::Items);
+        let mut done = 0u64;
         let began = Instant::now();
         let mut last = Instant::now();
         let mut tokens = 0usize;
@@ -439,8 +470,9 @@ impl<'a> Run<'a> {
                 continue;
             }
             tokens += self.collector.for_batches(&texts, |labels, feats| add(state, labels, feats))?;
-            bar.inc(texts.len() as u64);
-            bar.set_prefix(format!("{:.0} tok/s", tokens as f64 / began.elapsed().as_secs_f64()));
+            done += texts.len() as u64;
+            phase.set(done);
+            phase.status(&format!("{:.0} tok/s", tokens as f64 / began.elapsed().as_secs_f64()));
             if last.elapsed() >= self.collector.opts.checkpoint_every && b + 1 < self.blocks.1 {
                 checkpoint(self, state, b + 1)?;
                 last = Instant::now();
@@ -449,7 +481,6 @@ impl<'a> Run<'a> {
                 bail!("stopped after {} blocks", b + 1 - start);
             }
         }
-        bar.finish_and_clear();
         Ok(())
     }
 }

@@ -1,11 +1,11 @@
 //! Statistics and decision shards on disk: safetensors holding the exact integer sums, with a
 //! header saying what they were computed from, so that only compatible shards merge.
 
-use super::stats::{ClassStats, Decisions, join_i128, split_i128};
+use super::stats::{ClassStats, Decisions};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Everything two shards must share to be merged.
@@ -41,22 +41,12 @@ pub struct Header {
     pub info: Option<serde_json::Value>,
 }
 
-fn i64s(t: &Tensor) -> Result<Vec<i64>> {
-    Ok(t.flatten_all()?.to_vec1::<i64>()?)
-}
-
 /// Writes statistics with the classifier rows `w` (`[K, D]`) they are measured against, so that
 /// merging needs no model.
 pub fn write_stats(path: &Path, header: &Header, stats: &ClassStats, w: &[f32]) -> Result<()> {
-    let dev = Device::Cpu;
     let k = stats.num_classes();
-    let counts: Vec<i64> = stats.counts.iter().map(|&c| c as i64).collect();
-    let tensors = vec![
-        ("w".to_string(), Tensor::from_vec(w.to_vec(), (k, w.len() / k.max(1)), &dev)?),
-        ("counts".to_string(), Tensor::from_vec(counts, k, &dev)?),
-        ("sums".to_string(), Tensor::from_vec(split_i128(&stats.sums), (k * stats.dim, 2), &dev)?),
-        ("sq_norms".to_string(), Tensor::from_vec(split_i128(&stats.sq_norms), (k, 2), &dev)?),
-    ];
+    let mut tensors = vec![("w".to_string(), Tensor::from_vec(w.to_vec(), (k, w.len() / k.max(1)), &Device::Cpu)?)];
+    tensors.extend(super::tensors::to_tensors(stats, "")?);
     let meta: HashMap<String, String> = [("fairnc".to_string(), serde_json::to_string(header)?)].into();
     crate::model::weights::save_tensors_with_metadata(&tensors, path, meta)
 }
@@ -73,6 +63,14 @@ pub fn write_decisions(path: &Path, header: &Header, d: &Decisions) -> Result<()
     ];
     let meta: HashMap<String, String> = [("fairnc".to_string(), serde_json::to_string(header)?)].into();
     crate::model::weights::save_tensors_with_metadata(&tensors, path, meta)
+}
+
+/// What `merge` needs beyond the sums to write the report: the settings and class set of the
+/// run that wrote a shard (its header's `info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    pub settings: super::Settings,
+    pub classes: crate::words::ClassSet,
 }
 
 pub enum Shard {
@@ -99,59 +97,55 @@ pub fn read(path: &Path) -> Result<Shard> {
     if header.identity.block == 0 {
         bail!("{}: fairnc header has a block size of 0", path.display());
     }
-    let get = |name: &str| t.get(name).with_context(|| format!("{}: no tensor {name}", path.display()));
+    let shard = match header.kind.as_str() {
+        "stats" => read_stats_tensors(&t).map(|(s, w)| Shard::Stats(header, s, w)),
+        "decisions" => read_decision_tensors(&t).map(|d| Shard::Decisions(header, d)),
+        other => bail!("{}: unknown shard kind {other}", path.display()),
+    };
+    shard.with_context(|| path.display().to_string())
+}
+
+/// The statistics at `path`: a statistics shard, or a directory holding `stats.safetensors`.
+pub fn read_stats(path: &Path) -> Result<(Header, ClassStats)> {
+    let file = if path.is_dir() { super::run::stats_path(path) } else { path.to_path_buf() };
+    match read(&file)? {
+        Shard::Stats(h, s, _) => Ok((h, s)),
+        Shard::Decisions(..) => bail!("{}: a decision shard, not statistics", file.display()),
+    }
+}
+
+fn read_stats_tensors(t: &BTreeMap<String, Tensor>) -> Result<(ClassStats, Vec<f32>)> {
+    let stats = super::tensors::from_tensors(|name| t.get(name), "")?;
+    if stats.num_classes() == 0 {
+        bail!("inconsistent tensor sizes");
+    }
+    let w: Vec<f32> = t.get("w").context("no tensor w")?.flatten_all()?.to_vec1()?;
+    if w.len() != stats.num_classes() * stats.dim {
+        bail!("classifier rows do not match the statistics");
+    }
+    Ok((stats, w))
+}
+
+fn read_decision_tensors(t: &BTreeMap<String, Tensor>) -> Result<Decisions> {
     // Counts are written from u64 values below 2⁶³; a negative one is a damaged file.
     let counts_of = |name: &str| -> Result<Vec<u64>> {
-        i64s(get(name)?)
-            .with_context(|| format!("{}: tensor {name} is not integer", path.display()))?
+        let values = t
+            .get(name)
+            .with_context(|| format!("no tensor {name}"))?
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<i64>())
+            .with_context(|| format!("tensor {name} is not integer"))?;
+        values
             .into_iter()
-            .map(|c| {
-                u64::try_from(c)
-                    .ok()
-                    .with_context(|| format!("{}: tensor {name} holds a negative count {c}", path.display()))
-            })
+            .map(|c| u64::try_from(c).ok().with_context(|| format!("tensor {name} holds a negative count {c}")))
             .collect()
     };
-    // i128 sums are stored as (low, high) pairs.
-    let pairs_of = |name: &str| -> Result<Vec<i128>> {
-        let raw = i64s(get(name)?).with_context(|| format!("{}: tensor {name} is not integer", path.display()))?;
-        if raw.len() % 2 != 0 {
-            bail!("{}: tensor {name} has an odd length {}, not (low, high) pairs", path.display(), raw.len());
-        }
-        Ok(join_i128(&raw))
-    };
-    match header.kind.as_str() {
-        "stats" => {
-            let counts = counts_of("counts")?;
-            let sums = pairs_of("sums")?;
-            let sq_norms = pairs_of("sq_norms")?;
-            let k = counts.len();
-            if counts.iter().try_fold(0u64, |a, &c| a.checked_add(c)).is_none() {
-                bail!("{}: the counts add up to more than 2^64 positions", path.display());
-            }
-            if k == 0 || sums.len() % k != 0 || sq_norms.len() != k {
-                bail!("{}: inconsistent tensor sizes", path.display());
-            }
-            let dim = sums.len() / k;
-            let w: Vec<f32> = get("w")?.flatten_all()?.to_vec1()?;
-            if w.len() != k * dim {
-                bail!("{}: classifier rows do not match the statistics", path.display());
-            }
-            Ok(Shard::Stats(header, ClassStats { dim, counts, sums, sq_norms }, w))
-        }
-        "decisions" => {
-            let positions = counts_of("positions")?;
-            let agree = counts_of("agree")?;
-            if positions.len() != agree.len() || agree.iter().zip(&positions).any(|(a, p)| a > p) {
-                bail!(
-                    "{}: decision counts are inconsistent (agree must be at most positions, per class)",
-                    path.display()
-                );
-            }
-            Ok(Shard::Decisions(header, Decisions { positions, agree }))
-        }
-        other => bail!("{}: unknown shard kind {other}", path.display()),
+    let positions = counts_of("positions")?;
+    let agree = counts_of("agree")?;
+    if positions.len() != agree.len() || agree.iter().zip(&positions).any(|(a, p)| a > p) {
+        bail!("decision counts are inconsistent (agree must be at most positions, per class)");
     }
+    Ok(Decisions { positions, agree })
 }
 
 /// Adds block ranges, refusing overlap (the same texts counted twice).

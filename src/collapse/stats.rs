@@ -174,8 +174,8 @@ mod tests {
             let var: f64 =
                 rows.iter().map(|r| (0..4).map(|j| (r[j] as f64 - mu[j]).powi(2)).sum::<f64>()).sum::<f64>() / n;
             assert!((a.variance(class) - var).abs() < 1e-9 * var.max(1.0));
-            for j in 0..4 {
-                assert!((a.mean(class)[j] - mu[j]).abs() < 1e-11);
+            for (got, want) in a.mean(class).iter().zip(&mu) {
+                assert!((got - want).abs() < 1e-11);
             }
         }
         assert!(a.add(&[0], &[f32::NAN, 0.0, 0.0, 0.0]).is_err());

@@ -1,7 +1,7 @@
 //! Writers for `collapse` results: JSON, per-class CSV, Markdown summary and the NC3 plot.
 
 use super::plot::{Dot, dot_plot};
-use crate::collapse::CollapseResult;
+use crate::collapse::{CollapseResult, Metrics};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -43,10 +43,18 @@ fn write_csv(path: &Path, r: &CollapseResult) -> Result<()> {
     crate::util::fs::write_atomic(path, &w.into_inner()?)
 }
 
+/// The Markdown summary (`summary.md`, and what the command prints).
 pub fn markdown(r: &CollapseResult) -> String {
-    let s = &r.settings;
-    let m = &r.metrics;
     let mut out = String::new();
+    write_heading(&mut out, r);
+    write_metrics_table(&mut out, &r.metrics);
+    write_groups_table(&mut out, r);
+    write_footnotes(&mut out, r);
+    out
+}
+
+fn write_heading(out: &mut String, r: &CollapseResult) {
+    let s = &r.settings;
     let _ = writeln!(out, "# Neural collapse on `{}` words\n", s.words);
     let _ = writeln!(
         out,
@@ -58,6 +66,9 @@ pub fn markdown(r: &CollapseResult) -> String {
         "{} classes measured (K), {} below min count {}; {} statistics positions, {} held-out positions.\n",
         r.counts.k, r.counts.classes_below_min_count, s.min_count, r.counts.positions_stats, r.counts.positions_heldout
     );
+}
+
+fn write_metrics_table(out: &mut String, m: &Metrics) {
     let _ = writeln!(out, "| metric | value | collapse means |\n| --- | ---: | --- |");
     for (name, v, goal) in [
         ("NC1 cdnv", m.cdnv, "→ 0"),
@@ -74,24 +85,32 @@ pub fn markdown(r: &CollapseResult) -> String {
     ] {
         let _ = writeln!(out, "| {name} | {} | {goal} |", fmt(v));
     }
-    if !r.groups.is_empty() {
+}
+
+fn write_groups_table(out: &mut String, r: &CollapseResult) {
+    if r.groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## By group\n\n| group | classes | positions | mean s_c | std s_c | mean ‖ŵ−û‖ | mean σ² |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (g, v) in &r.groups {
         let _ = writeln!(
             out,
-            "\n## By group\n\n| group | classes | positions | mean s_c | std s_c | mean ‖ŵ−û‖ | mean σ² |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| {g} | {} | {} | {} | {} | {} | {} |",
+            v.k,
+            v.n,
+            fmt(v.duality_mean),
+            fmt(v.duality_std),
+            fmt(v.duality_dist),
+            fmt(v.mean_var)
         );
-        for (g, v) in &r.groups {
-            let _ = writeln!(
-                out,
-                "| {g} | {} | {} | {} | {} | {} | {} |",
-                v.k,
-                v.n,
-                fmt(v.duality_mean),
-                fmt(v.duality_std),
-                fmt(v.duality_dist),
-                fmt(v.mean_var)
-            );
-        }
     }
+}
+
+/// Notes, skipped words, classes holding several words, and where the details are.
+fn write_footnotes(out: &mut String, r: &CollapseResult) {
     for n in &r.notes {
         let _ = writeln!(out, "\nNote: {n}");
     }
@@ -110,7 +129,6 @@ pub fn markdown(r: &CollapseResult) -> String {
         let _ = writeln!(out, "\nClasses holding several words: {}", merged.join("; "));
     }
     let _ = writeln!(out, "\nPer-class values: `classes.csv`; plot: `nc3_cosines.png`.");
-    out
 }
 
 fn plot(dir: &Path, r: &CollapseResult) -> Result<()> {

@@ -6,10 +6,11 @@
 //! the rows w_c of the seen classes — and, through tying, those input embeddings.
 
 use crate::collapse::Target;
+use crate::collapse::centred::CentredMeans;
 use crate::collapse::run::ClassLookup;
 use crate::collapse::stats::ClassStats;
 use crate::words::ClassSet;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{D, DType, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -57,38 +58,20 @@ impl Nc3Regularizer {
         self.stats.add(&labels, &feats)
     }
 
-    /// The running sums, for checkpoints: (name, tensor) pairs under `prefix`.
+    /// The running sums, for checkpoints: (name, tensor) pairs under `prefix`, in the layout of
+    /// the statistics shards.
     pub fn state(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
-        use crate::collapse::stats::split_i128;
-        let dev = candle_core::Device::Cpu;
-        let k = self.stats.num_classes();
-        Ok(vec![
-            (
-                format!("{prefix}counts"),
-                Tensor::from_vec(self.stats.counts.iter().map(|&c| c as i64).collect::<Vec<_>>(), k, &dev)?,
-            ),
-            (
-                format!("{prefix}sums"),
-                Tensor::from_vec(split_i128(&self.stats.sums), (self.stats.sums.len(), 2), &dev)?,
-            ),
-            (format!("{prefix}sq_norms"), Tensor::from_vec(split_i128(&self.stats.sq_norms), (k, 2), &dev)?),
-        ])
+        crate::collapse::tensors::to_tensors(&self.stats, prefix)
     }
 
     /// Restores [`Self::state`].
     pub fn load_state(&mut self, state: &std::collections::BTreeMap<String, Tensor>, prefix: &str) -> Result<()> {
-        use crate::collapse::stats::join_i128;
-        let get = |k: &str| -> Result<Vec<i64>> {
-            let t = state.get(&format!("{prefix}{k}")).ok_or_else(|| anyhow::anyhow!("checkpoint has no NC3 {k}"))?;
-            Ok(t.flatten_all()?.to_vec1::<i64>()?)
-        };
-        let counts: Vec<u64> = get("counts")?.into_iter().map(|c| c as u64).collect();
-        let sums = join_i128(&get("sums")?);
-        let sq_norms = join_i128(&get("sq_norms")?);
-        if counts.len() != self.stats.counts.len() || sums.len() != self.stats.sums.len() {
+        let stats = crate::collapse::tensors::from_tensors(|name| state.get(name), prefix)
+            .context("checkpoint NC3 statistics")?;
+        if stats.counts.len() != self.stats.counts.len() || stats.sums.len() != self.stats.sums.len() {
             anyhow::bail!("checkpoint NC3 statistics are for another class set");
         }
-        self.stats = ClassStats { dim: self.stats.dim, counts, sums, sq_norms };
+        self.stats = ClassStats { dim: self.stats.dim, ..stats };
         Ok(())
     }
 
@@ -100,35 +83,41 @@ impl Nc3Regularizer {
     /// The regularizer on the classifier `w [V, D]`, or None while fewer than two classes have
     /// been seen (the std needs two; K < 2 would give NaN).
     pub fn term(&self, w: &Tensor) -> Result<Option<Nc3Term>> {
+        let Some(s) = self.alignments(w)? else { return Ok(None) };
+        let k = s.dim(0)?;
+        let mean = (s.sum_all()? / k as f64)?;
+        let loss = match self.variant {
+            // The sample std (n − 1), as in the paper and `collapse`'s `duality_std`.
+            Nc3Variant::Std => (s.broadcast_sub(&mean)?.sqr()?.sum_all()? / (k - 1) as f64)?.sqrt()?,
+            Nc3Variant::Mean => mean.neg()?,
+        };
+        Ok(Some(Nc3Term { loss: loss.to_dtype(w.dtype())?, classes: k }))
+    }
+
+    /// s_c = ⟨û_c, ŵ_c⟩ `[K]` (f64, differentiable in `w`) over the seen classes, or None while
+    /// fewer than two have been seen.
+    pub fn alignments(&self, w: &Tensor) -> Result<Option<Tensor>> {
         let seen: Vec<usize> = (0..self.ids.len()).filter(|&c| self.stats.counts[c] > 0).collect();
-        let k = seen.len();
-        if k < 2 {
+        if seen.len() < 2 {
             return Ok(None);
         }
-        let d = self.stats.dim;
         let dev = w.device();
-        // Centred unit means û_c: constants, in f64.
-        let means: Vec<Vec<f64>> = seen.iter().map(|&c| self.stats.mean(c)).collect();
-        let mu_g: Vec<f64> = (0..d).map(|j| means.iter().map(|m| m[j]).sum::<f64>() / k as f64).collect();
-        let mut u = Vec::with_capacity(k * d);
-        for m in &means {
-            let centred: Vec<f64> = m.iter().zip(&mu_g).map(|(a, b)| a - b).collect();
-            let norm = centred.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
-            u.extend(centred.iter().map(|x| x / norm));
-        }
-        let u = Tensor::from_vec(u, (k, d), dev)?;
+        let u = Tensor::from_vec(self.centred_unit_means(&seen), (seen.len(), self.stats.dim), dev)?;
         // ŵ_c: rows of the tied matrix, differentiable; computed in f64 for a precise gradient.
         let ids: Vec<u32> = seen.iter().map(|&c| self.ids[c]).collect();
         let rows = w.index_select(&Tensor::new(ids.as_slice(), dev)?, 0)?.to_dtype(DType::F64)?;
         let norms = rows.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
         let w_hat = rows.broadcast_div(&norms)?;
-        let s = (w_hat * u)?.sum(D::Minus1)?; // [K]
-        let mean = (s.sum_all()? / k as f64)?;
-        let loss = match self.variant {
-            Nc3Variant::Std => (s.broadcast_sub(&mean)?.sqr()?.sum_all()? / (k - 1) as f64)?.sqrt()?,
-            Nc3Variant::Mean => mean.neg()?,
-        };
-        Ok(Some(Nc3Term { loss: loss.to_dtype(w.dtype())?, classes: k }))
+        Ok(Some((w_hat * u)?.sum(D::Minus1)?))
+    }
+
+    /// û_c of the `seen` classes, row-major `[K·D]`, as the metrics define them; constants in
+    /// the gradient. A class at the global mean has no direction and contributes s_c = 0.
+    fn centred_unit_means(&self, seen: &[usize]) -> Vec<f64> {
+        let means: Vec<Vec<f64>> = seen.iter().map(|&c| self.stats.mean(c)).collect();
+        let refs: Vec<&[f64]> = means.iter().map(Vec::as_slice).collect();
+        let centred = CentredMeans::new(&refs);
+        (0..seen.len()).flat_map(|c| centred.unit(c).unwrap_or_else(|| vec![0.0; self.stats.dim])).collect()
     }
 }
 
@@ -192,6 +181,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The regularizer acts on the s_c that `collapse` reports: the same centred unit means,
+    /// the same alignments, and its std term is the metrics' `duality_std`.
+    #[test]
+    fn alignments_are_the_metrics_s_c() {
+        use crate::collapse::metrics::{ClassInput, MetricConvention, compute};
+        let (reg, w) = setup();
+        let w64 = w.as_tensor().to_dtype(DType::F64).unwrap();
+        let s: Vec<f64> = reg.alignments(&w64).unwrap().unwrap().to_vec1().unwrap();
+        let rows: Vec<Vec<f64>> = w64.to_vec2().unwrap();
+        let inputs: Vec<ClassInput> = (0..reg.ids.len())
+            .map(|c| ClassInput {
+                n: reg.stats.counts[c],
+                mean: reg.stats.mean(c),
+                var: reg.stats.variance(c),
+                w: rows[reg.ids[c] as usize].clone(),
+                ncc_positions: 0,
+                ncc_agree: 0,
+            })
+            .collect();
+        let (metrics, per) = compute(&inputs, MetricConvention::DEFAULT);
+        assert_eq!(s.len(), 3);
+        for (a, b) in s.iter().zip(&per.duality) {
+            assert!((a - b.unwrap()).abs() < 1e-14, "{a} vs {b:?}");
+        }
+        let loss: f64 = reg.term(&w64).unwrap().unwrap().loss.to_scalar().unwrap();
+        assert!((loss - metrics.duality_std.unwrap()).abs() < 1e-14, "{loss} vs {:?}", metrics.duality_std);
     }
 
     #[test]

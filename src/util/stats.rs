@@ -1,21 +1,95 @@
 //! Small statistics in f64: correlations (Pearson, Spearman with average ranks for ties),
-//! classification scores (accuracy, F1, Matthews), mean and sample std, Student-t intervals,
-//! exact permutation tests for few seeds (METHOD §12) and percentile bootstrap confidence
-//! intervals. Undefined values (a constant vector, an empty class) are NaN, never a silent 0.
+//! classification scores (accuracy, F1, Matthews), mean and standard deviation (the sample or
+//! the population convention, named at each call: [`Spread`]), the same over a stream
+//! ([`Running`]), Student-t intervals, exact permutation tests for few seeds (METHOD §12) and
+//! percentile bootstrap confidence intervals. Undefined values (a constant vector, an empty class) are NaN, never a silent 0.
 
 use crate::util::rng::SplitMix;
 
-pub fn mean(x: &[f64]) -> f64 {
-    if x.is_empty() { f64::NAN } else { x.iter().sum::<f64>() / x.len() as f64 }
+/// Which divisor a standard deviation uses. The convention is named at every call, because
+/// both are in use: the sample one for experiment summaries and the NC3 alignment spread
+/// (`duality_std`, as the paper's regularizer), the population one for the equinorm,
+/// equiangular and log-kernel statistics (METHOD §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Divisor n − 1 (Bessel's correction): needs two values.
+    Sample,
+    /// Divisor n: needs one value.
+    Population,
 }
 
-/// Unbiased sample standard deviation (NaN below two values).
-pub fn std(x: &[f64]) -> f64 {
-    if x.len() < 2 {
-        return f64::NAN;
+impl Spread {
+    /// The degrees of freedom the divisor leaves out.
+    fn ddof(self) -> usize {
+        match self {
+            Spread::Sample => 1,
+            Spread::Population => 0,
+        }
     }
-    let m = mean(x);
-    (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
+}
+
+/// The mean, or None for no values.
+pub fn checked_mean(x: &[f64]) -> Option<f64> {
+    (!x.is_empty()).then(|| x.iter().sum::<f64>() / x.len() as f64)
+}
+
+/// The standard deviation under `spread`, or None with too few values (none for the
+/// population std, fewer than two for the sample std).
+pub fn checked_std(x: &[f64], spread: Spread) -> Option<f64> {
+    if x.len() <= spread.ddof() {
+        return None;
+    }
+    let m = checked_mean(x)?;
+    Some((x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - spread.ddof()) as f64).sqrt())
+}
+
+/// The mean (NaN for no values).
+pub fn mean(x: &[f64]) -> f64 {
+    checked_mean(x).unwrap_or(f64::NAN)
+}
+
+/// Sample standard deviation, divisor n − 1 (NaN below two values).
+pub fn std_sample(x: &[f64]) -> f64 {
+    checked_std(x, Spread::Sample).unwrap_or(f64::NAN)
+}
+
+/// Population standard deviation, divisor n (NaN for no values).
+pub fn std_population(x: &[f64]) -> f64 {
+    checked_std(x, Spread::Population).unwrap_or(f64::NAN)
+}
+
+/// The sample standard deviation ([`std_sample`]), under its historical name.
+pub fn std(x: &[f64]) -> f64 {
+    std_sample(x)
+}
+
+/// Mean and standard deviation of a stream of values too long to keep (the pairs of a
+/// 30k-class Gram matrix), in one pass: Welford's update.
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Running {
+    pub fn push(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// The mean so far, or None before the first value.
+    pub fn mean(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.mean)
+    }
+
+    /// The standard deviation so far under `spread`, or None with too few values.
+    pub fn std(&self, spread: Spread) -> Option<f64> {
+        let ddof = spread.ddof() as u64;
+        (self.n > ddof).then(|| (self.m2 / (self.n - ddof) as f64).sqrt())
+    }
 }
 
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
@@ -112,7 +186,9 @@ fn percentile_interval(values: &mut [f64], level: f64) -> (f64, f64) {
 /// The `p` quantile of Student's t with `df` degrees of freedom.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     use statrs::distribution::{ContinuousCDF, StudentsT};
-    if !(p > 0.0 && p < 1.0) || !(df > 0.0) {
+    // Written so that NaN (for which every comparison is false) is refused too.
+    let valid = p > 0.0 && p < 1.0 && df > 0.0;
+    if !valid {
         return f64::NAN;
     }
     if df > 1000.0 {
@@ -312,6 +388,24 @@ mod tests {
         assert!(pearson(&x, &[0.1; 9]).is_nan() && pearson(&[0.1; 9], &x).is_nan() && spearman(&x, &[0.1; 9]).is_nan());
         assert!(pearson_permutation_p(&x, &[0.1; 9], 1).p.is_nan());
         assert!((pearson(&x, &x) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn both_std_conventions_batch_and_streaming() {
+        let x = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+        close(std_population(&x), 2.0);
+        close(std_sample(&x), (32.0f64 / 7.0).sqrt());
+        let mut r = Running::default();
+        assert_eq!((r.mean(), r.std(Spread::Population)), (None, None));
+        for v in x {
+            r.push(v);
+        }
+        close(r.mean().unwrap(), mean(&x));
+        close(r.std(Spread::Population).unwrap(), 2.0);
+        close(r.std(Spread::Sample).unwrap(), std_sample(&x));
+        assert!(std_population(&[]).is_nan() && mean(&[]).is_nan());
+        assert_eq!(checked_std(&[3.0], Spread::Population), Some(0.0));
+        assert_eq!(checked_std(&[3.0], Spread::Sample), None);
     }
 
     #[test]
