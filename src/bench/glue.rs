@@ -388,3 +388,57 @@ pub fn read_results(dir: &Path) -> Result<GlueResults> {
     .with_context(|| format!("{}: not valid JSON", path.display()))?;
     serde_json::from_value(v["model"].clone()).with_context(|| format!("{}: not a fairnc glue result", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_that_cannot_run_names_the_field() {
+        let ok = GlueConfig { glue_dir: "glue_data".into(), ..GlueConfig::default() };
+        assert!(ok.validate().is_ok());
+        let bad = |cfg: GlueConfig| cfg.validate().unwrap_err().to_string();
+        assert_eq!(bad(GlueConfig::default()), "GLUE config: glue_dir is not set");
+        assert!(bad(GlueConfig { tasks: vec![], ..ok.clone() }).contains("tasks must list"));
+        assert_eq!(
+            bad(GlueConfig { tasks: vec![Task::Rte, Task::Rte], ..ok.clone() }),
+            "GLUE config: task rte is listed twice"
+        );
+        assert!(bad(GlueConfig { seeds: vec![], ..ok.clone() }).contains("seeds must list"));
+        let zero = GlueSettings { epochs: 0, ..GlueSettings::default() };
+        assert_eq!(bad(GlueConfig { settings: zero, ..ok }), "GLUE settings: epochs must be at least 1");
+    }
+
+    #[test]
+    fn seed_lists_parse_or_name_the_bad_seed() {
+        assert_eq!(parse_seeds("0, 1,2,").unwrap(), vec![0, 1, 2]);
+        assert_eq!(parse_seeds("0,-1").unwrap_err().to_string(), "seed \"-1\" is not a non-negative integer");
+        assert_eq!(parse_seeds(",").unwrap_err().to_string(), "no seeds given");
+    }
+
+    #[test]
+    fn written_results_read_back() {
+        let run = RunResult {
+            task: Task::Stsb,
+            seed: 3,
+            metrics: [("pearson".to_string(), f64::NAN), ("spearman".to_string(), 0.5)].into(),
+            train_examples: 10,
+            dev_examples: 4,
+            steps: 2,
+            seconds_per_epoch: 1.5,
+        };
+        let r = GlueResults {
+            model: "minilm".into(),
+            settings: GlueSettings::default(),
+            seeds: vec![3],
+            tasks: vec![summarize(Task::Stsb, vec![run])],
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        crate::report::glue::write(tmp.path(), &r, None).unwrap();
+        let back = read_results(tmp.path()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&r).unwrap());
+        assert!(back.tasks[0].runs[0].metrics["pearson"].is_nan(), "null reads back as NaN");
+        let e = format!("{:#}", read_results(&tmp.path().join("none")).unwrap_err());
+        assert!(e.contains("glue.json: cannot read"), "{e}");
+    }
+}

@@ -3,11 +3,11 @@
 //! forward pass per masked token.
 
 pub mod crows;
-pub mod difflib;
+pub(crate) mod difflib;
 pub mod evaluate;
 pub mod glue;
 mod results;
-pub mod scoring;
+pub(crate) mod scoring;
 pub mod seat;
 pub mod stereoset;
 
