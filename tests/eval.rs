@@ -88,12 +88,12 @@ fn compare_crows(dir: &Path, got: &Value, want: &Value, name: &str) {
         for side in ["more", "less"] {
             let raw: f64 = g[&format!("raw_{side}")].parse().unwrap();
             let want_raw = w
-                .get(&format!("raw_{side}"))
+                .get(format!("raw_{side}"))
                 .and_then(Value::as_f64)
                 .unwrap_or_else(|| w[&format!("score_{side}")].as_f64().unwrap());
             worst = worst.max((raw - want_raw).abs());
             assert!((raw - want_raw).abs() <= 1e-4, "{name}: row {idx} raw_{side} {raw} vs {want_raw}");
-            if w.get(&format!("raw_{side}")).is_none() {
+            if w.get(format!("raw_{side}")).is_none() {
                 continue; // causal scores are not rounded
             }
             let rounded: f64 = g[&format!("score_{side}")].parse().unwrap();

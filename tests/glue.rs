@@ -256,8 +256,9 @@ fn undefined_correlation_is_null() {
 /// (it divided by zero) and a seed listed twice, whatever the command line checked.
 #[test]
 fn changed_settings_are_refused_or_redone_and_bad_settings_are_errors() {
-    use fairnc::bench::glue::{GlueSettings, run_all};
+    use fairnc::bench::glue::{GlueConfig, GlueSettings, TaskRun};
     use fairnc::data::glue::Task;
+    use fairnc::util::progress::Silent;
     let tmp = tempfile::tempdir().unwrap();
     let glue = tmp.path().join("glue");
     synthetic(&glue);
@@ -317,29 +318,35 @@ fn changed_settings_are_refused_or_redone_and_bad_settings_are_errors() {
     assert_eq!(recorded["lr"].as_f64(), Some(1e-3));
 
     let dir = model_dir("bert");
+    let name = dir.to_str().unwrap();
+    let config = |settings: GlueSettings, seeds: &[u64]| GlueConfig {
+        glue_dir: glue.clone(),
+        tasks: vec![Task::Sst2],
+        seeds: seeds.to_vec(),
+        settings,
+    };
     let zero = GlueSettings { batch_size: 0, epochs: 1, ..GlueSettings::default() };
-    let e = run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &zero, &tmp.path().join("zero"), false).unwrap_err();
-    assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
-    let e = fairnc::bench::glue::run_task("bert", &dir, &glue, Task::Sst2, 0, &zero, &tmp.path().join("zero"), false)
+    let e = fairnc::bench::glue::run(name, &config(zero.clone(), &[0]), &tmp.path().join("zero"), false, &Silent)
         .unwrap_err();
+    assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
+    let job =
+        TaskRun { model_name: "bert", model_dir: &dir, glue_dir: &glue, task: Task::Sst2, seed: 0, settings: &zero };
+    let e = job.run(&tmp.path().join("zero"), false, &Silent).unwrap_err();
     assert_eq!(format!("{e:#}"), "GLUE settings: batch size must be at least 1");
     let nan = GlueSettings { lr: f64::NAN, ..GlueSettings::default() };
     assert!(
         format!(
             "{:#}",
-            run_all("bert", &dir, &glue, &[Task::Sst2], &[0], &nan, &tmp.path().join("nan"), false).unwrap_err()
+            fairnc::bench::glue::run(name, &config(nan, &[0]), &tmp.path().join("nan"), false, &Silent).unwrap_err()
         )
         .contains("lr must be a finite number above 0")
     );
-    let e = run_all(
-        "bert",
-        &dir,
-        &glue,
-        &[Task::Sst2],
-        &[0, 1, 0],
-        &GlueSettings::default(),
+    let e = fairnc::bench::glue::run(
+        name,
+        &config(GlueSettings::default(), &[0, 1, 0]),
         &tmp.path().join("dup"),
         false,
+        &Silent,
     )
     .unwrap_err();
     assert_eq!(format!("{e:#}"), "seed 0 is listed twice: each seed is one run, counted once");

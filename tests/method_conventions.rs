@@ -9,6 +9,7 @@ use common::{fairnc, fixture, model_dir};
 use fairnc::bench::crows::{CrowsVariant, score};
 use fairnc::data::crows::CrowsPair;
 use fairnc::train::objective::Objective;
+use fairnc::util::progress::Silent;
 use fairnc::words::{ClassSet, Policy, WordSet};
 
 fn pair(index: usize, more: &str, less: &str) -> CrowsPair {
@@ -22,7 +23,7 @@ fn causal_crows_counts_identically_tokenized_pairs_as_ties_in_n() {
         pair(0, "The nurse said she was tired.", "The nurse said she was tired."),
         pair(1, "He was a doctor.", "She was a doctor."),
     ];
-    let r = score(&model, &pairs, CrowsVariant::BiasBench, 4).unwrap();
+    let r = score(&model, &pairs, CrowsVariant::BiasBench, 4, &Silent).unwrap();
     assert_eq!(r.variant, "causal");
     assert_eq!((r.skipped, r.overall.n, r.overall.neutral), (0, 2, 1), "{:?}", r.overall);
     let tie = &r.pairs[0];

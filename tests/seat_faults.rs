@@ -6,6 +6,7 @@ mod common;
 
 use fairnc::bench::seat::{run_test, score};
 use fairnc::data::seat::{Category, SeatTest};
+use fairnc::util::progress::Silent;
 use std::collections::HashMap;
 
 fn cat(name: &str, examples: &[&str]) -> Category {
@@ -32,7 +33,7 @@ fn a_sentence_that_tokenizes_to_nothing_is_named() {
         &["This is a man."],
         &["This is a woman."],
     );
-    let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
+    let e = format!("{:#}", score(&model, &[t], 4, 0, &Silent).unwrap_err());
     assert!(e.contains("SEAT test t, set targ2 (Y): sentence \"\" tokenizes to nothing"), "{e}");
 }
 
@@ -45,7 +46,7 @@ fn identical_sets_are_refused_before_encoding() {
         &["This is a man.", "Here is a boy."],
         &["Here is a boy.", "This is a man."],
     );
-    let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
+    let e = format!("{:#}", score(&model, &[t], 4, 0, &Silent).unwrap_err());
     assert!(e.contains("SEAT test t: attr1 (A) and attr2 (B) hold the same sentences"), "{e}");
     let t = test(
         &["This is math.", "That is algebra."],
@@ -53,7 +54,7 @@ fn identical_sets_are_refused_before_encoding() {
         &["This is a man."],
         &["This is a woman."],
     );
-    let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
+    let e = format!("{:#}", score(&model, &[t], 4, 0, &Silent).unwrap_err());
     assert!(e.contains("SEAT test t: targ1 (X) and targ2 (Y) hold the same sentences"), "{e}");
 }
 
@@ -109,7 +110,7 @@ fn a_model_with_nan_weights_is_refused_at_load_and_zero_states_name_the_sentence
         &["This is a man."],
         &["This is a woman."],
     );
-    let e = format!("{:#}", score(&model, &[t], 4, 0).unwrap_err());
+    let e = format!("{:#}", score(&model, &[t], 4, 0, &Silent).unwrap_err());
     // Which sentence is named depends on the length-sorted batch order; each is named with its set.
     assert!(
         e.starts_with("SEAT test t, set ")

@@ -148,3 +148,30 @@ pub fn spans<T: Eq + Hash>(a: &[T], b: &[T], equal: bool) -> (Vec<usize>, Vec<us
     }
     (s1, s2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Tag, opcodes};
+
+    #[test]
+    fn opcodes_match_python_difflib() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/difflib/opcodes.json");
+        let cases: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (n, c) in cases.iter().enumerate() {
+            let v = |k: &str| -> Vec<u64> { c[k].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
+            let got: Vec<serde_json::Value> = opcodes(&v("a"), &v("b"))
+                .into_iter()
+                .map(|(t, a0, a1, b0, b1)| {
+                    let tag = match t {
+                        Tag::Equal => "equal",
+                        Tag::Replace => "replace",
+                        Tag::Delete => "delete",
+                        Tag::Insert => "insert",
+                    };
+                    serde_json::json!([tag, a0, a1, b0, b1])
+                })
+                .collect();
+            assert_eq!(serde_json::Value::Array(got), c["opcodes"], "case {n}");
+        }
+    }
+}

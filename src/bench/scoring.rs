@@ -3,6 +3,7 @@
 //! variants at once; this plans length-sorted batches and maps results back.
 
 use crate::model::{Exec, LanguageModel, plan_by_length};
+use crate::util::progress::{Progress, Unit};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -35,15 +36,8 @@ fn log_prob_rows(logits: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// Log-probabilities of every query, batched by length. Queries over the same token
-/// sequence share one forward pass (StereoSet's three fillers of a context usually produce the
-/// same masked input and differ only in the token read).
-pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: usize) -> Result<Vec<f64>> {
-    let max = model.max_len();
-    if let Some(q) = queries.iter().find(|q| q.ids.len() > max) {
-        bail!("a scored sequence has {} tokens, more than the model's {max} positions", q.ids.len());
-    }
-    // Distinct sequences, and for each the queries that read it.
+/// The distinct token sequences of `queries`, and for each the queries that read it.
+fn distinct_sequences(queries: &[Query]) -> (Vec<&[u32]>, Vec<Vec<usize>>) {
     let mut seq_of: HashMap<&[u32], usize> = HashMap::new();
     let mut seqs: Vec<&[u32]> = Vec::new();
     let mut readers: Vec<Vec<usize>> = Vec::new();
@@ -55,9 +49,28 @@ pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: us
         });
         readers[s].push(i);
     }
+    (seqs, readers)
+}
+
+/// Log-probabilities of every query, batched by length. Queries over the same token
+/// sequence share one forward pass (StereoSet's three fillers of a context usually produce the
+/// same masked input and differ only in the token read). Reports a "scoring" phase over the
+/// distinct sequences.
+pub fn masked_log_probs(
+    model: &LanguageModel,
+    queries: &[Query],
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<f64>> {
+    let max = model.max_len();
+    if let Some(q) = queries.iter().find(|q| q.ids.len() > max) {
+        bail!("a scored sequence has {} tokens, more than the model's {max} positions", q.ids.len());
+    }
+    let (seqs, readers) = distinct_sequences(queries);
     let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
     let mut out = vec![0f64; queries.len()];
-    let bar = crate::report::progress::items_bar(seqs.len() as u64, "scoring");
+    let phase = progress.phase("scoring", seqs.len() as u64, Unit::Items);
+    let mut done = 0u64;
     for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
         let batch = model.batch(group.iter().map(|&s| seqs[s].to_vec()).collect())?;
         let hidden = model.hidden(&batch, Exec::INFER)?;
@@ -72,16 +85,22 @@ pub fn masked_log_probs(model: &LanguageModel, queries: &[Query], batch_size: us
                 out[q] = v;
             }
         }
-        bar.inc(group.len() as u64);
+        done += group.len() as u64;
+        phase.set(done);
     }
-    bar.finish_and_clear();
     Ok(out)
 }
 
 /// For each sequence, the log-probability of every token: the first from a forward pass
 /// over the BOS token alone, the others from one pass over the sequence without BOS
-/// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS).
-pub fn causal_token_log_probs(model: &LanguageModel, seqs: &[Vec<u32>], batch_size: usize) -> Result<Vec<Vec<f64>>> {
+/// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS). Reports a "scoring"
+/// phase over the sequences.
+pub fn causal_token_log_probs(
+    model: &LanguageModel,
+    seqs: &[Vec<u32>],
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f64>>> {
     let Some(bos) = model.tokenizer.bos_id else {
         bail!("the model has no BOS (<|endoftext|>) token for causal scoring")
     };
@@ -98,7 +117,8 @@ pub fn causal_token_log_probs(model: &LanguageModel, seqs: &[Vec<u32>], batch_si
         }
     }
     let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-    let bar = crate::report::progress::items_bar(seqs.len() as u64, "scoring");
+    let phase = progress.phase("scoring", seqs.len() as u64, Unit::Items);
+    let mut done = 0u64;
     for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
         let batch = model.batch(group.iter().map(|&i| seqs[i].clone()).collect())?;
         let hidden = model.hidden(&batch, Exec::INFER)?;
@@ -116,9 +136,9 @@ pub fn causal_token_log_probs(model: &LanguageModel, seqs: &[Vec<u32>], batch_si
                 out[i].push(v);
             }
         }
-        bar.inc(group.len() as u64);
+        done += group.len() as u64;
+        phase.set(done);
     }
-    bar.finish_and_clear();
     Ok(out)
 }
 
@@ -126,4 +146,18 @@ pub fn causal_token_log_probs(model: &LanguageModel, seqs: &[Vec<u32>], batch_si
 /// exact decimal rounding; a value is never exactly halfway in practice).
 pub fn round3(x: f64) -> f64 {
     format!("{x:.3}").parse().unwrap_or(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round3;
+
+    #[test]
+    fn rounding_matches_python() {
+        // round(-2.0005, 3) == -2.001, round(-1.23450000001, 3) == -1.235, round(0.0625, 3) == 0.062
+        assert_eq!(round3(-2.0005), -2.001);
+        assert_eq!(round3(-1.23450000001), -1.235);
+        assert_eq!(round3(0.0625), 0.062);
+        assert_eq!(round3(-3.0), -3.0);
+    }
 }

@@ -3,10 +3,11 @@
 
 use crate::data::seat::SeatTest;
 use crate::model::{Exec, LanguageModel, Overflow, plan_by_length};
+use crate::util::progress::{Progress, Unit};
 use crate::util::rng::SplitMix;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Largest number of equal splits enumerated exactly; beyond it, this many random splits.
 pub const PERMUTATIONS: u64 = 100_000;
@@ -21,14 +22,31 @@ pub struct SeatScore {
     pub sizes: [usize; 4],
 }
 
+/// The mean over rows, and its L2 norm.
+fn mean_row(rows: &[Vec<f32>]) -> (Vec<f64>, f64) {
+    let d = rows[0].len();
+    let mut mean = vec![0f64; d];
+    for row in rows {
+        for (m, &x) in mean.iter_mut().zip(row) {
+            *m += x as f64;
+        }
+    }
+    let n = rows.len() as f64;
+    mean.iter_mut().for_each(|m| *m /= n);
+    let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+    (mean, norm)
+}
+
 /// Mean-pooled (over every position, special tokens included), L2-normalised last-layer
 /// encodings of each distinct sentence. `origin(i)` says where sentence i comes from (test and
-/// set), for the error when it tokenizes to nothing or its encoding is not finite.
+/// set), for the error when it tokenizes to nothing or its encoding is not finite. Reports an
+/// "encoding" phase over the sentences.
 pub fn encode(
     model: &LanguageModel,
     sentences: &[&str],
     batch_size: usize,
     origin: &dyn Fn(usize) -> String,
+    progress: &dyn Progress,
 ) -> Result<HashMap<String, Vec<f64>>> {
     let enc = model.encode(sentences, model.max_len(), Overflow::Truncate)?;
     let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
@@ -36,21 +54,13 @@ pub fn encode(
         bail!("{}: sentence {:?} tokenizes to nothing (no token to mean-pool)", origin(i), sentences[i]);
     }
     let mut out = HashMap::with_capacity(sentences.len());
+    let phase = progress.phase("encoding", sentences.len() as u64, Unit::Items);
     for group in plan_by_length(&lengths, batch_size.max(1), 64 * 128) {
         let batch = model.batch(group.iter().map(|&i| enc[i].ids.clone()).collect())?;
         let h = model.hidden(&batch, Exec::INFER)?;
         for (r, &i) in group.iter().enumerate() {
             let rows: Vec<Vec<f32>> = h.get(r)?.narrow(0, 0, lengths[i])?.to_vec2()?;
-            let d = rows[0].len();
-            let mut mean = vec![0f64; d];
-            for row in &rows {
-                for (m, &x) in mean.iter_mut().zip(row) {
-                    *m += x as f64;
-                }
-            }
-            let n = rows.len() as f64;
-            mean.iter_mut().for_each(|m| *m /= n);
-            let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let (mean, norm) = mean_row(&rows);
             // A zero or non-finite norm would turn every cosine of the test into NaN.
             if !(norm.is_finite() && norm > 0.0) {
                 bail!(
@@ -61,6 +71,7 @@ pub fn encode(
             }
             out.insert(sentences[i].to_string(), mean.into_iter().map(|x| x / norm).collect());
         }
+        phase.set(out.len() as u64);
     }
     Ok(out)
 }
@@ -182,12 +193,14 @@ pub fn run_test(test: &SeatTest, enc: &HashMap<String, Vec<f64>>, seed: u64) -> 
     Ok(SeatScore { effect_size, p_value, exact, sizes: [x.len(), y.len(), a.len(), b.len()] })
 }
 
-/// Scores every test, encoding all their sentences in one batched pass.
+/// Scores every test, encoding all their sentences in one batched pass; `seed` seeds the
+/// random splits of tests too large to enumerate.
 pub fn score(
     model: &LanguageModel,
     tests: &[SeatTest],
     batch_size: usize,
     seed: u64,
+    progress: &dyn Progress,
 ) -> Result<Vec<(String, SeatScore)>> {
     for t in tests {
         check(t)?;
@@ -210,8 +223,24 @@ pub fn score(
         let (t, k, c) = origins[i];
         format!("SEAT test {t}, set {k} ({c})")
     };
-    let enc = encode(model, &sentences, batch_size, &origin)?;
+    let enc = encode(model, &sentences, batch_size, &origin, progress)?;
     tests.iter().map(|t| Ok((t.name.clone(), run_test(t, &enc, seed)?))).collect()
+}
+
+/// The bias type a report files a test under ("other" for a test of no known type).
+pub fn bias_type_of(name: &str) -> &str {
+    crate::data::seat::bias_type(name).unwrap_or("other")
+}
+
+/// The average absolute effect size of the tests of each bias type (METHOD §6).
+pub fn avg_abs_effect(scores: &[(String, SeatScore)]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for (name, s) in scores {
+        let e = sums.entry(bias_type_of(name).to_string()).or_default();
+        e.0 += s.effect_size.abs();
+        e.1 += 1;
+    }
+    sums.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
+//! `fairnc glue`: flags → [`GlueConfig`] → [`glue::run`] (and the `--compare` base) → the
+//! files of `report::glue`.
+
 use super::validate;
-use crate::bench::glue::{GlueResults, GlueSettings, run_all};
-use crate::data::glue::Task;
-use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use crate::bench::glue::{self, GlueConfig, GlueSettings};
+use anyhow::Result;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,74 +42,36 @@ pub struct Args {
     overwrite: bool,
 }
 
-pub fn parse_tasks(list: &str) -> Result<Vec<Task>> {
-    let mut tasks = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match Task::parse(name) {
-            Some(t) if !tasks.contains(&t) => tasks.push(t),
-            Some(_) => {}
-            None => bail!("unknown GLUE task \"{name}\" (cola, sst2, mrpc, stsb, rte, qnli, wnli)"),
-        }
+impl Args {
+    /// The validated library config.
+    fn config(&self) -> Result<GlueConfig> {
+        let cfg = GlueConfig {
+            glue_dir: self.glue_dir.clone(),
+            tasks: crate::data::glue::parse_tasks(&self.tasks)?,
+            seeds: glue::parse_seeds(&self.seeds)?,
+            settings: GlueSettings {
+                epochs: self.epochs,
+                lr: self.lr,
+                batch_size: self.batch_size,
+                max_len: self.max_len,
+                max_train: self.max_train,
+                ..GlueSettings::default()
+            },
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
-    if tasks.is_empty() {
-        bail!("no GLUE tasks given");
-    }
-    Ok(tasks)
-}
-
-pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().with_context(|| format!("seed \"{s}\" is not a non-negative integer")))
-        .collect()
-}
-
-/// Writes `glue.json` and `glue.md` in `out`.
-pub fn write(out: &Path, r: &GlueResults, base: Option<&GlueResults>) -> Result<()> {
-    let json = serde_json::json!({ "model": r, "base": base });
-    crate::util::fs::write_atomic(&out.join("glue.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    crate::util::fs::write_atomic(&out.join("glue.md"), crate::report::glue::markdown(r, base).as_bytes())
-}
-
-fn read_previous(dir: &Path) -> Result<GlueResults> {
-    let path = dir.join("glue.json");
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?,
-    )
-    .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    serde_json::from_value(v["model"].clone()).with_context(|| format!("{}: not a fairnc glue result", path.display()))
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let tasks = parse_tasks(&a.tasks)?;
-    let seeds = parse_seeds(&a.seeds)?;
-    if seeds.is_empty() {
-        bail!("no seeds given");
-    }
-    if !a.glue_dir.is_dir() {
-        bail!("{}: no such GLUE directory", a.glue_dir.display());
-    }
-    let settings = GlueSettings {
-        epochs: a.epochs,
-        lr: a.lr,
-        batch_size: a.batch_size,
-        max_len: a.max_len,
-        max_train: a.max_train,
-        ..GlueSettings::default()
-    };
-    std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
-    let model_dir = crate::registry::resolve(&a.model)?;
-    let results = run_all(&a.model, &model_dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output, a.overwrite)?;
+    let cfg = a.config()?;
+    let progress = super::progress::Bars::new();
+    let results = glue::run(&a.model, &cfg, &a.output, a.overwrite, &progress)?;
     let base = match &a.compare {
+        Some(b) => Some(glue::base_results(b, &cfg, &a.output, a.overwrite, &progress)?),
         None => None,
-        Some(b) if Path::new(b).join("glue.json").exists() => Some(read_previous(Path::new(b))?),
-        Some(b) => {
-            let dir = crate::registry::resolve(b)?;
-            Some(run_all(b, &dir, &a.glue_dir, &tasks, &seeds, &settings, &a.output.join("base"), a.overwrite)?)
-        }
     };
-    write(&a.output, &results, base.as_ref())?;
+    crate::report::glue::write(&a.output, &results, base.as_ref())?;
     print!("{}", crate::report::glue::markdown(&results, base.as_ref()));
     println!("\nwrote {}", a.output.join("glue.json").display());
     Ok(())

@@ -184,6 +184,22 @@ impl Task {
     }
 }
 
+/// A comma-separated list of tasks such as "sst2,mrpc" (each once, in the order given).
+pub fn parse_tasks(list: &str) -> Result<Vec<Task>> {
+    let mut tasks = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match Task::parse(name) {
+            Some(t) if !tasks.contains(&t) => tasks.push(t),
+            Some(_) => {}
+            None => bail!("unknown GLUE task \"{name}\" (cola, sst2, mrpc, stsb, rte, qnli, wnli)"),
+        }
+    }
+    if tasks.is_empty() {
+        bail!("no GLUE tasks given");
+    }
+    Ok(tasks)
+}
+
 /// Every `len / n`-th example: an evenly spread, deterministic subset of at most `n`.
 pub fn subsample(examples: Vec<Example>, n: Option<usize>) -> Vec<Example> {
     match n.filter(|&n| n < examples.len()) {
@@ -209,6 +225,16 @@ mod tests {
         assert_eq!(ex.len(), 2);
         assert_eq!(ex[0].text_a, "He said \"hi.");
         assert_eq!(ex[1].label, Label::Class(0));
+    }
+
+    #[test]
+    fn task_lists_drop_repeats_and_name_an_unknown_task() {
+        assert_eq!(parse_tasks("sst2, SST-2,mrpc,").unwrap(), vec![Task::Sst2, Task::Mrpc]);
+        assert_eq!(
+            parse_tasks("sst2,mnli").unwrap_err().to_string(),
+            "unknown GLUE task \"mnli\" (cola, sst2, mrpc, stsb, rte, qnli, wnli)"
+        );
+        assert_eq!(parse_tasks(" , ").unwrap_err().to_string(), "no GLUE tasks given");
     }
 
     #[test]

@@ -2,7 +2,18 @@
 //! beside it a base model with the difference.
 
 use crate::bench::glue::{GlueResults, metric_names};
+use anyhow::{Context, Result};
 use std::fmt::Write as _;
+use std::path::Path;
+
+/// Writes `glue.json` (the model's results and the base's, or null) and `glue.md` in `out`
+/// (created if missing).
+pub fn write(out: &Path, r: &GlueResults, base: Option<&GlueResults>) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let json = serde_json::json!({ "model": r, "base": base });
+    crate::util::fs::write_atomic(&out.join("glue.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    crate::util::fs::write_atomic(&out.join("glue.md"), markdown(r, base).as_bytes())
+}
 
 fn cell(mean: f64, std: f64) -> String {
     if !mean.is_finite() {

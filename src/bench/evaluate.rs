@@ -1,0 +1,367 @@
+//! The bias-benchmark stage (`fairnc eval` as a library call): CrowS-Pairs, StereoSet
+//! intrasentence and SEAT on an already loaded model, from a typed [`EvalConfig`], into an
+//! [`Evaluation`] — the summaries of `results.json` and the per-example detail its CSVs hold.
+//! Nothing is written here; `report::eval::write` writes the files.
+
+use super::crows::{CrowsResult, CrowsVariant};
+use super::seat::SeatScore;
+use super::stereoset::StereoSetResult;
+use super::{CrowsSection, EvalResults, SeatSection, StereoSetSection};
+use crate::data::crows::CrowsPair;
+use crate::data::seat::SeatTest;
+use crate::data::stereoset::Cluster;
+use crate::data::{crows, seat, stereoset};
+use crate::model::LanguageModel;
+use crate::util::progress::Progress;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One of the bias benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchTask {
+    Crows,
+    StereoSet,
+    Seat,
+}
+
+impl BenchTask {
+    pub const ALL: [BenchTask; 3] = [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat];
+
+    /// The name on the command line and in `results.json`'s settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchTask::Crows => "crows",
+            BenchTask::StereoSet => "stereoset",
+            BenchTask::Seat => "seat",
+        }
+    }
+
+    /// A comma-separated list such as "crows,stereoset,seat", in the order given.
+    pub fn parse_list(list: &str) -> Result<Vec<BenchTask>> {
+        list.split(',').map(str::parse).collect()
+    }
+}
+
+impl std::str::FromStr for BenchTask {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match BenchTask::ALL.into_iter().find(|t| t.name() == s) {
+            Some(t) => Ok(t),
+            None => bail!("unknown task \"{s}\" (crows, stereoset, seat)"),
+        }
+    }
+}
+
+/// What to run and on which data; the defaults are `fairnc eval`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalConfig {
+    /// Benchmarks to run (each once, in the fixed order CrowS-Pairs, StereoSet, SEAT; the list
+    /// is recorded as given).
+    pub tasks: Vec<BenchTask>,
+    /// Bias types (gender, race, religion, or any CrowS type); empty: every type for
+    /// CrowS-Pairs and StereoSet, gender for SEAT.
+    pub bias: Vec<String>,
+    pub crows_variant: CrowsVariant,
+    /// CrowS-Pairs CSV (None: the benchmark bundle's).
+    pub crows_file: Option<PathBuf>,
+    /// Score only the first N CrowS-Pairs rows.
+    pub crows_limit: Option<usize>,
+    /// StereoSet split of the bundle: test or dev.
+    pub stereoset_split: String,
+    /// StereoSet JSON file (overrides `stereoset_split`).
+    pub stereoset_file: Option<PathBuf>,
+    /// Score only the first N StereoSet intrasentence clusters.
+    pub stereoset_limit: Option<usize>,
+    /// Directory of SEAT tests in the sent-bias layout (None: the WEAT-based tests rebuilt from
+    /// the weat bundle).
+    pub seat_dir: Option<PathBuf>,
+    /// SEAT tests by name (empty: the standard tests of the chosen bias types).
+    pub seat_tests: Vec<String>,
+    pub batch_size: usize,
+    /// Seed of SEAT's random splits (tests too large to enumerate every split).
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            tasks: BenchTask::ALL.to_vec(),
+            bias: Vec::new(),
+            crows_variant: CrowsVariant::BiasBench,
+            crows_file: None,
+            crows_limit: None,
+            stereoset_split: "test".into(),
+            stereoset_file: None,
+            stereoset_limit: None,
+            seat_dir: None,
+            seat_tests: Vec::new(),
+            batch_size: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl EvalConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("eval config: batch_size must be at least 1");
+        }
+        if self.crows_limit == Some(0) {
+            bail!("eval config: crows_limit must be at least 1");
+        }
+        if self.stereoset_limit == Some(0) {
+            bail!("eval config: stereoset_limit must be at least 1");
+        }
+        // The bundle has these two splits; a file given instead makes the split unused.
+        if self.runs(BenchTask::StereoSet)
+            && self.stereoset_file.is_none()
+            && !["test", "dev"].contains(&self.stereoset_split.as_str())
+        {
+            bail!("eval config: stereoset_split must be test or dev (got {:?})", self.stereoset_split);
+        }
+        Ok(())
+    }
+
+    pub fn runs(&self, task: BenchTask) -> bool {
+        self.tasks.contains(&task)
+    }
+}
+
+/// What [`evaluate`] found: the summaries of `results.json` and, for each benchmark run, the
+/// per-example scores (pairs, sentences, tests) its CSV lists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub results: EvalResults,
+    pub crows: Option<CrowsResult>,
+    pub stereoset: Option<StereoSetResult>,
+    pub seat: Option<Vec<(String, SeatScore)>>,
+}
+
+/// Runs the benchmarks of `cfg` on `model`. The notes of `results.json` say what was skipped
+/// or could not be read; its settings record the model by `model.name`.
+pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress) -> Result<Evaluation> {
+    cfg.validate()?;
+    let mut notes = Vec::new();
+    if model.params.new_head && (cfg.runs(BenchTask::Crows) || cfg.runs(BenchTask::StereoSet)) {
+        notes.push(format!(
+            "{} has no pretrained LM head: CrowS-Pairs and StereoSet scores come from an untrained head",
+            model.name
+        ));
+    }
+    let crows = cfg.runs(BenchTask::Crows).then(|| run_crows(model, cfg, &mut notes, progress)).transpose()?;
+    let stereoset =
+        cfg.runs(BenchTask::StereoSet).then(|| run_stereoset(model, cfg, &mut notes, progress)).transpose()?;
+    let seat = cfg.runs(BenchTask::Seat).then(|| run_seat(model, cfg, &mut notes, progress)).transpose()?;
+    let results = EvalResults {
+        crows: crows.as_ref().map(|r| CrowsSection { by_type: r.by_type.clone(), overall: r.overall.clone() }),
+        stereoset: stereoset
+            .as_ref()
+            .map(|r| StereoSetSection { by_domain: r.by_domain.clone(), overall: r.overall.clone() }),
+        seat: seat.as_deref().map(SeatSection::new),
+        notes,
+        settings: settings(model, cfg, crows.as_ref().map(|r| r.variant.as_str())),
+    };
+    Ok(Evaluation { results, crows, stereoset, seat })
+}
+
+/// `results.json`'s record of what was run.
+fn settings(model: &LanguageModel, cfg: &EvalConfig, crows_scoring: Option<&str>) -> serde_json::Value {
+    let lm_head = if model.params.new_head { "new" } else { "pretrained" };
+    let seat_source =
+        cfg.seat_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "rebuilt from WEAT word lists".into());
+    serde_json::json!({
+        "model": model.name, "family": model.family(), "kind": model.kind(), "lm_head": lm_head,
+        "tasks": cfg.tasks, "bias": cfg.bias, "crows_variant": cfg.crows_variant, "crows_scoring": crows_scoring,
+        "stereoset_split": cfg.stereoset_split, "crows_limit": cfg.crows_limit, "stereoset_limit": cfg.stereoset_limit,
+        "seat_source": seat_source,
+    })
+}
+
+/// The note for rows or clusters a data file holds but that could not be read.
+fn malformed_note(path: &Path, what: &str, malformed: &[String]) -> Option<String> {
+    (!malformed.is_empty()).then(|| {
+        format!(
+            "{}: skipped {} malformed {what} ({})",
+            path.display(),
+            malformed.len(),
+            malformed.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        )
+    })
+}
+
+/// CrowS-Pairs calls race "race-color".
+fn crows_type(b: &str) -> &str {
+    if b == "race" { "race-color" } else { b }
+}
+
+/// The CrowS-Pairs rows to score: of the chosen bias types, cut to the limit.
+fn crows_pairs(cfg: &EvalConfig, notes: &mut Vec<String>) -> Result<Vec<CrowsPair>> {
+    let path = match &cfg.crows_file {
+        Some(p) => p.clone(),
+        None => crows::default_path()?,
+    };
+    let data = crows::read(&path)?;
+    notes.extend(malformed_note(&path, "rows", &data.malformed));
+    let mut pairs: Vec<CrowsPair> = data
+        .pairs
+        .into_iter()
+        .filter(|p| cfg.bias.is_empty() || cfg.bias.iter().any(|b| crows_type(b) == p.bias_type))
+        .collect();
+    if let Some(n) = cfg.crows_limit {
+        pairs.truncate(n);
+    }
+    if pairs.is_empty() {
+        bail!("{}: no CrowS-Pairs rows of bias type {}", path.display(), cfg.bias.join(","));
+    }
+    Ok(pairs)
+}
+
+fn run_crows(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<CrowsResult> {
+    let pairs = crows_pairs(cfg, notes)?;
+    let r = super::crows::score(model, &pairs, cfg.crows_variant, cfg.batch_size, progress)?;
+    if r.skipped > 0 {
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for why in r.pairs.iter().filter_map(|p| p.skipped.as_deref()) {
+            *reasons.entry(why).or_default() += 1;
+        }
+        let why: Vec<String> = reasons.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        notes.push(format!("CrowS-Pairs: {} pairs skipped and left out of N ({})", r.skipped, why.join("; ")));
+    }
+    Ok(r)
+}
+
+/// The StereoSet clusters to score: of the chosen domains, cut to the limit.
+fn stereoset_clusters(cfg: &EvalConfig, notes: &mut Vec<String>) -> Result<Vec<Cluster>> {
+    let path = match &cfg.stereoset_file {
+        Some(p) => p.clone(),
+        None => stereoset::default_path(&cfg.stereoset_split)?,
+    };
+    let data = stereoset::read(&path)?;
+    notes.extend(malformed_note(&path, "clusters", &data.malformed));
+    let mut clusters: Vec<Cluster> =
+        data.clusters.into_iter().filter(|c| cfg.bias.is_empty() || cfg.bias.contains(&c.bias_type)).collect();
+    if let Some(n) = cfg.stereoset_limit {
+        clusters.truncate(n);
+    }
+    if clusters.is_empty() {
+        bail!("{}: no StereoSet clusters of domain {}", path.display(), cfg.bias.join(","));
+    }
+    Ok(clusters)
+}
+
+fn run_stereoset(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<StereoSetResult> {
+    let clusters = stereoset_clusters(cfg, notes)?;
+    let r = super::stereoset::score(model, &clusters, cfg.batch_size, progress)?;
+    if r.skipped > 0 {
+        notes.push(format!(
+            "StereoSet: {} clusters skipped (a sentence longer than the model's {} positions)",
+            r.skipped,
+            model.max_len()
+        ));
+    }
+    Ok(r)
+}
+
+/// The SEAT tests to run: the named ones or the standard tests of the bias types, read from
+/// `seat_dir` or rebuilt from WEAT word lists.
+fn seat_tests(cfg: &EvalConfig) -> Result<Vec<SeatTest>> {
+    let biases: Vec<String> = if cfg.bias.is_empty() { vec!["gender".into()] } else { cfg.bias.clone() };
+    let names: Vec<String> = if cfg.seat_tests.is_empty() {
+        biases.iter().flat_map(|b| seat::tests_of(b)).map(String::from).collect()
+    } else {
+        cfg.seat_tests.clone()
+    };
+    if names.is_empty() {
+        bail!("no SEAT tests for bias type {}", biases.join(","));
+    }
+    match &cfg.seat_dir {
+        Some(dir) => seat::read_dir(dir, &names),
+        None => names.iter().map(|n| seat::rebuild(n)).collect(),
+    }
+}
+
+/// Rebuilt tests that differ from sent-bias's files of the same name are not comparable with
+/// published effect sizes: the note names them.
+fn rebuilt_note(tests: &[SeatTest]) -> Option<String> {
+    let differ: Vec<String> = tests
+        .iter()
+        .filter(|t| !seat::is_standard(&t.name))
+        .map(|t| {
+            format!(
+                "{} ({} {} / {} {} sentences)",
+                t.name,
+                t.targ1.examples.len(),
+                t.targ1.category,
+                t.targ2.examples.len(),
+                t.targ2.category
+            )
+        })
+        .collect();
+    (!differ.is_empty()).then(|| {
+        format!(
+            "SEAT tests rebuilt from WEFE's WEAT lists: {} keep every Arts sentence where sent-bias's files of the same name cut the set at random to the other target's size, so their effect sizes are not comparable with published ones (pass --seat-dir with sent-bias's files for those)",
+            differ.join(", ")
+        )
+    })
+}
+
+fn run_seat(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Vec<(String, SeatScore)>> {
+    let tests = seat_tests(cfg)?;
+    if cfg.seat_dir.is_none() {
+        notes.extend(rebuilt_note(&tests));
+    }
+    super::seat::score(model, &tests, cfg.batch_size, cfg.seed, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_lists_parse_in_order_and_name_an_unknown_task() {
+        assert_eq!(
+            BenchTask::parse_list("seat,crows").unwrap(),
+            vec![BenchTask::Seat, BenchTask::Crows],
+            "the order given is kept"
+        );
+        assert_eq!(BenchTask::parse_list("crows,stereoset,seat").unwrap(), EvalConfig::default().tasks);
+        let e = BenchTask::parse_list("crows,winobias").unwrap_err();
+        assert_eq!(e.to_string(), "unknown task \"winobias\" (crows, stereoset, seat)");
+        assert_eq!(serde_json::to_value(BenchTask::ALL).unwrap(), serde_json::json!(["crows", "stereoset", "seat"]));
+    }
+
+    #[test]
+    fn a_config_that_cannot_run_names_the_field() {
+        assert!(EvalConfig::default().validate().is_ok());
+        let bad = |cfg: EvalConfig| cfg.validate().unwrap_err().to_string();
+        assert_eq!(
+            bad(EvalConfig { batch_size: 0, ..Default::default() }),
+            "eval config: batch_size must be at least 1"
+        );
+        assert!(bad(EvalConfig { crows_limit: Some(0), ..Default::default() }).contains("crows_limit"));
+        assert!(bad(EvalConfig { stereoset_limit: Some(0), ..Default::default() }).contains("stereoset_limit"));
+        assert!(bad(EvalConfig { stereoset_split: "train".into(), ..Default::default() }).contains("stereoset_split"));
+        let file =
+            EvalConfig { stereoset_split: "train".into(), stereoset_file: Some("x.json".into()), ..Default::default() };
+        assert!(file.validate().is_ok(), "a file makes the split unused");
+    }
+}
