@@ -187,7 +187,8 @@ pub fn run_task(
         ..TrainConfig::default()
     };
     let began = std::time::Instant::now();
-    Trainer { model: &model, cfg, out: run_dir.to_path_buf(), nc3: None }.run(&objective)?;
+    Trainer { model: &model, cfg, out: run_dir.to_path_buf(), nc3: None }
+        .run(&objective, &crate::util::progress::Silent)?; // INTEGRATE: pass progress
     let seconds_per_epoch = began.elapsed().as_secs_f64() / settings.epochs.max(1) as f64;
     let predictions = predict(&model, &objective.head, &dev_items)?;
     let result = RunResult {
