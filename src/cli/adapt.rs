@@ -64,3 +64,23 @@ pub fn run(a: Args) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn unset_flags_keep_the_recipe() {
+        let line = Line::parse_from(["adapt", "--output", "out"]);
+        assert_eq!(line.args.config().unwrap(), AdaptConfig::default());
+        let line = Line::parse_from(["adapt", "--no-pack", "--steps", "60", "--output", "out"]);
+        assert_eq!(line.args.config().unwrap(), AdaptConfig { pack: false, steps: 60, ..AdaptConfig::default() });
+    }
+}

@@ -109,3 +109,25 @@ pub fn run(a: Args) -> Result<()> {
     println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png, nc3.png", r.model_dir.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_configs() {
+        let line = Line::parse_from(["debias", "--method", "cda", "--output", "out"]);
+        assert_eq!(line.args.config().unwrap(), DebiasConfig::default());
+        assert_eq!(line.args.output_mode(), OutputMode::New);
+        let line = Line::parse_from(["debias", "--method", "bec", "--train", "head", "--resume", "--output", "out"]);
+        let cfg = line.args.config().unwrap();
+        assert_eq!((cfg.method, cfg.train, line.args.output_mode()), (Method::Bec, Scope::Head, OutputMode::Resume));
+    }
+}

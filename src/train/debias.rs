@@ -297,7 +297,7 @@ fn corpus(cfg: &DebiasConfig) -> Result<Corpus> {
 /// The texts a language-modelling method trains on: CDA each text and its counterfactual, BEC
 /// every text with its attribute words flipped, Dropout the corpus as it is. ASE and the
 /// contrastive method build their examples themselves.
-pub fn lm_texts(method: Method, corpus: &Corpus, set: &WordSet) -> Result<Vec<String>> {
+fn lm_texts(method: Method, corpus: &Corpus, set: &WordSet) -> Result<Vec<String>> {
     Ok(match method {
         Method::Cda => {
             super::cda::augment(&corpus.texts, set, &corpus.name)?.into_iter().flat_map(|(o, c)| [o, c]).collect()
