@@ -266,18 +266,22 @@ pub fn ensure_minilm_mlm() -> Result<PathBuf> {
         warn_if_old_recipe(&root.join("adapt.json"));
         return Ok(model);
     }
-    eprintln!(
+    // First-use work, below whichever stage asked for the name: it reports to the process-wide
+    // receiver, not to that stage's caller.
+    let progress = crate::util::progress::background();
+    progress.message(&format!(
         "building minilm-mlm (masked-LM training of minilm on GAP, BOLD and BUG text; cached in {}) ...",
         root.display()
-    );
+    ));
     let base = crate::data::Bundle::Minilm.ensure()?;
-    let report = crate::train::adapt::adapt("minilm", &base, &crate::train::adapt::AdaptConfig::default(), &root)?;
-    eprintln!(
+    let report =
+        crate::train::adapt::adapt("minilm", &base, &crate::train::adapt::AdaptConfig::default(), &root, progress)?;
+    progress.message(&format!(
         "minilm-mlm: held-out masked-token accuracy {:.1}% ({:.1}% before), built in {:.0} s",
         report.heldout_accuracy * 100.0,
         report.heldout_accuracy_before * 100.0,
         report.seconds
-    );
+    ));
     Ok(model)
 }
 

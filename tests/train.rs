@@ -11,6 +11,7 @@ use fairnc::train::nc3::{Nc3Regularizer, Nc3Variant};
 use fairnc::train::objective::MaskedLm;
 use fairnc::train::optim::AdamWConfig;
 use fairnc::train::trainer::{TrainConfig, Trainer};
+use fairnc::util::progress::Silent;
 use fairnc::words::{ClassSet, Policy, WordSet};
 use std::path::Path;
 
@@ -23,7 +24,7 @@ fn run(out: &Path, cfg: TrainConfig) -> (LanguageModel, anyhow::Result<u64>) {
         Some(Nc3Regularizer::new(&classes, m.config.vocab_size, m.config.hidden_size, Target::Same, Nc3Variant::Std));
     let result = {
         let mut t = Trainer { model: &m, cfg, out: out.to_path_buf(), nc3 };
-        t.run(&obj)
+        t.run(&obj, &Silent)
     };
     (m, result)
 }
@@ -439,7 +440,7 @@ fn non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint() {
         // grad_accum 2: call 5 is the second micro-batch of step 2 (0-based), the third step.
         let cfg = TrainConfig { nc3_lambda: None, ..config() };
         let err = Trainer { model: &m, cfg, out: tmp.path().to_path_buf(), nc3: None }
-            .run(&obj)
+            .run(&obj, &Silent)
             .expect_err(if grad { "NaN gradient" } else { "NaN loss" })
             .to_string();
         let expected = if grad {

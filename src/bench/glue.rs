@@ -244,7 +244,7 @@ impl TaskRun<'_> {
     }
 
     /// Trains a new head (and the whole model) on the training split and scores the dev split.
-    fn fine_tune(&self, run_dir: &Path, _progress: &dyn Progress) -> Result<RunResult> {
+    fn fine_tune(&self, run_dir: &Path, progress: &dyn Progress) -> Result<RunResult> {
         let (task, seed, settings) = (self.task, self.seed, self.settings);
         let train = crate::data::glue::subsample(task.load(self.glue_dir, "train")?, settings.max_train);
         let dev = task.load(self.glue_dir, "dev")?;
@@ -255,7 +255,7 @@ impl TaskRun<'_> {
         let cfg = train_config(settings, train.len(), seed);
         let steps = cfg.steps;
         let began = std::time::Instant::now();
-        Trainer { model: &model, cfg, out: run_dir.to_path_buf(), nc3: None }.run(&objective)?; // INTEGRATE: pass progress
+        Trainer { model: &model, cfg, out: run_dir.to_path_buf(), nc3: None }.run(&objective, progress)?;
         let seconds_per_epoch = began.elapsed().as_secs_f64() / settings.epochs.max(1) as f64;
         let predictions = predict(&model, &objective.head, &dev_items)?;
         Ok(RunResult {

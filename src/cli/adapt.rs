@@ -28,21 +28,31 @@ pub struct Args {
     output: PathBuf,
 }
 
+impl Args {
+    /// The flags as a validated config (unset ones keep [`AdaptConfig::default`]'s values).
+    fn config(&self) -> Result<AdaptConfig> {
+        let d = AdaptConfig::default();
+        let cfg = AdaptConfig {
+            steps: self.steps.unwrap_or(d.steps),
+            lr: self.lr.unwrap_or(d.lr),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            warmup: self.warmup.unwrap_or(d.warmup),
+            head_lr_scale: self.head_lr_scale.unwrap_or(d.head_lr_scale),
+            seed: self.seed.unwrap_or(d.seed),
+            pack: d.pack && !self.no_pack,
+            ..d
+        };
+        // Checked here first so that the message names the flags.
+        validate::check_warmup(cfg.warmup, cfg.steps)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
-    let d = AdaptConfig::default();
-    let cfg = AdaptConfig {
-        steps: a.steps.unwrap_or(d.steps),
-        lr: a.lr.unwrap_or(d.lr),
-        batch_size: a.batch_size.unwrap_or(d.batch_size),
-        warmup: a.warmup.unwrap_or(d.warmup),
-        head_lr_scale: a.head_lr_scale.unwrap_or(d.head_lr_scale),
-        seed: a.seed.unwrap_or(d.seed),
-        pack: d.pack && !a.no_pack,
-        ..d
-    };
-    validate::check_warmup(cfg.warmup, cfg.steps)?;
+    let cfg = a.config()?;
     let base = crate::registry::resolve(&a.model)?;
-    let r = adapt(&a.model, &base, &cfg, &a.output)?;
+    let r = adapt(&a.model, &base, &cfg, &a.output, &super::progress::Bars::new())?;
     println!(
         "held-out masked-token accuracy {:.2}% (before {:.2}%, {} tokens), final loss {:.3}, {:.0} s; model in {}",
         r.heldout_accuracy * 100.0,
@@ -53,4 +63,24 @@ pub fn run(a: Args) -> Result<()> {
         a.output.join("model").display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn unset_flags_keep_the_recipe() {
+        let line = Line::parse_from(["adapt", "--output", "out"]);
+        assert_eq!(line.args.config().unwrap(), AdaptConfig::default());
+        let line = Line::parse_from(["adapt", "--no-pack", "--steps", "60", "--output", "out"]);
+        assert_eq!(line.args.config().unwrap(), AdaptConfig { pack: false, steps: 60, ..AdaptConfig::default() });
+    }
 }

@@ -8,6 +8,7 @@ pub mod experiment;
 pub mod glue;
 pub mod plot;
 pub mod progress;
+pub mod training;
 
 /// A p-value as a table shows it: four decimals, or the order of magnitude below 0.0001 (a
 /// random-permutation p is never 0: at least 1 / (B + 1), so "0.0000" would misstate it).

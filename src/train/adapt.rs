@@ -10,8 +10,9 @@ use super::optim::AdamWConfig;
 use super::trainer::{TrainConfig, Trainer};
 use crate::data::corpus::Corpus;
 use crate::model::{Exec, LanguageModel, LoadOptions};
+use crate::util::progress::Progress;
 use crate::util::rng::SplitMix;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::path::Path;
 
 /// Every fifth text of the mixed corpus is held out for the accuracy measurement.
@@ -49,6 +50,35 @@ impl Default for AdaptConfig {
             eval_texts: 2000,
             pack: true,
         }
+    }
+}
+
+impl AdaptConfig {
+    /// Refuses settings that would divide by zero or never reach the learning rate asked for.
+    pub fn validate(&self) -> Result<()> {
+        let at_least = |field: &str, value: u64, min: u64| -> Result<()> {
+            if value < min {
+                bail!("adapt config: {field} must be at least {min}");
+            }
+            Ok(())
+        };
+        at_least("steps", self.steps, 1)?;
+        at_least("batch_size", self.batch_size as u64, 1)?;
+        at_least("max_len", self.max_len as u64, 2)?;
+        at_least("eval_texts", self.eval_texts as u64, 1)?;
+        for (field, value) in [("lr", self.lr), ("head_lr_scale", self.head_lr_scale)] {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("adapt config: {field} must be a finite number above 0, not {value}");
+            }
+        }
+        if self.warmup > self.steps {
+            bail!(
+                "adapt config: warmup {} is more than steps {}: the learning rate would never reach lr",
+                self.warmup,
+                self.steps
+            );
+        }
+        Ok(())
     }
 }
 
@@ -158,13 +188,20 @@ pub struct AdaptReport {
 /// Trains `base` (a checkpoint directory) into a masked LM in `out`: checkpoints and the log go
 /// to `out/train/` (a killed build resumes there), the model to `out/model/`, the measurements
 /// to `out/adapt.json`.
-pub fn adapt(base_name: &str, base: &Path, cfg: &AdaptConfig, out: &Path) -> Result<AdaptReport> {
+pub fn adapt(
+    base_name: &str,
+    base: &Path,
+    cfg: &AdaptConfig,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<AdaptReport> {
+    cfg.validate()?;
     let began = std::time::Instant::now();
     let model = LanguageModel::load(base, &LoadOptions { seed: cfg.seed, ..Default::default() })?;
     let (train, heldout) = general_text()?;
     let heldout = &heldout[..cfg.eval_texts.min(heldout.len())];
     let (before, _) = masked_accuracy(&model, heldout, cfg.max_len)?;
-    eprintln!("{base_name}: held-out masked-token accuracy before training {:.1}%", before * 100.0);
+    progress.message(&format!("{base_name}: held-out masked-token accuracy before training {:.1}%", before * 100.0));
     let mut objective = MaskedLm::new(&model, &train, cfg.max_len)?;
     if cfg.pack {
         objective.texts = pack(std::mem::take(&mut objective.texts), cfg.max_len);
@@ -181,9 +218,9 @@ pub fn adapt(base_name: &str, base: &Path, cfg: &AdaptConfig, out: &Path) -> Res
     };
     let train_dir = out.join("train");
     let mut trainer = Trainer { model: &model, cfg: train_cfg, out: train_dir.clone(), nc3: None };
-    trainer.run(&objective)?;
+    trainer.run(&objective, progress)?;
     let (accuracy, tokens) = masked_accuracy(&model, heldout, cfg.max_len)?;
-    let final_loss = last_loss(&train_dir.join("log.jsonl"))?;
+    let final_loss = final_loss(&super::log::read_log(&train_dir.join(super::log::FILE))?);
     model.save(&out.join("model"))?;
     let report = AdaptReport {
         base: base_name.to_string(),
@@ -200,13 +237,10 @@ pub fn adapt(base_name: &str, base: &Path, cfg: &AdaptConfig, out: &Path) -> Res
     Ok(report)
 }
 
-fn last_loss(log: &Path) -> Result<f64> {
-    let text = std::fs::read_to_string(log).with_context(|| format!("{}: cannot read", log.display()))?;
-    // Mean of the last 20 steps: one step's loss is noisy.
-    let losses: Vec<f64> =
-        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect();
-    let tail = &losses[losses.len().saturating_sub(20)..];
-    Ok(tail.iter().sum::<f64>() / tail.len().max(1) as f64)
+/// The mean loss of the last 20 steps: one step's loss is noisy.
+fn final_loss(log: &[super::log::LogRecord]) -> f64 {
+    let tail = &log[log.len().saturating_sub(20)..];
+    tail.iter().map(|r| r.loss).sum::<f64>() / tail.len().max(1) as f64
 }
 
 #[cfg(test)]

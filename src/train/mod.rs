@@ -1,14 +1,17 @@
-//! Training: the loop (deterministic, checkpointed, resumable), AdamW with schedule and
-//! clipping, the NC3 regularizer, masked-LM inputs, counterfactual augmentation, the debiasing
-//! objectives (MLM, CLM, ASE-style, MABEL-style contrastive) and the masked-LM adaptation that
-//! builds `minilm-mlm`.
+//! Training: the loop (deterministic, checkpointed, resumable) and its typed log, AdamW with
+//! schedule and clipping, the NC3 regularizer, masked-LM inputs, counterfactual augmentation,
+//! the debiasing objectives (MLM, CLM, ASE-style, MABEL-style contrastive) and the debias stage
+//! that composes them, and the masked-LM adaptation that builds `minilm-mlm`.
 
 pub mod adapt;
 pub mod cda;
 pub mod classify;
 pub mod contrastive;
+pub mod debias;
+pub mod log;
 pub mod masking;
 pub mod nc3;
 pub mod objective;
 pub mod optim;
+mod run_dir;
 pub mod trainer;

@@ -195,7 +195,7 @@ mod tests {
         let var = Var::from_tensor(&Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap()).unwrap();
         let loss = (var.as_tensor() * &Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
         let mut grads = loss.backward().unwrap();
-        let norm = clip_grad_norm(&mut grads, &[var.clone()], 1.0).unwrap();
+        let norm = clip_grad_norm(&mut grads, std::slice::from_ref(&var), 1.0).unwrap();
         assert!((norm - 5.0).abs() < 1e-6);
         let g: Vec<f32> = grads.get(var.as_tensor()).unwrap().to_vec1().unwrap();
         assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);

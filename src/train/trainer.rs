@@ -6,14 +6,17 @@
 //! and the data order from (seed, epoch), so a checkpoint needs only the step count besides
 //! weights, optimizer moments and the regularizer's running sums.
 
+use super::log::{self, LogRecord, LogWriter};
 use super::nc3::{Nc3Regularizer, Nc3Variant};
 use super::objective::Objective;
 use super::optim::{AdamW, AdamWConfig, clip_grad_norm, linear_schedule};
 use crate::model::LanguageModel;
+use crate::util::progress::{Progress, Unit};
 use crate::util::rng::SplitMix;
 use anyhow::{Context, Result, bail};
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -100,14 +103,14 @@ struct CheckpointState {
     config: TrainConfig,
 }
 
-impl<'a> Trainer<'a> {
+impl Trainer<'_> {
     fn latest(&self) -> PathBuf {
         self.out.join("checkpoint-latest")
     }
 
     /// Writes `checkpoint-<step>/` completely, then points `checkpoint-latest` at it in one
     /// atomic rename, then removes older checkpoints: a crash at any moment leaves a good one.
-    fn checkpoint(&self, step: u64, opt: &AdamW, extra: &[(String, candle_core::Var)]) -> Result<()> {
+    fn checkpoint(&self, step: u64, opt: &AdamW, extra: &[(String, Var)]) -> Result<()> {
         let dir = self.out.join(format!("checkpoint-{step}"));
         let written = self.write_checkpoint(&dir, step, opt, extra);
         if written.is_err() {
@@ -126,7 +129,7 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn write_checkpoint(&self, dir: &Path, step: u64, opt: &AdamW, extra: &[(String, candle_core::Var)]) -> Result<()> {
+    fn write_checkpoint(&self, dir: &Path, step: u64, opt: &AdamW, extra: &[(String, Var)]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         self.model.params.save(&dir.join("model.safetensors"))?;
         if !extra.is_empty() {
@@ -145,7 +148,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Restores the latest checkpoint, if any; returns the step to continue from.
-    fn resume(&mut self, opt: &mut AdamW, extra: &[(String, candle_core::Var)]) -> Result<u64> {
+    fn resume(&mut self, opt: &mut AdamW, extra: &[(String, Var)], progress: &dyn Progress) -> Result<u64> {
         let Ok(name) = std::fs::read_to_string(self.latest()) else { return Ok(0) };
         let dir = self.out.join(name.trim());
         let meta: CheckpointState = serde_json::from_str(
@@ -171,18 +174,64 @@ impl<'a> Trainer<'a> {
         if let Some(r) = &mut self.nc3 {
             r.load_state(&state, "nc3.")?;
         }
-        eprintln!("resuming from {} (step {})", dir.display(), meta.step);
+        progress.message(&format!("resuming from {} (step {})", dir.display(), meta.step));
         Ok(meta.step)
     }
 
     /// Runs (or resumes) training; returns the number of steps done in all.
-    pub fn run(&mut self, objective: &dyn Objective) -> Result<u64> {
+    pub fn run(&mut self, objective: &dyn Objective, progress: &dyn Progress) -> Result<u64> {
         if objective.is_empty() {
             bail!("no training examples");
         }
         std::fs::create_dir_all(&self.out).with_context(|| format!("{}: cannot create", self.out.display()))?;
         let extra = objective.extra_vars();
-        let trained: Vec<(String, candle_core::Var)> = self
+        let trained = self.trained_vars(&extra)?;
+        let vars: Vec<Var> = trained.iter().map(|(_, v)| v.clone()).collect();
+        let names: Vec<String> = trained.iter().map(|(n, _)| n.clone()).collect();
+        let mut opt = AdamW::new(trained, self.cfg.adamw)?;
+        opt.scale_lr(crate::model::layout::is_head_param, self.cfg.head_lr_scale);
+        let start = self.resume(&mut opt, &extra, progress)?;
+        let log_path = self.out.join(log::FILE);
+        log::keep_until(&log_path, start)?;
+        let mut log = LogWriter::append_to(&log_path)?;
+        let phase = progress.phase(objective.name(), self.cfg.steps, Unit::Items);
+        phase.set(start);
+        let began = std::time::Instant::now();
+        let mut tokens = 0usize;
+        for step in start..self.cfg.steps {
+            if self.cfg.stop_after == Some(step - start) {
+                bail!("stopped after {} steps", step - start);
+            }
+            let lr = linear_schedule(self.cfg.adamw.lr, step, self.cfg.warmup, self.cfg.steps);
+            let mut sums = self.accumulate(objective, step, &vars)?;
+            tokens += sums.tokens;
+            let norm = clip_or_name_non_finite(&mut sums.grads, &vars, &names, self.cfg.max_grad_norm, step)?;
+            opt.step(&sums.grads, lr)?;
+            let record = LogRecord {
+                step: step + 1,
+                loss: sums.total,
+                terms: sums.terms,
+                lr,
+                grad_norm: norm,
+                tokens_per_s: tokens as f64 / began.elapsed().as_secs_f64(),
+                nc3_classes: sums.nc3_classes,
+                // The first step of a resumed invocation says where it took over.
+                resumed_from: (step == start && start > 0).then_some(start),
+            };
+            log.write(&record)?;
+            phase.set(step + 1);
+            phase.status(&format!("loss {:.4}", record.loss));
+            if (step + 1) % self.cfg.checkpoint_every.max(1) == 0 || step + 1 == self.cfg.steps {
+                self.checkpoint(step + 1, &opt, &extra)?;
+            }
+        }
+        Ok(self.cfg.steps)
+    }
+
+    /// The parameters the optimizer updates: the model's (all, or only the LM head's own) and
+    /// the objective's task head.
+    fn trained_vars(&self, extra: &[(String, Var)]) -> Result<Vec<(String, Var)>> {
+        let trained: Vec<(String, Var)> = self
             .model
             .vars()
             .into_iter()
@@ -194,141 +243,144 @@ impl<'a> Trainer<'a> {
                 "nothing to train: this model's LM head has no parameters of its own (its decoder is the tied embedding)"
             );
         }
-        let vars: Vec<candle_core::Var> = trained.iter().map(|(_, v)| v.clone()).collect();
-        let names: Vec<String> = trained.iter().map(|(n, _)| n.clone()).collect();
-        let mut opt = AdamW::new(trained, self.cfg.adamw)?;
-        opt.scale_lr(crate::model::layout::is_head_param, self.cfg.head_lr_scale);
-        let start = self.resume(&mut opt, &extra)?;
-        let log_path = self.out.join("log.jsonl");
-        keep_log_until(&log_path, start)?;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("{}: cannot open", log_path.display()))?;
-        let bar = crate::report::progress::items_bar(self.cfg.steps, objective.name());
-        bar.set_position(start);
-        let began = std::time::Instant::now();
-        let mut tokens = 0usize;
-        for step in start..self.cfg.steps {
-            if self.cfg.stop_after == Some(step - start) {
-                bail!("stopped after {} steps", step - start);
+        Ok(trained)
+    }
+
+    /// Runs the `grad_accum` micro-batches of `step` and sums what they give, each weighted by
+    /// 1 / `grad_accum`; stops at the first non-finite loss, naming the terms that are.
+    fn accumulate(&mut self, objective: &dyn Objective, step: u64, vars: &[Var]) -> Result<StepSums> {
+        let weight = self.cfg.grad_accum as f64;
+        let mut grads: Option<GradStore> = None;
+        let mut sums = StepSums::default();
+        for micro in 0..self.cfg.grad_accum.max(1) {
+            let mb = self.micro_batch(objective, step, micro)?;
+            sums.tokens += mb.tokens;
+            for (k, v) in &mb.terms {
+                *sums.terms.entry(k.clone()).or_default() += v / weight;
             }
-            let lr = linear_schedule(self.cfg.adamw.lr, step, self.cfg.warmup, self.cfg.steps);
-            let mut grads: Option<candle_core::backprop::GradStore> = None;
-            let mut terms: BTreeMap<String, f64> = BTreeMap::new();
-            let mut nc3_classes = 0;
-            let mut total = 0f64;
-            for micro in 0..self.cfg.grad_accum.max(1) {
-                let seed = mix(self.cfg.seed, step * 1000 + micro as u64);
-                self.model.dropout_rng().reseed(seed ^ 0xD);
-                let mut rng = SplitMix::new(seed);
-                let ex = examples(objective.len(), self.cfg.seed, step, micro, &self.cfg);
-                let out = objective.step(self.model, &ex, &mut rng)?;
-                tokens += out.tokens;
-                let mut loss = out.loss;
-                for (k, v) in &out.terms {
-                    *terms.entry(k.clone()).or_default() += v / self.cfg.grad_accum as f64;
-                }
-                // The objective's own loss first: diverged weights would otherwise surface as the
-                // regularizer's complaint about a NaN feature, naming neither step nor term.
-                if !loss.to_scalar::<f32>()?.is_finite() {
-                    let bad: Vec<&str> =
-                        out.terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.as_str()).collect();
-                    bail!(
-                        "non-finite loss at step {} (terms: {}); the last checkpoint is kept",
-                        step + 1,
-                        if bad.is_empty() { objective.name().to_string() } else { bad.join(", ") }
-                    );
-                }
-                // With a regularizer but no λ the NC3 spread is only logged (a baseline to compare with).
-                if let Some(r) = &mut self.nc3 {
-                    r.observe(&out.hidden, &out.rows).with_context(|| format!("step {}: NC3 regularizer", step + 1))?;
-                    if let Some(t) = r.term(self.model.classifier().as_tensor())? {
-                        let v = t.loss.to_scalar::<f32>()? as f64;
-                        *terms.entry("nc3".into()).or_default() += v / self.cfg.grad_accum as f64;
-                        nc3_classes = t.classes;
-                        if let Some(lambda) = self.cfg.nc3_lambda {
-                            loss = (loss + (t.loss * lambda)?)?;
-                        }
-                    }
-                }
-                let value = loss.to_scalar::<f32>()?;
-                total += value as f64 / self.cfg.grad_accum as f64;
-                if !value.is_finite() {
-                    let bad: Vec<String> =
-                        terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
-                    let which = if bad.is_empty() {
-                        "total: every term is finite, their weighted sum is not".to_string()
-                    } else {
-                        bad.join(", ")
-                    };
-                    bail!("non-finite loss at step {} (terms: {which}); the last checkpoint is kept", step + 1);
-                }
-                let g = (loss / self.cfg.grad_accum as f64)?.backward()?;
-                grads = Some(match grads {
-                    None => g,
-                    Some(mut acc) => {
-                        for v in &vars {
-                            if let Some(new) = g.get(v.as_tensor()) {
-                                let sum = match acc.get(v.as_tensor()) {
-                                    Some(old) => (old + new)?,
-                                    None => new.clone(),
-                                };
-                                acc.insert(v.as_tensor(), sum);
-                            }
-                        }
-                        acc
-                    }
-                });
+            if let Some((spread, classes)) = mb.nc3 {
+                *sums.terms.entry("nc3".into()).or_default() += spread / weight;
+                sums.nc3_classes = classes;
             }
-            let mut grads = grads.expect("at least one micro-batch");
-            let norm = clip_grad_norm(&mut grads, &vars, self.cfg.max_grad_norm)?;
-            if !norm.is_finite() {
-                // The loss was finite, so the gradient cannot be told apart by loss term: name the
-                // parameters it reached (clipping keeps a non-finite gradient non-finite).
-                let bad: Vec<&str> = vars
-                    .iter()
-                    .zip(&names)
-                    .filter(|(v, _)| {
-                        grads.get(v.as_tensor()).is_some_and(|g| {
-                            g.sqr()
-                                .and_then(|q| q.sum_all())
-                                .and_then(|t| t.to_dtype(candle_core::DType::F64))
-                                .and_then(|t| t.to_scalar::<f64>())
-                                .map_or(true, |x| !x.is_finite())
-                        })
-                    })
-                    .map(|(_, n)| n.as_str())
-                    .collect();
-                let shown = if bad.len() > 3 {
-                    format!("{} and {} more", bad[..3].join(", "), bad.len() - 3)
+            let value = mb.loss.to_scalar::<f32>()?;
+            sums.total += value as f64 / weight;
+            if !value.is_finite() {
+                let bad: Vec<String> =
+                    sums.terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()).collect();
+                let which = if bad.is_empty() {
+                    "total: every term is finite, their weighted sum is not".to_string()
                 } else {
                     bad.join(", ")
                 };
-                bail!(
-                    "non-finite gradient norm at step {} (parameters: {shown}); the last checkpoint is kept",
-                    step + 1
-                );
+                bail!("non-finite loss at step {} (terms: {which}); the last checkpoint is kept", step + 1);
             }
-            opt.step(&grads, lr)?;
-            let rate = tokens as f64 / began.elapsed().as_secs_f64();
-            let mut line = serde_json::json!({"step": step + 1, "loss": total, "terms": terms, "lr": lr, "grad_norm": norm, "tokens_per_s": rate, "nc3_classes": nc3_classes});
-            // The first step of a resumed invocation says where it took over, so that a run which
-            // silently started again from zero cannot pass for a resumed one.
-            if step == start && start > 0 {
-                line["resumed_from"] = start.into();
-            }
-            writeln!(log, "{line}")?;
-            bar.set_position(step + 1);
-            bar.set_prefix(format!("loss {total:.4}"));
-            if (step + 1) % self.cfg.checkpoint_every.max(1) == 0 || step + 1 == self.cfg.steps {
-                self.checkpoint(step + 1, &opt, &extra)?;
+            let g = (mb.loss / weight)?.backward()?;
+            grads = Some(match grads {
+                None => g,
+                Some(acc) => add_grads(acc, &g, vars)?,
+            });
+        }
+        sums.grads = grads.expect("at least one micro-batch");
+        Ok(sums)
+    }
+
+    /// One micro-batch: its examples and random streams (from seed, step and micro), the
+    /// objective's loss, and the NC3 term on its hidden states (added with weight λ, if any).
+    fn micro_batch(&mut self, objective: &dyn Objective, step: u64, micro: usize) -> Result<MicroBatch> {
+        let seed = mix(self.cfg.seed, step * 1000 + micro as u64);
+        self.model.dropout_rng().reseed(seed ^ 0xD);
+        let mut rng = SplitMix::new(seed);
+        let ex = examples(objective.len(), self.cfg.seed, step, micro, &self.cfg);
+        let out = objective.step(self.model, &ex, &mut rng)?;
+        // The objective's own loss first: diverged weights would otherwise surface as the
+        // regularizer's complaint about a NaN feature, naming neither step nor term.
+        if !out.loss.to_scalar::<f32>()?.is_finite() {
+            let bad: Vec<&str> = out.terms.iter().filter(|(_, v)| !v.is_finite()).map(|(k, _)| k.as_str()).collect();
+            bail!(
+                "non-finite loss at step {} (terms: {}); the last checkpoint is kept",
+                step + 1,
+                if bad.is_empty() { objective.name().to_string() } else { bad.join(", ") }
+            );
+        }
+        let mut loss = out.loss;
+        let mut nc3 = None;
+        // With a regularizer but no λ the NC3 spread is only logged (a baseline to compare with).
+        if let Some(r) = &mut self.nc3 {
+            r.observe(&out.hidden, &out.rows).with_context(|| format!("step {}: NC3 regularizer", step + 1))?;
+            if let Some(t) = r.term(self.model.classifier().as_tensor())? {
+                nc3 = Some((t.loss.to_scalar::<f32>()? as f64, t.classes));
+                if let Some(lambda) = self.cfg.nc3_lambda {
+                    loss = (loss + (t.loss * lambda)?)?;
+                }
             }
         }
-        bar.finish_and_clear();
-        Ok(self.cfg.steps)
+        Ok(MicroBatch { loss, terms: out.terms, nc3, tokens: out.tokens })
     }
+}
+
+/// What one micro-batch contributes to its step.
+struct MicroBatch {
+    /// The objective's loss plus λ × the NC3 term.
+    loss: Tensor,
+    /// The objective's terms, unweighted.
+    terms: Vec<(String, f64)>,
+    /// The NC3 spread and the classes it saw, when the regularizer had two classes or more.
+    nc3: Option<(f64, usize)>,
+    tokens: usize,
+}
+
+/// A step's micro-batches summed.
+#[derive(Default)]
+struct StepSums {
+    grads: GradStore,
+    terms: BTreeMap<String, f64>,
+    total: f64,
+    nc3_classes: usize,
+    tokens: usize,
+}
+
+/// `acc` with the gradients of `g` added, for every trained variable `g` reached.
+fn add_grads(mut acc: GradStore, g: &GradStore, vars: &[Var]) -> Result<GradStore> {
+    for v in vars {
+        if let Some(new) = g.get(v.as_tensor()) {
+            let sum = match acc.get(v.as_tensor()) {
+                Some(old) => (old + new)?,
+                None => new.clone(),
+            };
+            acc.insert(v.as_tensor(), sum);
+        }
+    }
+    Ok(acc)
+}
+
+/// Clips the gradient to `max_norm` and returns its norm before clipping; a non-finite norm
+/// stops the run, naming the parameters it reached.
+fn clip_or_name_non_finite(
+    grads: &mut GradStore,
+    vars: &[Var],
+    names: &[String],
+    max_norm: f64,
+    step: u64,
+) -> Result<f64> {
+    let norm = clip_grad_norm(grads, vars, max_norm)?;
+    if norm.is_finite() {
+        return Ok(norm);
+    }
+    // The loss was finite, so the gradient cannot be told apart by loss term: name the
+    // parameters it reached (clipping keeps a non-finite gradient non-finite).
+    let bad: Vec<&str> = vars
+        .iter()
+        .zip(names)
+        .filter(|(v, _)| grads.get(v.as_tensor()).is_some_and(|g| !squared_norm(g).is_ok_and(f64::is_finite)))
+        .map(|(_, n)| n.as_str())
+        .collect();
+    let shown =
+        if bad.len() > 3 { format!("{} and {} more", bad[..3].join(", "), bad.len() - 3) } else { bad.join(", ") };
+    bail!("non-finite gradient norm at step {} (parameters: {shown}); the last checkpoint is kept", step + 1);
+}
+
+fn squared_norm(g: &Tensor) -> candle_core::Result<f64> {
+    g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()
 }
 
 /// Removes a finished run's checkpoints (`checkpoint-<step>/` and the `checkpoint-latest`
@@ -342,53 +394,4 @@ pub fn remove_checkpoints(run_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Keeps the log lines of steps 1..=`step` (the checkpoint resumed from) and drops the ones
-/// written after it (a run killed mid-way may leave a line cut short there). A log that lacks
-/// any of steps 1..=`step` — deleted, truncated, a line damaged — is refused, and left as it is:
-/// resuming would leave a silent gap in the loss record.
-fn keep_log_until(path: &Path, step: u64) -> Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && step == 0 => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "{}: missing, but the checkpoint is at step {step}: the log of steps 1..={step} is lost; start the run over (--overwrite)",
-                path.display()
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    };
-    let mut kept = String::new();
-    let mut next = 1;
-    for (i, line) in text.lines().enumerate() {
-        if next > step {
-            break;
-        }
-        match serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64()) {
-            Some(s) if s == next => {
-                kept.push_str(line);
-                kept.push('\n');
-                next += 1;
-            }
-            found => bail!(
-                "{}: line {} {} where the record of step {next} was expected; the checkpoint is at step {step}, so steps {next}..={step} are missing from the log; start the run over (--overwrite)",
-                path.display(),
-                i + 1,
-                match found {
-                    Some(s) => format!("is step {s}"),
-                    None => "is cut short or not a log record".into(),
-                }
-            ),
-        }
-    }
-    if next <= step {
-        bail!(
-            "{}: ends at step {} but the checkpoint is at step {step}: the log of steps {next}..={step} is missing (truncated); start the run over (--overwrite)",
-            path.display(),
-            next - 1
-        );
-    }
-    crate::util::fs::write_atomic(path, kept.as_bytes())
 }
