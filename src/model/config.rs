@@ -96,6 +96,119 @@ pub struct ModelConfig {
     pub raw: Value,
 }
 
+/// The family a `config.json` names in `model_type`.
+fn family_of(raw: &Value) -> Result<Family> {
+    let model_type = raw.get("model_type").and_then(Value::as_str).context("no \"model_type\" key")?;
+    Ok(match model_type {
+        "bert" => Family::Bert,
+        "roberta" => Family::Roberta,
+        "distilbert" => Family::DistilBert,
+        "gpt2" => Family::Gpt2,
+        other => bail!("unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2)"),
+    })
+}
+
+/// Typed reads from a parsed `config.json`, each error naming its key.
+struct Keys<'a>(&'a Value);
+
+impl Keys<'_> {
+    fn size(&self, key: &str) -> Result<usize> {
+        self.0
+            .get(key)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .with_context(|| format!("missing or non-integer \"{key}\""))
+    }
+
+    /// A key that is present must hold a number: a typo'd string must not become the default.
+    fn float(&self, key: &str, default: f64) -> Result<f64> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_f64().with_context(|| format!("\"{key}\" is not a number ({v})")),
+        }
+    }
+
+    fn activation(&self, key: &str, default: &str) -> Result<Activation> {
+        let name = self.0.get(key).and_then(Value::as_str).unwrap_or(default);
+        Ok(match name {
+            "gelu" | "gelu_python" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => bail!("unsupported activation \"{other}\" in \"{key}\""),
+        })
+    }
+
+    fn pad_token_id(&self) -> Result<Option<u32>> {
+        match self.0.get("pad_token_id").and_then(Value::as_u64) {
+            Some(v) => {
+                Ok(Some(u32::try_from(v).ok().with_context(|| format!("\"pad_token_id\" {v} is not a token id"))?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// BERT and RoBERTa share their key names.
+    fn bert_like(&self, family: Family, pad: Option<u32>) -> Result<ModelConfig> {
+        Ok(ModelConfig {
+            family,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size: self.size("hidden_size")?,
+            num_layers: self.size("num_hidden_layers")?,
+            num_heads: self.size("num_attention_heads")?,
+            intermediate_size: self.size("intermediate_size")?,
+            max_positions: self.size("max_position_embeddings")?,
+            type_vocab_size: self.size("type_vocab_size").unwrap_or(2),
+            layer_norm_eps: self.float("layer_norm_eps", 1e-12)?,
+            activation: self.activation("hidden_act", "gelu")?,
+            hidden_dropout: self.float("hidden_dropout_prob", 0.1)? as f32,
+            attention_dropout: self.float("attention_probs_dropout_prob", 0.1)? as f32,
+            pad_token_id: pad.or(Some(if family == Family::Roberta { 1 } else { 0 })),
+            raw: Value::Null,
+        })
+    }
+
+    fn distilbert(&self, pad: Option<u32>) -> Result<ModelConfig> {
+        Ok(ModelConfig {
+            family: Family::DistilBert,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size: self.size("dim")?,
+            num_layers: self.size("n_layers")?,
+            num_heads: self.size("n_heads")?,
+            intermediate_size: self.size("hidden_dim")?,
+            max_positions: self.size("max_position_embeddings")?,
+            type_vocab_size: 0,
+            // DistilBERT hard-codes its LayerNorm epsilon.
+            layer_norm_eps: 1e-12,
+            activation: self.activation("activation", "gelu")?,
+            hidden_dropout: self.float("dropout", 0.1)? as f32,
+            attention_dropout: self.float("attention_dropout", 0.1)? as f32,
+            pad_token_id: pad.or(Some(0)),
+            raw: Value::Null,
+        })
+    }
+
+    fn gpt2(&self, pad: Option<u32>) -> Result<ModelConfig> {
+        let d = self.size("n_embd")?;
+        let inner = self.0.get("n_inner").and_then(Value::as_u64).map(|v| v as usize);
+        Ok(ModelConfig {
+            family: Family::Gpt2,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size: d,
+            num_layers: self.size("n_layer")?,
+            num_heads: self.size("n_head")?,
+            intermediate_size: inner.unwrap_or(d.saturating_mul(4)),
+            max_positions: self.size("n_positions")?,
+            type_vocab_size: 0,
+            layer_norm_eps: self.float("layer_norm_epsilon", 1e-5)?,
+            activation: self.activation("activation_function", "gelu_new")?,
+            hidden_dropout: self.float("resid_pdrop", 0.1)? as f32,
+            attention_dropout: self.float("attn_pdrop", 0.1)? as f32,
+            pad_token_id: pad,
+            raw: Value::Null,
+        })
+    }
+}
+
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -103,95 +216,16 @@ impl ModelConfig {
         Self::from_value(raw).with_context(|| format!("{}", path.display()))
     }
 
+    /// Reads the keys of a parsed `config.json` that the model uses, under each family's
+    /// names, and checks the values; `raw` is kept for saving.
     pub fn from_value(raw: Value) -> Result<Self> {
-        let model_type = raw.get("model_type").and_then(Value::as_str).context("no \"model_type\" key")?.to_string();
-        let family = match model_type.as_str() {
-            "bert" => Family::Bert,
-            "roberta" => Family::Roberta,
-            "distilbert" => Family::DistilBert,
-            "gpt2" => Family::Gpt2,
-            other => bail!("unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2)"),
-        };
-        let get = |key: &str| -> Result<usize> {
-            raw.get(key)
-                .and_then(Value::as_u64)
-                .map(|v| v as usize)
-                .with_context(|| format!("missing or non-integer \"{key}\""))
-        };
-        // A key that is present must hold a number: a typo'd string must not become the default.
-        let get_f = |key: &str, default: f64| -> Result<f64> {
-            match raw.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_f64().with_context(|| format!("\"{key}\" is not a number ({v})")),
-            }
-        };
-        let act = |key: &str, default: &str| -> Result<Activation> {
-            let name = raw.get(key).and_then(Value::as_str).unwrap_or(default);
-            Ok(match name {
-                "gelu" | "gelu_python" => Activation::GeluErf,
-                "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-                "relu" => Activation::Relu,
-                other => bail!("unsupported activation \"{other}\" in \"{key}\""),
-            })
-        };
-        let pad = match raw.get("pad_token_id").and_then(Value::as_u64) {
-            Some(v) => Some(u32::try_from(v).ok().with_context(|| format!("\"pad_token_id\" {v} is not a token id"))?),
-            None => None,
-        };
+        let family = family_of(&raw)?;
+        let keys = Keys(&raw);
+        let pad = keys.pad_token_id()?;
         let cfg = match family {
-            Family::Bert | Family::Roberta => ModelConfig {
-                family,
-                vocab_size: get("vocab_size")?,
-                hidden_size: get("hidden_size")?,
-                num_layers: get("num_hidden_layers")?,
-                num_heads: get("num_attention_heads")?,
-                intermediate_size: get("intermediate_size")?,
-                max_positions: get("max_position_embeddings")?,
-                type_vocab_size: get("type_vocab_size").unwrap_or(2),
-                layer_norm_eps: get_f("layer_norm_eps", 1e-12)?,
-                activation: act("hidden_act", "gelu")?,
-                hidden_dropout: get_f("hidden_dropout_prob", 0.1)? as f32,
-                attention_dropout: get_f("attention_probs_dropout_prob", 0.1)? as f32,
-                pad_token_id: pad.or(Some(if family == Family::Roberta { 1 } else { 0 })),
-                raw: Value::Null,
-            },
-            Family::DistilBert => ModelConfig {
-                family,
-                vocab_size: get("vocab_size")?,
-                hidden_size: get("dim")?,
-                num_layers: get("n_layers")?,
-                num_heads: get("n_heads")?,
-                intermediate_size: get("hidden_dim")?,
-                max_positions: get("max_position_embeddings")?,
-                type_vocab_size: 0,
-                // DistilBERT hard-codes its LayerNorm epsilon.
-                layer_norm_eps: 1e-12,
-                activation: act("activation", "gelu")?,
-                hidden_dropout: get_f("dropout", 0.1)? as f32,
-                attention_dropout: get_f("attention_dropout", 0.1)? as f32,
-                pad_token_id: pad.or(Some(0)),
-                raw: Value::Null,
-            },
-            Family::Gpt2 => {
-                let d = get("n_embd")?;
-                let inner = raw.get("n_inner").and_then(Value::as_u64).map(|v| v as usize);
-                ModelConfig {
-                    family,
-                    vocab_size: get("vocab_size")?,
-                    hidden_size: d,
-                    num_layers: get("n_layer")?,
-                    num_heads: get("n_head")?,
-                    intermediate_size: inner.unwrap_or(d.saturating_mul(4)),
-                    max_positions: get("n_positions")?,
-                    type_vocab_size: 0,
-                    layer_norm_eps: get_f("layer_norm_epsilon", 1e-5)?,
-                    activation: act("activation_function", "gelu_new")?,
-                    hidden_dropout: get_f("resid_pdrop", 0.1)? as f32,
-                    attention_dropout: get_f("attn_pdrop", 0.1)? as f32,
-                    pad_token_id: pad,
-                    raw: Value::Null,
-                }
-            }
+            Family::Bert | Family::Roberta => keys.bert_like(family, pad)?,
+            Family::DistilBert => keys.distilbert(pad)?,
+            Family::Gpt2 => keys.gpt2(pad)?,
         };
         cfg.validate()?;
         if cfg.hidden_size % cfg.num_heads != 0 {

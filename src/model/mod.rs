@@ -132,7 +132,7 @@ impl LanguageModel {
             dir: dir.to_path_buf(),
             device: opts.device.clone(),
             arch,
-            dropout: Dropout::new(opts.seed ^ 0xD50_0D),
+            dropout: Dropout::new(opts.seed ^ 0x000D_500D),
             warned_truncation: false.into(),
         })
     }

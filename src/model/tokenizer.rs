@@ -76,18 +76,8 @@ impl TextTokenizer {
         if json.is_dir() {
             bail!("{}: is a directory, not a tokenizer file", json.display());
         }
-        let (mut inner, source) = if json.exists() {
-            let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
-            // tokenizers panics (`expect("Helper")`) on a syntax error inside the "decoder"
-            // section, so the syntax is checked first.
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON ({e})", json.display()))?;
-            check_templates(&value["post_processor"]).map_err(|e| anyhow!("{}: {e}", json.display()))?;
-            let t: Tokenizer = text.parse().map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))?;
-            (t, json)
-        } else {
-            build_from_vocab(dir, family)?
-        };
+        let (mut inner, source) =
+            if json.exists() { (read_tokenizer_json(&json)?, json) } else { build_from_vocab(dir, family)? };
         inner.with_truncation(None).map_err(|e| anyhow!("{}: cannot disable truncation ({e})", source.display()))?;
         inner.with_padding(None);
         let sp = specials(family);
@@ -198,6 +188,17 @@ impl TextTokenizer {
     }
 }
 
+/// Parses `tokenizer.json`, refusing first the files on which `tokenizers` would panic.
+fn read_tokenizer_json(json: &Path) -> Result<Tokenizer> {
+    let text = std::fs::read_to_string(json).with_context(|| format!("{}: cannot read", json.display()))?;
+    // tokenizers panics (`expect("Helper")`) on a syntax error inside the "decoder"
+    // section, so the syntax is checked first.
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON ({e})", json.display()))?;
+    check_templates(&value["post_processor"]).map_err(|e| anyhow!("{}: {e}", json.display()))?;
+    text.parse().map_err(|e| anyhow!("{}: not a valid tokenizer ({e})", json.display()))
+}
+
 /// Makes the family's special tokens that the vocabulary holds special added tokens, so that
 /// `[MASK]` written in a text is one token whatever files the vocabulary came from: a bare
 /// `vocab.txt` WordPiece would otherwise split it into `[`, `mask`, `]`. Tokens a
@@ -231,12 +232,12 @@ fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
                 let known = m.get("special_tokens").and_then(Value::as_object);
                 for key in ["single", "pair"] {
                     for piece in m.get(key).and_then(Value::as_array).into_iter().flatten() {
-                        if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) {
-                            if !known.is_some_and(|k| k.contains_key(id)) {
-                                return Err(format!(
-                                    "post_processor template uses special token {id:?}, which its special_tokens do not define"
-                                ));
-                            }
+                        if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str)
+                            && !known.is_some_and(|k| k.contains_key(id))
+                        {
+                            return Err(format!(
+                                "post_processor template uses special token {id:?}, which its special_tokens do not define"
+                            ));
                         }
                     }
                 }
@@ -248,93 +249,104 @@ fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
     }
 }
 
+/// A tokenizer built from the older vocabulary files, for checkpoints without `tokenizer.json`:
+/// WordPiece from `vocab.txt` (BERT, DistilBERT), byte-level BPE from `vocab.json` +
+/// `merges.txt` (RoBERTa, GPT-2). `tokenizer_config.json`, when present, sets the casing and
+/// prefix-space flags.
 fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> {
-    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-    use tokenizers::models::bpe::BPE;
-    use tokenizers::models::wordpiece::WordPiece;
-    use tokenizers::normalizers::bert::BertNormalizer;
-    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-    use tokenizers::processors::bert::BertProcessing;
-    use tokenizers::processors::roberta::RobertaProcessing;
-
     let config = read_json(&dir.join("tokenizer_config.json"));
     let flag = |key: &str, default: bool| {
         config.as_ref().and_then(|c| c.get(key)).and_then(|v| v.as_bool()).unwrap_or(default)
     };
     match family {
-        Family::Bert | Family::DistilBert => {
-            let vocab = dir.join("vocab.txt");
-            if !vocab.exists() {
-                bail!("{}: no tokenizer.json or vocab.txt", dir.display());
-            }
-            if vocab.is_dir() {
-                bail!("{}: is a directory, not a tokenizer file", vocab.display());
-            }
-            let vs = vocab.to_string_lossy().to_string();
-            let model = WordPiece::from_file(&vs)
-                .unk_token("[UNK]".into())
-                .build()
-                .map_err(|e| anyhow!("{}: not a valid WordPiece vocabulary ({e})", vocab.display()))?;
-            let mut t = Tokenizer::new(model);
-            let lower = flag("do_lower_case", true);
-            t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower))).map_err(|e| anyhow!("{e}"))?;
-            t.with_pre_tokenizer(Some(BertPreTokenizer));
-            let id = |s: &str| t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()));
-            let (sep, cls) = (id("[SEP]")?, id("[CLS]")?);
-            t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
-            t.with_decoder(Some(WordPieceDecoder::default()));
-            Ok((t, vocab))
-        }
-        Family::Roberta | Family::Gpt2 => {
-            let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-            if !vocab.exists() || !merges.exists() {
-                bail!("{}: no tokenizer.json, or vocab.json + merges.txt", dir.display());
-            }
-            for path in [&vocab, &merges] {
-                if path.is_dir() {
-                    bail!("{}: is a directory, not a tokenizer file", path.display());
-                }
-            }
-            // The BPE builder reads both files and does not say which one is broken: check
-            // vocab.json first, so that any later error is the merges file's.
-            let vocab_text =
-                std::fs::read_to_string(&vocab).with_context(|| format!("{}: cannot read", vocab.display()))?;
-            let parsed: serde_json::Value = serde_json::from_str(&vocab_text)
-                .map_err(|e| anyhow!("{}: not a valid BPE vocabulary ({e})", vocab.display()))?;
-            if !parsed
-                .as_object()
-                .is_some_and(|m| m.values().all(|v| v.as_u64().is_some_and(|id| id <= u32::MAX as u64)))
-            {
-                bail!("{}: not a valid BPE vocabulary (expected an object of token → id)", vocab.display());
-            }
-            let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
-                .build()
-                .map_err(|e| anyhow!("{}: not a valid merges file for {} ({e})", merges.display(), vocab.display()))?;
-            let mut t = Tokenizer::new(model);
-            let prefix = flag("add_prefix_space", false);
-            t.with_pre_tokenizer(Some(ByteLevel::new(prefix, true, true)));
-            t.with_decoder(Some(ByteLevelDecoder::default()));
-            if family == Family::Roberta {
-                let id = |s: &str| t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()));
-                let (sep, cls) = (id("</s>")?, id("<s>")?);
-                t.with_post_processor(Some(
-                    RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
-                        .trim_offsets(true)
-                        .add_prefix_space(prefix),
-                ));
-                let specials: Vec<tokenizers::AddedToken> = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-                    .iter()
-                    .map(|s| tokenizers::AddedToken::from(s.to_string(), true))
-                    .collect();
-                t.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
-            } else {
-                t.with_post_processor(Some(ByteLevel::new(prefix, true, true)));
-                t.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>".to_string(), true)])
-                    .map_err(|e| anyhow!("{e}"))?;
-            }
-            Ok((t, vocab))
+        Family::Bert | Family::DistilBert => wordpiece_from_vocab(dir, flag("do_lower_case", true)),
+        Family::Roberta | Family::Gpt2 => bpe_from_vocab(dir, family, flag("add_prefix_space", false)),
+    }
+}
+
+/// BERT's WordPiece pipeline over `vocab.txt`: normaliser, pre-tokenizer, `[CLS] … [SEP]`.
+fn wordpiece_from_vocab(dir: &Path, lower: bool) -> Result<(Tokenizer, PathBuf)> {
+    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::bert::BertProcessing;
+
+    let vocab = dir.join("vocab.txt");
+    if !vocab.exists() {
+        bail!("{}: no tokenizer.json or vocab.txt", dir.display());
+    }
+    if vocab.is_dir() {
+        bail!("{}: is a directory, not a tokenizer file", vocab.display());
+    }
+    let vs = vocab.to_string_lossy().to_string();
+    let model = WordPiece::from_file(&vs)
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| anyhow!("{}: not a valid WordPiece vocabulary ({e})", vocab.display()))?;
+    let mut t = Tokenizer::new(model);
+    t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower))).map_err(|e| anyhow!("{e}"))?;
+    t.with_pre_tokenizer(Some(BertPreTokenizer));
+    let id = |s: &str| t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()));
+    let (sep, cls) = (id("[SEP]")?, id("[CLS]")?);
+    t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+    t.with_decoder(Some(WordPieceDecoder::default()));
+    Ok((t, vocab))
+}
+
+/// The byte-level BPE pipeline over `vocab.json` + `merges.txt`, with RoBERTa's `<s> … </s>`
+/// or GPT-2's bare byte-level post-processing.
+fn bpe_from_vocab(dir: &Path, family: Family, prefix: bool) -> Result<(Tokenizer, PathBuf)> {
+    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::processors::roberta::RobertaProcessing;
+
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    if !vocab.exists() || !merges.exists() {
+        bail!("{}: no tokenizer.json, or vocab.json + merges.txt", dir.display());
+    }
+    for path in [&vocab, &merges] {
+        if path.is_dir() {
+            bail!("{}: is a directory, not a tokenizer file", path.display());
         }
     }
+    check_bpe_vocab(&vocab)?;
+    let model = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+        .build()
+        .map_err(|e| anyhow!("{}: not a valid merges file for {} ({e})", merges.display(), vocab.display()))?;
+    let mut t = Tokenizer::new(model);
+    t.with_pre_tokenizer(Some(ByteLevel::new(prefix, true, true)));
+    t.with_decoder(Some(ByteLevelDecoder::default()));
+    if family == Family::Roberta {
+        let id = |s: &str| t.token_to_id(s).with_context(|| format!("{}: no {s} token", vocab.display()));
+        let (sep, cls) = (id("</s>")?, id("<s>")?);
+        t.with_post_processor(Some(
+            RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
+                .trim_offsets(true)
+                .add_prefix_space(prefix),
+        ));
+        let specials: Vec<tokenizers::AddedToken> = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+            .iter()
+            .map(|s| tokenizers::AddedToken::from(s.to_string(), true))
+            .collect();
+        t.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
+    } else {
+        t.with_post_processor(Some(ByteLevel::new(prefix, true, true)));
+        t.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>".to_string(), true)])
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok((t, vocab))
+}
+
+/// The BPE builder reads both files and does not say which one is broken: check vocab.json
+/// first (an object of token → id), so that any later error is the merges file's.
+fn check_bpe_vocab(vocab: &Path) -> Result<()> {
+    let vocab_text = std::fs::read_to_string(vocab).with_context(|| format!("{}: cannot read", vocab.display()))?;
+    let parsed: serde_json::Value = serde_json::from_str(&vocab_text)
+        .map_err(|e| anyhow!("{}: not a valid BPE vocabulary ({e})", vocab.display()))?;
+    if !parsed.as_object().is_some_and(|m| m.values().all(|v| v.as_u64().is_some_and(|id| id <= u32::MAX as u64))) {
+        bail!("{}: not a valid BPE vocabulary (expected an object of token → id)", vocab.display());
+    }
+    Ok(())
 }

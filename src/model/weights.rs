@@ -131,6 +131,133 @@ impl TensorFiles {
         self.tensors.remove(bare)
     }
 }
+/// The steps of `ParamStore::load`, in the order it runs them.
+impl TensorFiles {
+    /// True when the checkpoint has no LM head at all (one is created). Head parameters are
+    /// all present or all absent; a half head is a broken file.
+    fn head_is_absent(&self, specs: &[ParamSpec], family: Family) -> Result<bool> {
+        let head: Vec<&ParamSpec> = specs.iter().filter(|s| s.role == ParamRole::Head).collect();
+        let missing: Vec<&str> = head.iter().filter(|s| !self.has(&s.name, family)).map(|s| s.name.as_str()).collect();
+        let absent = !head.is_empty() && missing.len() == head.len();
+        if !absent && !missing.is_empty() {
+            bail!("{}: LM head is incomplete, missing {}", self.describe(), missing.join(", "));
+        }
+        Ok(absent)
+    }
+
+    /// Every parameter the config needs is in the file (except a head that will be created).
+    fn check_all_present(&self, specs: &[ParamSpec], cfg: &ModelConfig, new_head: bool) -> Result<()> {
+        let created = |s: &ParamSpec| new_head && s.role == ParamRole::Head;
+        let missing: Vec<&str> =
+            specs.iter().filter(|s| !created(s) && !self.has(&s.name, cfg.family)).map(|s| s.name.as_str()).collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: {} tensor(s) the config.json needs are missing: {}{}",
+                self.describe(),
+                missing.len(),
+                first_few(&missing),
+                layer_hint(cfg, &self.layer_indices())
+            );
+        }
+        Ok(())
+    }
+
+    /// A created head is sized by the config; bounded by the checkpoint it completes, so a
+    /// small file with a huge hidden size and no layers cannot make it allocate terabytes.
+    fn check_created_head_fits(&self, specs: &[ParamSpec]) -> Result<()> {
+        let in_file: usize = self.tensors.values().map(|t| t.tensor.elem_count()).sum();
+        for s in specs.iter().filter(|s| s.role == ParamRole::Head) {
+            let n = s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n.is_none_or(|n| n > in_file) {
+                bail!(
+                    "{}: has no LM head, and the one its config implies ({} {:?}) is larger than the whole checkpoint ({in_file} values)",
+                    self.describe(),
+                    s.name,
+                    s.shape
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves each parameter out of the file into a `Var` (creating the head when `new_head`),
+    /// checking its shape against the spec.
+    fn take_params(
+        &mut self,
+        specs: &[ParamSpec],
+        family: Family,
+        new_head: bool,
+        seed: u64,
+    ) -> Result<BTreeMap<String, Var>> {
+        let mut rng = SplitMix::new(seed);
+        let mut vars = BTreeMap::new();
+        for spec in specs {
+            let tensor = match spec.role {
+                ParamRole::Head if new_head => spec.init.create(&spec.shape, &mut rng)?,
+                _ => {
+                    let raw = self
+                        .take(&spec.name, family)
+                        .with_context(|| format!("{}: missing tensor {}", self.describe(), spec.name))?;
+                    if raw.tensor.dims() != spec.shape.as_slice() {
+                        bail!(
+                            "{}: tensor {} has shape {:?}, expected {:?}",
+                            raw.file.display(),
+                            spec.name,
+                            raw.tensor.dims(),
+                            spec.shape
+                        );
+                    }
+                    raw.tensor
+                }
+            };
+            vars.insert(spec.name.clone(), Var::from_tensor(&tensor.contiguous()?)?);
+        }
+        Ok(vars)
+    }
+
+    /// The LM decoder is tied to the word embeddings: one Var. Removes a stored copy of the
+    /// decoder and returns a note when it disagrees with the embeddings.
+    fn take_tied_copy(&mut self, vars: &BTreeMap<String, Var>, family: Family) -> Result<Option<String>> {
+        let (tied_name, embedding_name) = super::layout::tied_names(family);
+        let Some(raw) = self.take(tied_name, family) else { return Ok(None) };
+        let emb = vars[embedding_name].as_tensor();
+        let same = raw.tensor.dims() == emb.dims() && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
+        Ok((!same)
+            .then(|| format!("{tied_name} differs from {embedding_name}; fairnc ties them and uses the embeddings")))
+    }
+
+    /// Anything left is a tensor this configuration does not use: weights of more layers
+    /// than `num_hidden_layers` says, or of another architecture. Loading them quietly would
+    /// measure a different model than the file holds, so only known leftovers pass.
+    fn check_no_unused(&self, cfg: &ModelConfig) -> Result<()> {
+        let unused: Vec<&str> = self.tensors.keys().map(String::as_str).filter(|n| !is_tolerated_extra(n)).collect();
+        if !unused.is_empty() {
+            bail!(
+                "{}: {} tensor(s) are not used by the model config.json describes: {}{}",
+                self.describe(),
+                unused.len(),
+                first_few(&unused),
+                layer_hint(cfg, &self.layer_indices())
+            );
+        }
+        Ok(())
+    }
+
+    /// The tolerated leftovers, under their canonical (family-prefixed) names, to save back.
+    fn take_extras(&mut self, family: Family) -> BTreeMap<String, Tensor> {
+        std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(name, raw)| {
+                let name = if name.starts_with(family.prefix()) || super::layout::is_head_param(&name) {
+                    name
+                } else {
+                    format!("{}{name}", family.prefix())
+                };
+                (name, raw.tensor)
+            })
+            .collect()
+    }
+}
 
 /// The shard files a `model.safetensors.index.json` names, sorted and without repeats. Each
 /// must be a plain file name beside the index: the index may come from the network, and a
@@ -232,89 +359,18 @@ impl ParamStore {
         self.vars.get(name).unwrap_or_else(|| panic!("layout bug: parameter {name} was not loaded"))
     }
 
+    /// Builds the parameters `specs` describe from the checkpoint's tensors: each check runs
+    /// before anything is allocated that it would have refused.
     pub fn load(files: &mut TensorFiles, specs: &[ParamSpec], cfg: &ModelConfig, seed: u64) -> Result<Self> {
         let family = cfg.family;
-        let mut vars = BTreeMap::new();
-        let mut notes = Vec::new();
-        // Head parameters are all present or all absent; a half head is a broken file.
-        let head: Vec<&ParamSpec> = specs.iter().filter(|s| s.role == ParamRole::Head).collect();
-        let head_present: Vec<bool> = head
-            .iter()
-            .map(|s| {
-                files.tensors.contains_key(&s.name)
-                    || s.name.strip_prefix(family.prefix()).is_some_and(|b| files.tensors.contains_key(b))
-            })
-            .collect();
-        let new_head = !head.is_empty() && head_present.iter().all(|p| !p);
-        if !new_head && head_present.iter().any(|p| !p) {
-            let missing: Vec<&str> =
-                head.iter().zip(&head_present).filter(|(_, p)| !**p).map(|(s, _)| s.name.as_str()).collect();
-            bail!("{}: LM head is incomplete, missing {}", files.describe(), missing.join(", "));
-        }
-        let missing: Vec<&str> = specs
-            .iter()
-            .filter(|s| !(s.role == ParamRole::Head && new_head) && !files.has(&s.name, family))
-            .map(|s| s.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            bail!(
-                "{}: {} tensor(s) the config.json needs are missing: {}{}",
-                files.describe(),
-                missing.len(),
-                first_few(&missing),
-                layer_hint(cfg, &files.layer_indices())
-            );
-        }
-        // A created head is sized by the config; bounded by the checkpoint it completes, so a
-        // small file with a huge hidden size and no layers cannot make it allocate terabytes.
+        let new_head = files.head_is_absent(specs, family)?;
+        files.check_all_present(specs, cfg, new_head)?;
         if new_head {
-            let in_file: usize = files.tensors.values().map(|t| t.tensor.elem_count()).sum();
-            for s in &head {
-                let n = s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-                if n.is_none_or(|n| n > in_file) {
-                    bail!(
-                        "{}: has no LM head, and the one its config implies ({} {:?}) is larger than the whole checkpoint ({in_file} values)",
-                        files.describe(),
-                        s.name,
-                        s.shape
-                    );
-                }
-            }
+            files.check_created_head_fits(specs)?;
         }
-        let mut rng = SplitMix::new(seed);
-        for spec in specs {
-            let tensor = match spec.role {
-                ParamRole::Head if new_head => spec.init.create(&spec.shape, &mut rng)?,
-                _ => {
-                    let raw = files
-                        .take(&spec.name, family)
-                        .with_context(|| format!("{}: missing tensor {}", files.describe(), spec.name))?;
-                    if raw.tensor.dims() != spec.shape.as_slice() {
-                        bail!(
-                            "{}: tensor {} has shape {:?}, expected {:?}",
-                            raw.file.display(),
-                            spec.name,
-                            raw.tensor.dims(),
-                            spec.shape
-                        );
-                    }
-                    raw.tensor
-                }
-            };
-            vars.insert(spec.name.clone(), Var::from_tensor(&tensor.contiguous()?)?);
-        }
-        // The LM decoder is tied to the word embeddings: one Var. A stored copy must agree.
-        let (tied_name, embedding_name) = super::layout::tied_names(family);
-        if let Some(raw) = files.take(tied_name, family) {
-            let emb = vars[embedding_name].as_tensor();
-            let same =
-                raw.tensor.dims() == emb.dims() && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
-            if !same {
-                notes.push(format!(
-                    "{tied_name} differs from {embedding_name}; fairnc ties them and uses the embeddings"
-                ));
-            }
-        }
+        let vars = files.take_params(specs, family, new_head, seed)?;
+        let mut notes = Vec::new();
+        notes.extend(files.take_tied_copy(&vars, family)?);
         // Some files store the decoder bias twice (as `decoder.bias` too); drop the copy.
         if let Some(dup) = super::layout::duplicate_bias_name(family) {
             files.take(dup, family);
@@ -322,30 +378,8 @@ impl ParamStore {
         if new_head {
             notes.push("checkpoint has no LM head: created one (transform initialised, decoder tied to the embeddings, zero bias); it is not pretrained".into());
         }
-        // Anything left is a tensor this configuration does not use: weights of more layers
-        // than `num_hidden_layers` says, or of another architecture. Loading them quietly would
-        // measure a different model than the file holds, so only known leftovers pass.
-        let unused: Vec<&str> = files.tensors.keys().map(String::as_str).filter(|n| !is_tolerated_extra(n)).collect();
-        if !unused.is_empty() {
-            bail!(
-                "{}: {} tensor(s) are not used by the model config.json describes: {}{}",
-                files.describe(),
-                unused.len(),
-                first_few(&unused),
-                layer_hint(cfg, &files.layer_indices())
-            );
-        }
-        let extras = std::mem::take(&mut files.tensors)
-            .into_iter()
-            .map(|(name, raw)| {
-                let name = if name.starts_with(family.prefix()) || super::layout::is_head_param(&name) {
-                    name
-                } else {
-                    format!("{}{name}", family.prefix())
-                };
-                (name, raw.tensor)
-            })
-            .collect();
+        files.check_no_unused(cfg)?;
+        let extras = files.take_extras(family);
         Ok(ParamStore { vars, extras, new_head, notes })
     }
 

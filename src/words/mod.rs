@@ -78,10 +78,10 @@ impl WordSet {
                         if parts.len() != 2 {
                             continue;
                         }
-                        if let Some(pair) = orient(&parts[0], &parts[1], &known) {
-                            if !tuples.contains(&pair) {
-                                tuples.push(pair);
-                            }
+                        if let Some(pair) = orient(&parts[0], &parts[1], &known)
+                            && !tuples.contains(&pair)
+                        {
+                            tuples.push(pair);
                         }
                     }
                 }
@@ -156,10 +156,16 @@ impl WordSet {
 
     /// Group names must be distinct (results are keyed by them: a repeated name hides a
     /// group) and no word may belong to two groups (its class would count for neither).
+    /// Names are quoted through `one_line`: they come from the user's file and may hold newlines.
     pub fn check_groups(&self) -> Result<()> {
+        use crate::util::text::one_line;
         for (i, g) in self.groups.iter().enumerate() {
             if self.groups[..i].contains(g) {
-                bail!("word set {}: group \"{g}\" is named twice; group names must differ", self.name);
+                bail!(
+                    "word set {}: group \"{}\" is named twice; group names must differ",
+                    one_line(&self.name),
+                    one_line(g)
+                );
             }
         }
         let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -167,10 +173,11 @@ impl WordSet {
             for w in words {
                 if let Some(&first) = owner.get(w.as_str()).filter(|&&first| first != g) {
                     bail!(
-                        "word set {}: word \"{w}\" is in groups \"{}\" and \"{}\"; a word may belong to one group only",
-                        self.name,
-                        self.groups[first],
-                        self.groups[g]
+                        "word set {}: word \"{}\" is in groups \"{}\" and \"{}\"; a word may belong to one group only",
+                        one_line(&self.name),
+                        one_line(w),
+                        one_line(&self.groups[first]),
+                        one_line(&self.groups[g])
                     );
                 }
                 owner.insert(w, g);

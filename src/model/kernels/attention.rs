@@ -28,129 +28,183 @@ impl CustomOp2 for FusedAttention {
         let Some(mask_rows) = MaskRows::new(b, t, l2.shape()).filter(|_| d3 % (3 * h) == 0) else {
             bail!("{}: qkv {:?} / mask {:?} do not fit {h} heads", self.name(), l1.shape(), l2.shape())
         };
-        let d = d3 / 3;
-        let dh = d / h;
-        let mut out = vec![0f32; b * t * d];
+        let dims = Dims { t, tp: t.max(MIN_ROWS), d: d3 / 3, dh: d3 / 3 / h };
+        let inputs = Inputs { qkv, mask, mask_rows, dims };
+        let mut out = vec![0f32; b * t * dims.d];
         let dst = SharedMut(out.as_mut_ptr());
-        // GEMM takes other code paths for very small sizes, whose rounding differs; short
-        // sequences are therefore computed in zero-padded buffers of MIN_ROWS rows so that a
-        // text gets the same numbers alone as in a long batch.
-        let tp = t.max(MIN_ROWS);
         (0..b * h).into_par_iter().for_each_init(
-            || (vec![0f32; tp * tp], vec![0f32; tp * tp], vec![0f32; 3 * tp * dh], vec![0f32; tp * dh]),
-            |(scores, probs, qkv_pad, out_pad), task| {
+            || Scratch::new(dims),
+            |scratch, task| {
                 let (bi, hi) = (task / h, task % h);
-                let base = bi * t * d3 + hi * dh;
-                // (pointer, row stride) of Q, K and V for this (row, head).
-                let (q, k, v, rs) = if t >= MIN_ROWS {
-                    (qkv[base..].as_ptr(), qkv[base + d..].as_ptr(), qkv[base + 2 * d..].as_ptr(), d3)
-                } else {
-                    for part in 0..3 {
-                        for i in 0..t {
-                            let src = base + part * d + i * d3;
-                            qkv_pad[(part * tp + i) * dh..(part * tp + i + 1) * dh]
-                                .copy_from_slice(&qkv[src..src + dh]);
-                        }
-                    }
-                    let p = qkv_pad.as_ptr();
-                    // SAFETY: offsets within the 3·tp·dh buffer.
-                    unsafe { (p, p.add(tp * dh), p.add(2 * tp * dh), dh) }
-                };
-                // SAFETY: the views stay inside their buffers (tp rows of stride `rs`, dh
-                // columns); `scores`/`probs` are tp×tp; this task alone writes its output block.
-                unsafe {
-                    // scores = Q · Kᵀ
-                    gemm::gemm(
-                        tp,
-                        tp,
-                        dh,
-                        scores.as_mut_ptr(),
-                        1,
-                        tp as isize,
-                        false,
-                        q,
-                        1,
-                        rs as isize,
-                        k,
-                        rs as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                for i in 0..t {
-                    let m_off = mask_rows.offset(bi, i);
-                    softmax_row(
-                        &scores[i * tp..i * tp + t],
-                        &mask[m_off..m_off + t],
-                        self.scale,
-                        &mut probs[i * tp..i * tp + t],
-                    );
-                }
                 let o = dst;
-                unsafe {
-                    if t >= MIN_ROWS {
-                        // context block = P · V, written in place
-                        gemm::gemm(
-                            t,
-                            dh,
-                            t,
-                            o.0.add(bi * t * d + hi * dh),
-                            1,
-                            d as isize,
-                            false,
-                            probs.as_ptr(),
-                            1,
-                            tp as isize,
-                            v,
-                            1,
-                            rs as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    } else {
-                        gemm::gemm(
-                            tp,
-                            dh,
-                            tp,
-                            out_pad.as_mut_ptr(),
-                            1,
-                            dh as isize,
-                            false,
-                            probs.as_ptr(),
-                            1,
-                            tp as isize,
-                            v,
-                            1,
-                            rs as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                        for i in 0..t {
-                            std::ptr::copy_nonoverlapping(
-                                out_pad.as_ptr().add(i * dh),
-                                o.0.add(bi * t * d + i * d + hi * dh),
-                                dh,
-                            );
-                        }
-                    }
-                }
+                // SAFETY: the block of `out` for (row bi, head hi) is written by this task alone.
+                unsafe { self.one_head(&inputs, scratch, bi, hi, o.0) }
             },
         );
-        Ok((CpuStorage::F32(out), Shape::from((b, t, d))))
+        Ok((CpuStorage::F32(out), Shape::from((b, t, dims.d))))
     }
+}
+
+/// What every (row, head) task reads.
+struct Inputs<'a> {
+    /// `[B, T, 3D]`: Q, K and V side by side.
+    qkv: &'a [f32],
+    mask: &'a [f32],
+    mask_rows: MaskRows,
+    dims: Dims,
+}
+
+/// The sizes one (row, head) task works with.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Tokens in the sequence.
+    t: usize,
+    /// Rows computed: GEMM takes other code paths for very small sizes, whose rounding
+    /// differs; short sequences are therefore computed in zero-padded buffers of MIN_ROWS
+    /// rows so that a text gets the same numbers alone as in a long batch.
+    tp: usize,
+    /// Model width (the size of each of Q, K and V per token).
+    d: usize,
+    /// Width of one head.
+    dh: usize,
+}
+
+impl Dims {
+    fn padded(&self) -> bool {
+        self.t < MIN_ROWS
+    }
+}
+
+/// Per-thread buffers, reused from task to task.
+struct Scratch {
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+    /// Q, K and V of a short sequence, zero-padded to `tp` rows each.
+    qkv_pad: Vec<f32>,
+    /// The context of a short sequence, before its first `t` rows are copied out.
+    out_pad: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(d: Dims) -> Self {
+        Scratch {
+            scores: vec![0f32; d.tp * d.tp],
+            probs: vec![0f32; d.tp * d.tp],
+            qkv_pad: vec![0f32; 3 * d.tp * d.dh],
+            out_pad: vec![0f32; d.tp * d.dh],
+        }
+    }
+}
+
+/// A matrix inside a larger buffer: element (i, j) is at `ptr + i·row_stride + j·col_stride`.
+#[derive(Clone, Copy)]
+struct View<P> {
+    ptr: P,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<P> View<P> {
+    /// Rows of `row_stride` elements, columns adjacent.
+    fn rows(ptr: P, row_stride: usize) -> Self {
+        View { ptr, row_stride, col_stride: 1 }
+    }
+}
+
+/// `dst = lhs · rhs` (`m×k` times `k×n`) on the calling thread: each (row, head) product is
+/// small, and GEMM's own threads inside the task pool would only add overhead.
+///
+/// # Safety
+/// Each view must lie inside its buffer for the given sizes, and no other thread may touch the
+/// elements of `dst`.
+unsafe fn matmul(m: usize, n: usize, k: usize, dst: View<*mut f32>, lhs: View<*const f32>, rhs: View<*const f32>) {
+    let s = |x: usize| x as isize;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            s(dst.col_stride),
+            s(dst.row_stride),
+            false,
+            lhs.ptr,
+            s(lhs.col_stride),
+            s(lhs.row_stride),
+            rhs.ptr,
+            s(rhs.col_stride),
+            s(rhs.row_stride),
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl FusedAttention {
+    /// Attention of head `hi` over batch row `bi`, written into its columns of `out`
+    /// (`[B, T, D]`, heads merged).
+    ///
+    /// # Safety
+    /// `out` holds `B·T·D` elements, and no other thread writes this (row, head) block.
+    unsafe fn one_head(&self, inputs: &Inputs, scratch: &mut Scratch, bi: usize, hi: usize, out: *mut f32) {
+        let n = inputs.dims;
+        let Dims { t, tp, d, dh } = n;
+        let (q, k, v, rs) = head_inputs(inputs.qkv, n, &mut scratch.qkv_pad, bi * t * 3 * d + hi * dh);
+        // SAFETY: the views stay inside their buffers (tp rows of stride `rs`, dh columns);
+        // `scores`/`probs` are tp×tp.
+        unsafe {
+            // scores = Q · Kᵀ (K read with rows and columns swapped)
+            let k_t = View { ptr: k, row_stride: 1, col_stride: rs };
+            matmul(tp, tp, dh, View::rows(scratch.scores.as_mut_ptr(), tp), View::rows(q, rs), k_t);
+        }
+        for i in 0..t {
+            let m_off = inputs.mask_rows.offset(bi, i);
+            softmax_row(
+                &scratch.scores[i * tp..i * tp + t],
+                &inputs.mask[m_off..m_off + t],
+                self.scale,
+                &mut scratch.probs[i * tp..i * tp + t],
+            );
+        }
+        let probs = View::rows(scratch.probs.as_ptr(), tp);
+        // SAFETY: as above; the output block is this task's alone (the caller's promise).
+        unsafe {
+            let block = out.add(bi * t * d + hi * dh);
+            if !n.padded() {
+                // context block = P · V, written in place
+                matmul(t, dh, t, View::rows(block, d), probs, View::rows(v, rs));
+            } else {
+                matmul(tp, dh, tp, View::rows(scratch.out_pad.as_mut_ptr(), dh), probs, View::rows(v, rs));
+                for i in 0..t {
+                    std::ptr::copy_nonoverlapping(scratch.out_pad.as_ptr().add(i * dh), block.add(i * d), dh);
+                }
+            }
+        }
+    }
+}
+
+/// Q, K and V of one (row, head), as pointers and their common row stride: views into `qkv`
+/// itself, or for a short sequence copies in the zero-padded `qkv_pad`. `base` is the offset of
+/// the head's first Q element.
+fn head_inputs(qkv: &[f32], n: Dims, qkv_pad: &mut [f32], base: usize) -> (*const f32, *const f32, *const f32, usize) {
+    let Dims { t, tp, d, dh } = n;
+    if !n.padded() {
+        return (qkv[base..].as_ptr(), qkv[base + d..].as_ptr(), qkv[base + 2 * d..].as_ptr(), 3 * d);
+    }
+    for part in 0..3 {
+        for i in 0..t {
+            let src = base + part * d + i * 3 * d;
+            qkv_pad[(part * tp + i) * dh..(part * tp + i + 1) * dh].copy_from_slice(&qkv[src..src + dh]);
+        }
+    }
+    let p = qkv_pad.as_ptr();
+    // SAFETY: offsets within the 3·tp·dh buffer.
+    unsafe { (p, p.add(tp * dh), p.add(2 * tp * dh), dh) }
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ fn exp_approx(x: f32) -> f32 {
     let p = p.mul_add(r, 8.333_452e-3);
     let p = p.mul_add(r, 4.166_579_6e-2);
     let p = p.mul_add(r, 1.666_666_5e-1);
-    let p = p.mul_add(r, 5.000_000_1e-1);
+    // Cephes lists 5.0000001e-1 here; in f32 that is exactly 0.5.
+    let p = p.mul_add(r, 0.5);
     let y = (p * r * r) + r + 1.0;
     // Scale by 2^n through the exponent bits.
     let bits = ((n as i32 + 127) as u32) << 23;
