@@ -250,10 +250,10 @@ fn warn_if_old_recipe(report: &Path) {
         .and_then(|t| serde_json::from_str::<crate::train::adapt::AdaptReport>(&t).ok());
     if built.is_none_or(|r| r.config != crate::train::adapt::AdaptConfig::default()) {
         WARNED.call_once(|| {
-            eprintln!(
+            crate::util::progress::background().message(&format!(
                 "warning: the cached minilm-mlm ({}) was built with another recipe than this version's; remove its directory to rebuild",
                 report.parent().unwrap_or(report).display()
-            )
+            ))
         });
     }
 }

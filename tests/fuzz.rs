@@ -1011,9 +1011,9 @@ proptest! {
     fn fuzz_experiment_toml(f in experiment_file(), text_edits in edits(4)) {
         let tmp = tempfile::tempdir().unwrap();
         let path = write(tmp.path(), "grid.toml", &apply(experiment_toml(&f, tmp.path()).into_bytes(), &text_edits));
-        match fairnc::cli::experiment::load(&path) {
-            Ok((_, cells)) => {
-                for c in &cells {
+        match fairnc::experiment::Experiment::load(&path) {
+            Ok(e) => {
+                for c in &e.cells {
                     prop_assert!(c.lambda.is_finite() && c.lambda >= 0.0, "cell {} has λ {}", c.id(), c.lambda);
                 }
             }

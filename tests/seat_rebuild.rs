@@ -103,6 +103,18 @@ fn rebuilt_names_resolve_and_keep_their_bias_type() {
     );
 }
 
+/// A collapse result without classes (the audit below is about its SEAT part only).
+fn no_collapse() -> fairnc::collapse::CollapseResult {
+    serde_json::from_value(serde_json::json!({
+        "metrics": {}, "groups": {}, "classes": [], "skipped": [], "merged": [], "notes": [],
+        "counts": {"K": 0, "classes": 0, "classes_below_min_count": 0, "positions_stats": 0, "positions_heldout": 0},
+        "settings": {"model": "m", "corpus": "bug", "words": "gender", "policy": "whole-word", "convention": "default",
+            "target": "same", "features": "hidden", "metric": fairnc::collapse::MetricConvention::DEFAULT,
+            "min_count": 1, "heldout": 0.2, "max_len": 128},
+    }))
+    .unwrap()
+}
+
 /// The audit compares the SEAT gender average with bias-bench's 0.590 only for sent-bias's files.
 #[test]
 fn audit_shows_the_published_seat_figure_only_for_the_files() {
@@ -113,7 +125,7 @@ fn audit_shows_the_published_seat_figure_only_for_the_files() {
             tests: names.iter().map(|n| (n.clone(), score.clone())).collect(),
             avg_abs_effect: [("gender".to_string(), 0.5)].into_iter().collect(),
         };
-        let a = fairnc::report::audit::Audit {
+        let a = fairnc::audit::Audit {
             model: "m".into(),
             family: "bert".into(),
             lm_head: "pretrained".into(),
@@ -121,10 +133,10 @@ fn audit_shows_the_published_seat_figure_only_for_the_files() {
             quick: true,
             words: "gender".into(),
             corpus_texts: 1,
-            collapse: serde_json::json!({}),
+            collapse: no_collapse(),
             eval: fairnc::bench::EvalResults { seat: Some(seat), ..Default::default() },
             skipped: vec![],
-            seconds: serde_json::json!({"total": 1.0}),
+            seconds: [("total".to_string(), 1.0)].into(),
             version: "0".into(),
         };
         fairnc::report::audit::document(&a).markdown()

@@ -11,4 +11,5 @@ pub(crate) mod scoring;
 pub mod seat;
 pub mod stereoset;
 
+pub use evaluate::{BenchTask, EvalConfig, Evaluation, evaluate};
 pub use results::{CrowsSection, EvalResults, SeatSection, StereoSetSection};

@@ -114,7 +114,8 @@ pub fn read_csv_column(path: &Path, delimiter: u8, column: &str) -> Result<Vec<S
         }
     }
     if bad > 0 {
-        eprintln!("warning: {}: skipped {bad} malformed or empty rows", path.display());
+        crate::util::progress::background()
+            .message(&format!("warning: {}: skipped {bad} malformed or empty rows", path.display()));
     }
     Ok(out)
 }

@@ -303,9 +303,11 @@ impl Config {
             // Checked when the config was read.
             tasks: g.tasks.iter().filter_map(|t| crate::data::glue::Task::parse(t.get_ref())).collect(),
             seeds: vec![c.seed],
-            max_train: g.max_train.as_ref().map(|v| *v.get_ref() as usize),
-            epochs: g.epochs.as_ref().map_or(base.epochs, |v| *v.get_ref() as usize),
-            ..base
+            settings: crate::bench::glue::GlueSettings {
+                max_train: g.max_train.as_ref().map(|v| *v.get_ref() as usize),
+                epochs: g.epochs.as_ref().map_or(base.settings.epochs, |v| *v.get_ref() as usize),
+                ..base.settings
+            },
         })
     }
 }

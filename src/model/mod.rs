@@ -8,6 +8,7 @@ pub mod batch;
 pub mod config;
 pub mod encoder;
 pub mod gpt2;
+pub mod hidden_states;
 pub mod kernels;
 pub mod layers;
 pub mod layout;
@@ -169,7 +170,8 @@ impl LanguageModel {
                 Overflow::Truncate => {
                     if !self.warned_truncation.swap(true, std::sync::atomic::Ordering::Relaxed) {
                         let n = encoded.iter().filter(|e| e.truncated).count();
-                        eprintln!("warning: {n} text(s) longer than {max_len} tokens were truncated");
+                        crate::util::progress::background()
+                            .message(&format!("warning: {n} text(s) longer than {max_len} tokens were truncated"));
                     }
                 }
             }

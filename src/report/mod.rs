@@ -7,7 +7,6 @@ pub mod eval;
 pub mod experiment;
 pub mod glue;
 pub mod plot;
-pub mod progress;
 pub mod training;
 
 /// A p-value as a table shows it: four decimals, or the order of magnitude below 0.0001 (a

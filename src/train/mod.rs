@@ -15,3 +15,5 @@ pub mod objective;
 pub mod optim;
 mod run_dir;
 pub mod trainer;
+
+pub use debias::{DebiasConfig, DebiasResult, Method, OutputMode, Scope, debias};

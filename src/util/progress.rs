@@ -45,10 +45,11 @@ impl Progress for Silent {
     }
 }
 
-/// Where work done on first use reports: a bundle download or the `minilm-mlm` build happens
-/// wherever a name is first resolved, deep below any stage and its caller's progress, so it
-/// reports to one process-wide receiver instead. The CLI installs its bars here; without that
-/// such work is silent.
+/// Where work done on first use and warnings from deep below any stage report: a bundle
+/// download or the `minilm-mlm` build happens wherever a name is first resolved, and a
+/// truncation warning wherever texts are encoded, below the reach of the caller's progress, so
+/// they report to one process-wide receiver instead. The CLI installs its bars here; without
+/// that they are silent.
 static BACKGROUND: std::sync::OnceLock<Box<dyn Progress + Send>> = std::sync::OnceLock::new();
 
 /// Installs the receiver of first-use work (once per process; later calls are ignored).
