@@ -180,10 +180,10 @@ fn check_debias(d: &DebiasSection, at: &At) -> Result<()> {
     at_least(at, "debias", "batch_size", &d.batch_size, 1)?;
     at_least(at, "debias", "max_texts", &d.max_texts, 1)?;
     at_least(at, "debias", "max_len", &d.max_len, 2)?;
-    if let Some(lr) = &d.lr {
-        if !(lr.get_ref().is_finite() && *lr.get_ref() > 0.0) {
-            bail!("{}: [debias] lr = {}: must be a finite number above 0", at(lr.span()), lr.get_ref());
-        }
+    if let Some(lr) = &d.lr
+        && !(lr.get_ref().is_finite() && *lr.get_ref() > 0.0)
+    {
+        bail!("{}: [debias] lr = {}: must be a finite number above 0", at(lr.span()), lr.get_ref());
     }
     Ok(())
 }

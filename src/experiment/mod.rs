@@ -20,10 +20,10 @@ use std::path::Path;
 /// Runs every cell of `e` not yet finished in `out` and rewrites the summary after each; returns
 /// every cell's result (failed cells included: a failure is recorded, not raised).
 pub fn run(e: &Experiment, out: &Path, overwrite: bool, progress: &dyn Progress) -> Result<Vec<CellResult>> {
-    if let Some(g) = &e.config.glue {
-        if !g.glue_dir.is_dir() {
-            bail!("{}: [glue] glue_dir {}: no such directory", e.path.display(), g.glue_dir.display());
-        }
+    if let Some(g) = &e.config.glue
+        && !g.glue_dir.is_dir()
+    {
+        bail!("{}: [glue] glue_dir {}: no such directory", e.path.display(), g.glue_dir.display());
     }
     clear_conflicts(e, out, overwrite, progress)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;

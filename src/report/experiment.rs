@@ -472,9 +472,9 @@ pub fn read_cells_csv(path: &Path) -> Result<Vec<CellResult>> {
             other => bail!("{}:{line}: status \"{other}\" is neither ok nor failed", path.display()),
         };
         let mut metrics = BTreeMap::new();
-        for col in fixed.len()..header.len() {
+        for (col, name) in header.iter().enumerate().skip(fixed.len()) {
             if !row.get(col).unwrap_or("").is_empty() {
-                metrics.insert(header[col].clone(), number(col)?);
+                metrics.insert(name.clone(), number(col)?);
             }
         }
         let cell = Cell { model: row[0].to_string(), method: row[1].to_string(), lambda, seed };
