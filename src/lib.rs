@@ -39,6 +39,8 @@
 
 pub mod audit;
 pub mod bench;
+/// The command line: for the `fairnc` binary only (not a library interface).
+#[doc(hidden)]
 pub mod cli;
 pub mod collapse;
 pub mod data;

@@ -9,7 +9,7 @@ pub mod glue;
 mod results;
 pub(crate) mod scoring;
 pub mod seat;
-pub mod stereoset;
+pub(crate) mod stereoset;
 
 pub use evaluate::{BenchTask, EvalConfig, Evaluation, evaluate};
 pub use results::{CrowsSection, EvalResults, SeatSection, StereoSetSection};

@@ -12,7 +12,7 @@ mod glue;
 mod hidden;
 mod info;
 pub mod progress;
-pub mod validate;
+pub(crate) mod validate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -9,7 +9,7 @@
 pub(crate) mod centred;
 pub mod measure;
 pub mod merge;
-pub mod metrics;
+pub(crate) mod metrics;
 mod output;
 pub mod run;
 pub mod shard;

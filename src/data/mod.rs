@@ -1,12 +1,12 @@
 //! Data provisioning: the cache, the pinned bundles, and typed readers of the datasets in them.
 
-pub mod bundle;
+pub(crate) mod bundle;
 pub mod corpus;
 pub mod crows;
-pub mod download;
+pub(crate) mod download;
 pub mod glue;
 pub mod seat;
-pub mod seat_templates;
+pub(crate) mod seat_templates;
 pub mod stereoset;
 pub mod winobias;
 

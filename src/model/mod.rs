@@ -4,15 +4,15 @@
 //! Only this module knows how a family lays out its weights; everything else sees
 //! [`LanguageModel`].
 
-pub mod batch;
+pub(crate) mod batch;
 pub mod config;
-pub mod encoder;
-pub mod gpt2;
+pub(crate) mod encoder;
+pub(crate) mod gpt2;
 pub mod hidden_states;
-pub mod kernels;
-pub mod layers;
+pub(crate) mod kernels;
+pub(crate) mod layers;
 pub mod layout;
-pub mod tokenizer;
+pub(crate) mod tokenizer;
 pub mod weights;
 
 pub use batch::{Batch, plan_by_length};

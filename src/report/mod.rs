@@ -2,11 +2,11 @@
 
 pub mod audit;
 pub mod collapse;
-pub mod document;
+pub(crate) mod document;
 pub mod eval;
 pub mod experiment;
 pub mod glue;
-pub mod plot;
+pub(crate) mod plot;
 pub mod training;
 
 /// A p-value as a table shows it: four decimals, or the order of magnitude below 0.0001 (a

@@ -3,11 +3,11 @@
 //! the debiasing objectives (MLM, CLM, ASE-style, MABEL-style contrastive) and the debias stage
 //! that composes them, and the masked-LM adaptation that builds `minilm-mlm`.
 
-pub mod adapt;
+pub(crate) mod adapt;
 pub mod cda;
-pub mod classify;
+pub(crate) mod classify;
 pub mod contrastive;
-pub mod debias;
+pub(crate) mod debias;
 pub mod log;
 pub mod masking;
 pub mod nc3;

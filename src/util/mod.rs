@@ -1,10 +1,10 @@
 //! Helpers shared by every layer: atomic files, seeded randomness, message text.
 
 pub mod alloc;
-pub mod fs;
-pub mod hash;
+pub(crate) mod fs;
+pub(crate) mod hash;
 pub mod progress;
 pub mod rng;
-pub mod settings;
-pub mod stats;
-pub mod text;
+pub(crate) mod settings;
+pub(crate) mod stats;
+pub(crate) mod text;

@@ -1,7 +1,7 @@
 //! Fairness word sets (named groups of words, optionally aligned into tuples such as
 //! actor↔actress) and their mapping to vocabulary classes.
 
-pub mod classes;
+pub(crate) mod classes;
 
 pub use classes::{Class, ClassSet, Policy, Skipped};
 
