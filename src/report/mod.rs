@@ -5,6 +5,7 @@ pub mod collapse;
 pub mod document;
 pub mod eval;
 pub mod experiment;
+pub mod experiment_stats;
 pub mod glue;
 pub mod plot;
 pub mod training;
