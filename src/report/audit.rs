@@ -4,6 +4,7 @@
 use super::document::Document;
 use super::plot::{Dot, dot_plot};
 use crate::audit::{Audit, NC_METRICS};
+use crate::bench::{CrowsSection, SeatSection, StereoSetSection};
 use anyhow::Result;
 use std::path::Path;
 
@@ -57,9 +58,29 @@ fn f(v: Option<f64>, digits: usize) -> String {
     v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "—".into())
 }
 
+/// The report: one section per part of the audit, each only where that part ran.
 pub fn document(a: &Audit) -> Document {
     let mut d = Document::new(format!("Fairness audit: `{}`", a.model));
-    d.para(format!(
+    d.para(intro(a));
+    headline(&mut d, a);
+    geometry(&mut d, a);
+    if let Some(s) = &a.eval.seat {
+        seat(&mut d, s);
+    }
+    if let Some(c) = &a.eval.crows {
+        crows(&mut d, c);
+    }
+    if let Some(s) = &a.eval.stereoset {
+        stereoset(&mut d, s);
+    }
+    notes(&mut d, a);
+    files(&mut d);
+    d
+}
+
+/// What was audited, on what, by which version, and how long it took.
+fn intro(a: &Audit) -> String {
+    format!(
         "{} model, LM head {}; NC statistics on `{}` words over {} BUG texts{}. fairnc {}; {:.0} s.",
         a.family,
         a.lm_head,
@@ -68,15 +89,36 @@ pub fn document(a: &Audit) -> Document {
         if a.quick { " (--quick: CrowS-Pairs and StereoSet limited to their first 300 items)" } else { "" },
         a.version,
         a.seconds.get("total").copied().unwrap_or(f64::NAN)
-    ));
+    )
+}
 
+/// One number per measure with its ideal, then the parts that were skipped and how to run them.
+fn headline(d: &mut Document, a: &Audit) {
     d.heading(1, "Headline");
     let mut rows: Vec<Vec<String>> = NC_METRICS
         .iter()
         .map(|(k, what, ideal)| vec![what.to_string(), f(a.nc_metric(k), 4), ideal.to_string()])
         .collect();
     if let Some(s) = &a.eval.seat {
-        for (b, v) in &s.avg_abs_effect {
+        rows.extend(seat_headline(s));
+    }
+    if let Some(c) = &a.eval.crows {
+        rows.extend(crows_headline(c));
+    }
+    if let Some(s) = &a.eval.stereoset {
+        rows.extend(stereoset_headline(s));
+    }
+    d.table(&["measure", "value", "ideal (reference)"], rows);
+    if !a.skipped.is_empty() {
+        d.para("Skipped:");
+        d.list(a.skipped.iter().map(|s| format!("{}: {}. To run it: `{}`", s.part, s.reason, s.fix)).collect());
+    }
+}
+
+fn seat_headline(s: &SeatSection) -> Vec<Vec<String>> {
+    s.avg_abs_effect
+        .iter()
+        .map(|(b, v)| {
             // bias-bench's figure is the average over sent-bias's six gender files; rebuilt tests
             // that differ from them (`*-rebuilt`) are not comparable with it.
             let ideal = if b == "gender" && crate::data::seat::is_standard_set(s.tests.keys(), b) {
@@ -84,35 +126,39 @@ pub fn document(a: &Audit) -> Document {
             } else {
                 "→ 0"
             };
-            rows.push(vec![format!("SEAT average |effect size| ({b})"), f(Some(*v), 3), ideal.into()]);
-        }
-    }
-    if let Some(c) = &a.eval.crows {
-        if let Some(g) = c.by_type.get("gender") {
-            rows.push(vec![
-                "CrowS-Pairs gender stereotype score".into(),
-                f(Some(g.metric), 2),
-                "→ 50 (bert-base-uncased 57.25)".into(),
-            ]);
-        }
-        rows.push(vec!["CrowS-Pairs overall stereotype score".into(), f(Some(c.overall.metric), 2), "→ 50".into()]);
-    }
-    if let Some(s) = &a.eval.stereoset {
-        if let Some(g) = s.by_domain.get("gender") {
-            rows.push(vec!["StereoSet gender SS".into(), f(Some(g.ss), 2), "→ 50 (bert-base-uncased 60.28)".into()]);
-        }
+            vec![format!("SEAT average |effect size| ({b})"), f(Some(*v), 3), ideal.into()]
+        })
+        .collect()
+}
+
+fn crows_headline(c: &CrowsSection) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    if let Some(g) = c.by_type.get("gender") {
         rows.push(vec![
-            "StereoSet overall SS / LMS / ICAT".into(),
-            format!("{} / {} / {}", f(Some(s.overall.ss), 2), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)),
-            "SS → 50; LMS, ICAT → 100".into(),
+            "CrowS-Pairs gender stereotype score".into(),
+            f(Some(g.metric), 2),
+            "→ 50 (bert-base-uncased 57.25)".into(),
         ]);
     }
-    d.table(&["measure", "value", "ideal (reference)"], rows);
-    if !a.skipped.is_empty() {
-        d.para("Skipped:");
-        d.list(a.skipped.iter().map(|s| format!("{}: {}. To run it: `{}`", s.part, s.reason, s.fix)).collect());
-    }
+    rows.push(vec!["CrowS-Pairs overall stereotype score".into(), f(Some(c.overall.metric), 2), "→ 50".into()]);
+    rows
+}
 
+fn stereoset_headline(s: &StereoSetSection) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    if let Some(g) = s.by_domain.get("gender") {
+        rows.push(vec!["StereoSet gender SS".into(), f(Some(g.ss), 2), "→ 50 (bert-base-uncased 60.28)".into()]);
+    }
+    rows.push(vec![
+        "StereoSet overall SS / LMS / ICAT".into(),
+        format!("{} / {} / {}", f(Some(s.overall.ss), 2), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)),
+        "SS → 50; LMS, ICAT → 100".into(),
+    ]);
+    rows
+}
+
+/// The neural-collapse statistics per word group, and the NC3 cosine plot.
+fn geometry(d: &mut Document, a: &Audit) {
     d.heading(1, "Fairness geometry (neural collapse)");
     let rows: Vec<Vec<String>> = a
         .collapse
@@ -123,63 +169,71 @@ pub fn document(a: &Audit) -> Document {
     d.table(&["group", "classes", "positions", "mean s_c", "std s_c"], rows);
     d.para("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its (tied) embedding row. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them.");
     d.plot("collapse/nc3_cosines", "NC3 cosines s_c by group (lines: group means)");
+}
 
-    if let Some(s) = &a.eval.seat {
-        d.heading(1, "SEAT");
-        if s.tests.keys().any(|n| !crate::data::seat::is_standard(n)) {
-            d.para(format!(
-                "Tests rebuilt from WEFE's WEAT lists. `*{}` tests keep every Arts sentence where sent-bias's files cut the set at random to the other target's size (sizes below), so they and the average are not comparable with published figures; `--seat-dir` with sent-bias's files gives those.",
-                crate::data::seat::REBUILT_SUFFIX
-            ));
-        }
-        let rows = s
-            .tests
-            .iter()
-            .map(|(n, t)| {
-                vec![
-                    n.clone(),
-                    f(Some(t.effect_size), 3),
-                    super::p_value(t.p_value),
-                    if t.exact { "every split".into() } else { "100,000 random splits".into() },
-                    t.sizes.map(|k| k.to_string()).join(" / "),
-                ]
-            })
-            .collect();
-        d.table(&["test", "effect size d", "p", "p from", "X / Y / A / B sentences"], rows);
-        d.plot("seat_effects", "SEAT effect sizes (colour: significance at 0.01)");
+fn seat(d: &mut Document, s: &SeatSection) {
+    d.heading(1, "SEAT");
+    if s.tests.keys().any(|n| !crate::data::seat::is_standard(n)) {
+        d.para(format!(
+            "Tests rebuilt from WEFE's WEAT lists. `*{}` tests keep every Arts sentence where sent-bias's files cut the set at random to the other target's size (sizes below), so they and the average are not comparable with published figures; `--seat-dir` with sent-bias's files gives those.",
+            crate::data::seat::REBUILT_SUFFIX
+        ));
     }
-    if let Some(c) = &a.eval.crows {
-        d.heading(1, "CrowS-Pairs");
-        let rows = c
-            .by_type
-            .iter()
-            .chain(std::iter::once((&"overall".to_string(), &c.overall)))
-            .map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), v.n.to_string()])
-            .collect();
-        d.table(&["bias type", "stereotype score", "pairs"], rows);
-    }
-    if let Some(s) = &a.eval.stereoset {
-        d.heading(1, "StereoSet (intrasentence)");
-        let rows = s
-            .by_domain
-            .iter()
-            .chain(std::iter::once((&"overall".to_string(), &s.overall)))
-            .map(|(t, v)| vec![t.clone(), f(Some(v.ss), 2), f(Some(v.lms), 2), f(Some(v.icat), 2), v.n.to_string()])
-            .collect();
-        d.table(&["domain", "SS", "LMS", "ICAT", "clusters"], rows);
-        d.plot("stereoset_ss", "StereoSet SS by domain (line: 50, unbiased)");
-    }
+    let rows = s
+        .tests
+        .iter()
+        .map(|(n, t)| {
+            vec![
+                n.clone(),
+                f(Some(t.effect_size), 3),
+                super::p_value(t.p_value),
+                if t.exact { "every split".into() } else { "100,000 random splits".into() },
+                t.sizes.map(|k| k.to_string()).join(" / "),
+            ]
+        })
+        .collect();
+    d.table(&["test", "effect size d", "p", "p from", "X / Y / A / B sentences"], rows);
+    d.plot("seat_effects", "SEAT effect sizes (colour: significance at 0.01)");
+}
+
+fn crows(d: &mut Document, c: &CrowsSection) {
+    d.heading(1, "CrowS-Pairs");
+    let rows = c
+        .by_type
+        .iter()
+        .chain(std::iter::once((&"overall".to_string(), &c.overall)))
+        .map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), v.n.to_string()])
+        .collect();
+    d.table(&["bias type", "stereotype score", "pairs"], rows);
+}
+
+fn stereoset(d: &mut Document, s: &StereoSetSection) {
+    d.heading(1, "StereoSet (intrasentence)");
+    let rows = s
+        .by_domain
+        .iter()
+        .chain(std::iter::once((&"overall".to_string(), &s.overall)))
+        .map(|(t, v)| vec![t.clone(), f(Some(v.ss), 2), f(Some(v.lms), 2), f(Some(v.icat), 2), v.n.to_string()])
+        .collect();
+    d.table(&["domain", "SS", "LMS", "ICAT", "clusters"], rows);
+    d.plot("stereoset_ss", "StereoSet SS by domain (line: 50, unbiased)");
+}
+
+/// The evaluation's notes, then the collapse statistics'.
+fn notes(d: &mut Document, a: &Audit) {
     let mut notes: Vec<String> = a.eval.notes.clone();
     notes.extend(a.collapse.notes.iter().cloned());
     if !notes.is_empty() {
         d.heading(1, "Notes");
         d.list(notes);
     }
+}
+
+fn files(d: &mut Document) {
     d.heading(1, "Files");
     d.list(vec![
         "`audit.json`: everything above, joined; `summary.csv`: the headline numbers".into(),
         "`collapse/`: `collapse.json`, `classes.csv` (per-class values), `summary.md`".into(),
         "`eval/`: `results.json`, per-example CSVs (`crows.csv`, `stereoset.csv`, `seat.csv`)".into(),
     ]);
-    d
 }

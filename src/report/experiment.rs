@@ -5,82 +5,18 @@
 //! and scatter plots.
 
 use super::document::Document;
+pub use super::experiment_stats::{ALPHA, BOOTSTRAP_MIN_N, PairedDelta, paired_delta};
+use super::experiment_stats::{BOOTSTRAP, Correlation, correlation};
 use crate::experiment::cell::{Cell, CellResult, Status, lambda_label};
 use crate::util::stats;
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// NC metrics (x of the correlations) and bias scores (y), by `part.metric` key.
 pub const NC_KEYS: [&str; 3] = ["nc.duality_std", "nc.duality_mean", "nc.cdnv"];
 pub const BIAS_KEYS: [&str; 4] =
     ["seat.avg_abs_effect_gender", "crows.gender", "stereoset.ss_gender", "stereoset.icat"];
-const BOOTSTRAP: usize = 2000;
-/// Below this many values a percentile bootstrap is little more than [min, max] (METHOD §12).
-pub const BOOTSTRAP_MIN_N: usize = 10;
-/// The level at which a permutation p counts as significant.
-pub const ALPHA: f64 = 0.05;
-
-/// λ against λ = 0 of one metric, paired by seed (METHOD §12).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PairedDelta {
-    /// Seeds with both sides finished and finite.
-    pub n: usize,
-    /// Seeds finished on one side only (left out of every statistic).
-    pub without_partner: usize,
-    pub mean: f64,
-    pub std: f64,
-    pub t_ci: (f64, f64),
-    pub test: stats::PermutationP,
-    /// The smallest p the sign-flip test can reach with n pairs.
-    pub min_p: f64,
-    /// Only where n ≥ `BOOTSTRAP_MIN_N`.
-    pub bootstrap: Option<(f64, f64)>,
-}
-
-/// The per-seed differences `with − base` of `key` and their statistics; None when no seed has both.
-pub fn paired_delta(with: &[&CellResult], base: &[&CellResult], key: &str) -> Option<PairedDelta> {
-    let finite = |r: &CellResult| r.metrics.get(key).copied().filter(|v| v.is_finite());
-    let mut diffs = Vec::new();
-    let mut without_partner = 0;
-    for w in with.iter().filter(|w| finite(w).is_some()) {
-        match base.iter().find(|b| b.seed == w.seed).and_then(|b| finite(b)) {
-            Some(b) => diffs.push(finite(w)? - b),
-            None => without_partner += 1,
-        }
-    }
-    without_partner += base
-        .iter()
-        .filter(|b| finite(b).is_some() && !with.iter().any(|w| w.seed == b.seed && finite(w).is_some()))
-        .count();
-    if diffs.is_empty() {
-        return None;
-    }
-    let n = diffs.len();
-    let bootstrap = (n >= BOOTSTRAP_MIN_N).then(|| {
-        stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 0xD1FF, |idx| {
-            stats::mean(&idx.iter().map(|&i| diffs[i]).collect::<Vec<_>>())
-        })
-    });
-    Some(PairedDelta {
-        n,
-        without_partner,
-        mean: stats::mean(&diffs),
-        std: stats::std(&diffs),
-        t_ci: stats::t_interval(&diffs, 0.95),
-        test: stats::sign_flip_p(&diffs, 0xD1FF),
-        min_p: stats::sign_flip_min_p(n),
-        bootstrap,
-    })
-}
-
-impl PairedDelta {
-    /// Whether the sign-flip test rejects at `ALPHA`: never where n is too small for it to
-    /// (whatever the t-interval, which leans on normality, says).
-    pub fn significant(&self) -> bool {
-        self.min_p <= ALPHA && self.test.p <= ALPHA
-    }
-}
 
 fn sd(v: f64) -> String {
     if v.is_finite() { format!("{v:.4}") } else { "—".into() }
@@ -95,7 +31,7 @@ fn interval3(ci: (f64, f64)) -> String {
 }
 
 fn distinct(items: impl Iterator<Item = String>) -> usize {
-    items.collect::<std::collections::BTreeSet<_>>().len()
+    items.collect::<BTreeSet<_>>().len()
 }
 
 /// Columns of the main table: NC, bias, LM quality and GLUE metrics present in any cell.
@@ -127,10 +63,30 @@ fn digits(key: &str) -> usize {
     if key.starts_with("nc.") || key.starts_with("seat.") || key.starts_with("glue.") { 4 } else { 2 }
 }
 
+/// A configuration of the grid, as `CellResult::config` names it: model, method and λ label.
+type Configuration = (String, String, String);
+
+/// Writes the summary of `results` into `out`: `summary.md`, `.html` and `.json`, one scatter
+/// plot per correlation, and `cells.csv` (which `read_cells_csv` reads back).
 pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], planned: usize) -> Result<()> {
     let ok: Vec<&CellResult> = results.iter().filter(|r| r.status == Status::Ok).collect();
     let keys = columns(results);
-    let mut configs: Vec<(String, String, String)> = results.iter().map(CellResult::config).collect();
+    let configs = configurations(results);
+    let mut d = Document::new(format!("Experiment `{name}`"));
+    d.para(overview(config, results, ok.len(), planned));
+    let table = every_configuration(&mut d, results, &ok, &configs, &keys);
+    let deltas = regularizer_changes(&mut d, &ok, &configs, &keys);
+    let correlations = nc_bias_correlations(&mut d, out, &ok)?;
+    failed_cells(&mut d, results);
+    d.write(out, "summary")?;
+    let json = serde_json::json!({"name": name, "config": config.display().to_string(), "planned": planned, "cells": results, "table": table, "deltas": deltas, "correlations": correlations});
+    crate::util::fs::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    write_cells_csv(out, results, &keys)
+}
+
+/// Every configuration once, by model and method, then λ as a number (so 10 comes before 100).
+fn configurations(results: &[CellResult]) -> Vec<Configuration> {
+    let mut configs: Vec<Configuration> = results.iter().map(CellResult::config).collect();
     configs.dedup();
     configs.sort_by(|a, b| {
         (&a.0, &a.1)
@@ -138,23 +94,35 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
             .then(a.2.parse::<f64>().unwrap_or(0.0).total_cmp(&b.2.parse::<f64>().unwrap_or(0.0)))
     });
     configs.dedup();
+    configs
+}
 
-    let mut d = Document::new(format!("Experiment `{name}`"));
+fn overview(config: &Path, results: &[CellResult], finished: usize, planned: usize) -> String {
     let total_s: f64 = results.iter().map(|r| r.seconds).sum();
-    d.para(format!(
+    format!(
         "Config `{}`; {} of {planned} cells run, {} failed; {:.0} min of cell time. Values are mean ± sample std over seeds.",
         config.display(),
         results.len(),
-        results.len() - ok.len(),
+        results.len() - finished,
         total_s / 60.0
-    ));
+    )
+}
 
+/// The "Every configuration" section: each configuration's mean ± std over its finished seeds.
+/// Returns the same numbers for `summary.json`.
+fn every_configuration(
+    d: &mut Document,
+    results: &[CellResult],
+    ok: &[&CellResult],
+    configs: &[Configuration],
+    keys: &[String],
+) -> Vec<serde_json::Value> {
     d.heading(1, "Every configuration");
     let mut header = vec!["model", "method", "λ", "seeds"];
     header.extend(keys.iter().map(String::as_str));
     let mut rows = Vec::new();
-    let mut table_json = Vec::new();
-    for c in &configs {
+    let mut json = Vec::new();
+    for c in configs {
         let group: Vec<&CellResult> = ok.iter().copied().filter(|r| r.config() == *c).collect();
         let failed = results.iter().filter(|r| r.config() == *c && r.status != Status::Ok).count();
         let mut row = vec![
@@ -165,82 +133,53 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
         ];
         let mut entry =
             serde_json::json!({"model": c.0, "method": c.1, "lambda": c.2, "seeds": group.len(), "failed": failed});
-        for k in &keys {
+        for k in keys {
             let v = values(&group, k);
             row.push(cell(&v, digits(k)));
             entry[k] = serde_json::json!({"mean": stats::mean(&v), "std": stats::std(&v), "n": v.len()});
         }
         rows.push(row);
-        table_json.push(entry);
+        json.push(entry);
     }
     d.table(&header, rows);
+    json
+}
 
-    d.heading(1, "What the NC3 regularizer changes");
-    let mut rows = Vec::new();
-    let mut deltas_json = Vec::new();
-    let mut untestable_n = std::collections::BTreeSet::new();
-    let mut any_bootstrap = false;
+/// One metric of a λ > 0 configuration against λ = 0 of the same model and method.
+struct Change<'a> {
+    config: &'a Configuration,
+    metric: &'a str,
+    delta: PairedDelta,
+}
+
+/// Every change that some seed finished on both sides, by configuration, then metric.
+fn paired_changes<'a>(ok: &[&CellResult], configs: &'a [Configuration], keys: &'a [String]) -> Vec<Change<'a>> {
+    let mut changes = Vec::new();
     for c in configs.iter().filter(|c| c.2 != "0") {
         let base: Vec<&CellResult> =
             ok.iter().copied().filter(|r| r.model == c.0 && r.method == c.1 && r.lambda == 0.0).collect();
         let with: Vec<&CellResult> = ok.iter().copied().filter(|r| r.config() == *c).collect();
-        for k in &keys {
-            let Some(d) = paired_delta(&with, &base, k) else { continue };
-            let significance = if d.min_p > ALPHA {
-                untestable_n.insert(d.n);
-                format!("cannot be (n = {})", d.n)
-            } else if d.significant() {
-                "**yes**".into()
-            } else {
-                "no".into()
-            };
-            let mut row = vec![
-                c.0.clone(),
-                c.1.clone(),
-                c.2.clone(),
-                k.clone(),
-                d.n.to_string(),
-                format!("{:+.4}", d.mean),
-                sd(d.std),
-                interval(d.t_ci),
-                super::p_value(d.test.p),
-                significance,
-            ];
-            if let Some(b) = d.bootstrap {
-                any_bootstrap = true;
-                row.push(interval(b));
-            } else {
-                row.push("—".into());
+        for k in keys {
+            if let Some(delta) = paired_delta(&with, &base, k) {
+                changes.push(Change { config: c, metric: k, delta });
             }
-            if d.without_partner > 0 {
-                row[4] = format!("{} ({} without a partner)", d.n, d.without_partner);
-            }
-            rows.push(row);
-            deltas_json.push(serde_json::json!({
-                "model": c.0, "method": c.1, "lambda": c.2, "metric": k, "n": d.n, "seeds_without_partner": d.without_partner,
-                "mean": d.mean, "std": d.std, "t_ci95": [d.t_ci.0, d.t_ci.1],
-                "sign_flip_p": d.test.p, "sign_flip_exact": d.test.exact, "sign_flip_assignments": d.test.assignments, "smallest_attainable_p": d.min_p,
-                "significant": d.significant(),
-                "bootstrap_ci95": d.bootstrap.map(|b| [b.0, b.1]),
-            }));
         }
     }
-    let mut about = format!(
-        "Δ = metric(λ) − metric(λ = 0) of the same model, method and seed (cells of one seed see the same data in the same order), over the n seeds that have both; mean Δ, its sample std, the Student-t 95% interval (it assumes normal differences) and the two-sided sign-flip permutation p over all 2ⁿ sign assignments of the n differences (exact up to n = {}; H0: each difference is as likely positive as negative). Significant means p ≤ {ALPHA}.",
-        stats::SIGN_FLIP_EXACT_MAX
-    );
-    for n in &untestable_n {
-        about.push_str(&format!(
-            " n = {n}: the smallest attainable p is {}, so no difference can be significant.",
-            stats::sign_flip_min_p(*n)
-        ));
-    }
-    about.push_str(&format!(
-        " Percentile bootstrap intervals ({BOOTSTRAP} resamples) only where n ≥ {BOOTSTRAP_MIN_N}{}.",
-        if any_bootstrap { "" } else { ": none here" }
-    ));
-    d.para(about);
-    if rows.is_empty() {
+    changes
+}
+
+/// The "What the NC3 regularizer changes" section: the paired deltas. Returns them for
+/// `summary.json`.
+fn regularizer_changes(
+    d: &mut Document,
+    ok: &[&CellResult],
+    configs: &[Configuration],
+    keys: &[String],
+) -> Vec<serde_json::Value> {
+    d.heading(1, "What the NC3 regularizer changes");
+    let changes = paired_changes(ok, configs, keys);
+    d.para(how_changes_are_tested(&changes));
+    if changes.is_empty() {
         d.para("No method has both λ = 0 and λ > 0 cells of a common seed finished yet.");
     } else {
         d.table(
@@ -257,118 +196,213 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
                 "significant",
                 "bootstrap 95%",
             ],
-            rows,
+            changes.iter().map(change_row).collect(),
         );
     }
+    changes.iter().map(change_json).collect()
+}
 
+/// What Δ is and how it is tested, with the limits that apply to these changes: the seed
+/// counts at which nothing can be significant, and whether any change was bootstrapped.
+fn how_changes_are_tested(changes: &[Change]) -> String {
+    let untestable_n: BTreeSet<usize> = changes.iter().filter(|c| c.delta.untestable()).map(|c| c.delta.n).collect();
+    let any_bootstrap = changes.iter().any(|c| c.delta.bootstrap.is_some());
+    let mut about = format!(
+        "Δ = metric(λ) − metric(λ = 0) of the same model, method and seed (cells of one seed see the same data in the same order), over the n seeds that have both; mean Δ, its sample std, the Student-t 95% interval (it assumes normal differences) and the two-sided sign-flip permutation p over all 2ⁿ sign assignments of the n differences (exact up to n = {}; H0: each difference is as likely positive as negative). Significant means p ≤ {ALPHA}.",
+        stats::SIGN_FLIP_EXACT_MAX
+    );
+    for n in &untestable_n {
+        about.push_str(&format!(
+            " n = {n}: the smallest attainable p is {}, so no difference can be significant.",
+            stats::sign_flip_min_p(*n)
+        ));
+    }
+    about.push_str(&format!(
+        " Percentile bootstrap intervals ({BOOTSTRAP} resamples) only where n ≥ {BOOTSTRAP_MIN_N}{}.",
+        if any_bootstrap { "" } else { ": none here" }
+    ));
+    about
+}
+
+fn change_row(change: &Change) -> Vec<String> {
+    let (c, d) = (change.config, &change.delta);
+    let n = if d.without_partner > 0 {
+        format!("{} ({} without a partner)", d.n, d.without_partner)
+    } else {
+        d.n.to_string()
+    };
+    let significance = if d.untestable() {
+        format!("cannot be (n = {})", d.n)
+    } else if d.significant() {
+        "**yes**".into()
+    } else {
+        "no".into()
+    };
+    vec![
+        c.0.clone(),
+        c.1.clone(),
+        c.2.clone(),
+        change.metric.to_string(),
+        n,
+        format!("{:+.4}", d.mean),
+        sd(d.std),
+        interval(d.t_ci),
+        super::p_value(d.test.p),
+        significance,
+        d.bootstrap.map(interval).unwrap_or_else(|| "—".into()),
+    ]
+}
+
+fn change_json(change: &Change) -> serde_json::Value {
+    let (c, d) = (change.config, &change.delta);
+    serde_json::json!({
+        "model": c.0, "method": c.1, "lambda": c.2, "metric": change.metric, "n": d.n, "seeds_without_partner": d.without_partner,
+        "mean": d.mean, "std": d.std, "t_ci95": [d.t_ci.0, d.t_ci.1],
+        "sign_flip_p": d.test.p, "sign_flip_exact": d.test.exact, "sign_flip_assignments": d.test.assignments, "smallest_attainable_p": d.min_p,
+        "significant": d.significant(),
+        "bootstrap_ci95": d.bootstrap.map(|b| [b.0, b.1]),
+    })
+}
+
+/// One NC metric against one bias score across the finished cells that have both.
+struct Pairing {
+    nc: &'static str,
+    bias: &'static str,
+    /// (nc, bias, index into the scatter legend) per cell.
+    points: Vec<(f64, f64, usize)>,
+    stats: Correlation,
+    /// Distinct seeds and base models among the cells: why they are not independent.
+    seeds: usize,
+    models: usize,
+}
+
+impl Pairing {
+    fn dependence(&self) -> String {
+        format!(
+            "{} cells share {} seed{} and {} base model{}",
+            self.stats.n,
+            self.seeds,
+            if self.seeds == 1 { "" } else { "s" },
+            self.models,
+            if self.models == 1 { "" } else { "s" }
+        )
+    }
+
+    /// The scatter plot's file stem, without extension.
+    fn stem(&self) -> String {
+        format!("scatter_{}_{}", self.nc.replace('.', "-"), self.bias.replace('.', "-"))
+    }
+}
+
+/// Method and λ of a cell as the scatter plots' legend names it.
+fn legend_label(r: &CellResult) -> String {
+    format!("{} λ={}", r.method, lambda_label(r.lambda))
+}
+
+/// None under three cells, where a correlation says nothing.
+fn pairing(ok: &[&CellResult], legend: &[String], nc: &'static str, bias: &'static str) -> Option<Pairing> {
+    let finite = |r: &CellResult, k: &str| r.metrics.get(k).is_some_and(|v| v.is_finite());
+    let used: Vec<&CellResult> = ok.iter().copied().filter(|r| finite(r, nc) && finite(r, bias)).collect();
+    if used.len() < 3 {
+        return None;
+    }
+    let points: Vec<(f64, f64, usize)> = used
+        .iter()
+        .map(|r| {
+            let label = legend_label(r);
+            (r.metrics[nc], r.metrics[bias], legend.iter().position(|m| *m == label).unwrap_or(0))
+        })
+        .collect();
+    let (xs, ys): (Vec<f64>, Vec<f64>) = points.iter().map(|p| (p.0, p.1)).unzip();
+    Some(Pairing {
+        nc,
+        bias,
+        stats: correlation(&xs, &ys),
+        points,
+        seeds: distinct(used.iter().map(|r| r.seed.to_string())),
+        models: distinct(used.iter().map(|r| r.model.clone())),
+    })
+}
+
+fn write_scatter(out: &Path, p: &Pairing, legend: &[String]) -> Result<()> {
+    let r2 = |v: f64| if v.is_finite() { format!("{v:.2}") } else { "undefined".to_string() };
+    crate::report::plot::scatter_plot(
+        &out.join(p.stem()),
+        &format!(
+            "{} vs {} (Pearson {}, Spearman {}; n = {})",
+            p.bias,
+            p.nc,
+            r2(p.stats.pearson),
+            r2(p.stats.spearman),
+            p.stats.n
+        ),
+        p.nc,
+        p.bias,
+        &p.points,
+        legend,
+    )
+}
+
+fn correlation_row(p: &Pairing) -> Vec<String> {
+    let c = &p.stats;
+    let how = if !c.pearson.is_finite() {
+        "none: a value is constant across the cells".to_string()
+    } else if c.pearson_test.exact {
+        format!("exact, {} orders", c.pearson_test.assignments)
+    } else {
+        format!("{} random orders", c.pearson_test.assignments)
+    };
+    // An undefined correlation (a constant score across the cells) shows as —, never NaN.
+    let with_ci = |r: f64, ci: Option<(f64, f64)>| match ci {
+        _ if !r.is_finite() => "—".to_string(),
+        Some(ci) => format!("{r:+.3} {}", interval3(ci)),
+        None => format!("{r:+.3}"),
+    };
+    vec![
+        p.nc.to_string(),
+        p.bias.to_string(),
+        c.n.to_string(),
+        with_ci(c.pearson, c.pearson_ci),
+        super::p_value(c.pearson_test.p),
+        with_ci(c.spearman, c.spearman_ci),
+        super::p_value(c.spearman_test.p),
+        how,
+        p.dependence(),
+        format!("`{}.png`", p.stem()),
+    ]
+}
+
+fn correlation_json(p: &Pairing) -> serde_json::Value {
+    let c = &p.stats;
+    serde_json::json!({
+        "nc": p.nc, "bias": p.bias, "n": c.n, "seeds": p.seeds, "models": p.models, "independent": false, "dependence": p.dependence(),
+        "pearson": c.pearson, "pearson_p": c.pearson_test.p, "spearman": c.spearman, "spearman_p": c.spearman_test.p, "permutation_exact": c.pearson_test.exact, "permutations": c.pearson_test.assignments,
+        "pearson_ci95": c.pearson_ci.map(|c| [c.0, c.1]), "spearman_ci95": c.spearman_ci.map(|c| [c.0, c.1]),
+    })
+}
+
+/// The "Do NC metrics track fairness?" section and a scatter plot per pairing. Returns the
+/// correlations for `summary.json`.
+fn nc_bias_correlations(d: &mut Document, out: &Path, ok: &[&CellResult]) -> Result<Vec<serde_json::Value>> {
     d.heading(1, "Do NC metrics track fairness?");
     d.para(format!(
         "Across the finished cells: Pearson's r and Spearman's ρ of each NC metric with each bias score, with n and a two-sided permutation p (all n! orders up to n = {}, else {} seeded random orders, p = (k + 1) / (B + 1)); bootstrap intervals over cells only where n ≥ {BOOTSTRAP_MIN_N}. The cells are not independent: cells that share a seed share data order, and cells of one base model share its starting point (the `none` cells of a model are one model audited several times), so the p-values assume an exchangeability the grid does not have; read them as descriptive.",
         stats::PERMUTATION_EXACT_MAX,
         stats::RANDOM_PERMUTATIONS
     ));
-    let mut rows = Vec::new();
-    let mut corr_json = Vec::new();
-    let methods: Vec<String> = {
-        let mut m: Vec<String> = ok.iter().map(|r| format!("{} λ={}", r.method, lambda_label(r.lambda))).collect();
-        m.sort();
-        m.dedup();
-        m
-    };
-    for x in NC_KEYS {
-        for y in BIAS_KEYS {
-            let used: Vec<&CellResult> = ok
-                .iter()
-                .copied()
-                .filter(|r| {
-                    r.metrics.get(x).is_some_and(|v| v.is_finite()) && r.metrics.get(y).is_some_and(|v| v.is_finite())
-                })
-                .collect();
-            if used.len() < 3 {
-                continue;
+    let mut legend: Vec<String> = ok.iter().map(|r| legend_label(r)).collect();
+    legend.sort();
+    legend.dedup();
+    let mut pairings = Vec::new();
+    for nc in NC_KEYS {
+        for bias in BIAS_KEYS {
+            if let Some(p) = pairing(ok, &legend, nc, bias) {
+                write_scatter(out, &p, &legend)?;
+                pairings.push(p);
             }
-            let pairs: Vec<(f64, f64, usize)> = used
-                .iter()
-                .map(|r| {
-                    (
-                        r.metrics[x],
-                        r.metrics[y],
-                        methods
-                            .iter()
-                            .position(|m| *m == format!("{} λ={}", r.method, lambda_label(r.lambda)))
-                            .unwrap_or(0),
-                    )
-                })
-                .collect();
-            let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.iter().map(|p| (p.0, p.1)).unzip();
-            let p = stats::pearson(&xs, &ys);
-            let s = stats::spearman(&xs, &ys);
-            let pp = stats::pearson_permutation_p(&xs, &ys, 7);
-            let sp = stats::spearman_permutation_p(&xs, &ys, 8);
-            let n = xs.len();
-            let (ci_p, ci_s) = if n >= BOOTSTRAP_MIN_N {
-                let sub = |idx: &[usize], f: fn(&[f64], &[f64]) -> f64| {
-                    f(&idx.iter().map(|&i| xs[i]).collect::<Vec<_>>(), &idx.iter().map(|&i| ys[i]).collect::<Vec<_>>())
-                };
-                (
-                    Some(stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 7, |idx| sub(idx, stats::pearson))),
-                    Some(stats::bootstrap_ci(n, BOOTSTRAP, 0.95, 8, |idx| sub(idx, stats::spearman))),
-                )
-            } else {
-                (None, None)
-            };
-            let seeds = distinct(used.iter().map(|r| r.seed.to_string()));
-            let models = distinct(used.iter().map(|r| r.model.clone()));
-            let dependence = format!(
-                "{n} cells share {seeds} seed{} and {models} base model{}",
-                if seeds == 1 { "" } else { "s" },
-                if models == 1 { "" } else { "s" }
-            );
-            let how = if !p.is_finite() {
-                "none: a value is constant across the cells".to_string()
-            } else if pp.exact {
-                format!("exact, {} orders", pp.assignments)
-            } else {
-                format!("{} random orders", pp.assignments)
-            };
-            let r2 = |v: f64| if v.is_finite() { format!("{v:.2}") } else { "undefined".to_string() };
-            let stem = format!("scatter_{}_{}", x.replace('.', "-"), y.replace('.', "-"));
-            crate::report::plot::scatter_plot(
-                &out.join(&stem),
-                &format!("{y} vs {x} (Pearson {}, Spearman {}; n = {n})", r2(p), r2(s)),
-                x,
-                y,
-                &pairs,
-                &methods,
-            )?;
-            // An undefined correlation (a constant score across the cells) shows as —, never NaN.
-            let with_ci = |r: f64, ci: Option<(f64, f64)>| match ci {
-                _ if !r.is_finite() => "—".to_string(),
-                Some(ci) => format!("{r:+.3} {}", interval3(ci)),
-                None => format!("{r:+.3}"),
-            };
-            rows.push(vec![
-                x.to_string(),
-                y.to_string(),
-                n.to_string(),
-                with_ci(p, ci_p),
-                super::p_value(pp.p),
-                with_ci(s, ci_s),
-                super::p_value(sp.p),
-                how,
-                dependence.clone(),
-                format!("`{stem}.png`"),
-            ]);
-            corr_json.push(serde_json::json!({
-                "nc": x, "bias": y, "n": n, "seeds": seeds, "models": models, "independent": false, "dependence": dependence,
-                "pearson": p, "pearson_p": pp.p, "spearman": s, "spearman_p": sp.p, "permutation_exact": pp.exact, "permutations": pp.assignments,
-                "pearson_ci95": ci_p.map(|c| [c.0, c.1]), "spearman_ci95": ci_s.map(|c| [c.0, c.1]),
-            }));
         }
     }
-    if rows.is_empty() {
-        d.para("Fewer than three finished cells: no correlations yet.");
-    } else {
+    if let Some(first) = pairings.first() {
         d.table(
             &[
                 "NC metric",
@@ -382,19 +416,16 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
                 "not independent",
                 "plot",
             ],
-            rows,
+            pairings.iter().map(correlation_row).collect(),
         );
-        if let Some(first) = corr_json.first() {
-            d.plot(
-                format!(
-                    "scatter_{}_{}",
-                    first["nc"].as_str().unwrap_or("").replace('.', "-"),
-                    first["bias"].as_str().unwrap_or("").replace('.', "-")
-                ),
-                "the first pair; every pair has its own plot",
-            );
-        }
+        d.plot(first.stem(), "the first pair; every pair has its own plot");
+    } else {
+        d.para("Fewer than three finished cells: no correlations yet.");
     }
+    Ok(pairings.iter().map(correlation_json).collect())
+}
+
+fn failed_cells(d: &mut Document, results: &[CellResult]) {
     let failed: Vec<String> = results
         .iter()
         .filter(|r| r.status != Status::Ok)
@@ -413,9 +444,11 @@ pub fn write(out: &Path, name: &str, config: &Path, results: &[CellResult], plan
         d.heading(1, "Failed cells");
         d.list(failed);
     }
-    d.write(out, "summary")?;
-    let json = serde_json::json!({"name": name, "config": config.display().to_string(), "planned": planned, "cells": results, "table": table_json, "deltas": deltas_json, "correlations": corr_json});
-    crate::util::fs::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+}
+
+/// One row per cell: its settings, status, seconds and every column of the main table (an
+/// empty field where the cell lacks the metric), at full precision so it reads back exactly.
+fn write_cells_csv(out: &Path, results: &[CellResult], keys: &[String]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header =
         vec!["model".to_string(), "method".into(), "lambda".into(), "seed".into(), "status".into(), "seconds".into()];
@@ -497,45 +530,6 @@ pub fn read_cells_csv(path: &Path) -> Result<Vec<CellResult>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cell(lambda: f64, seed: u64, v: f64) -> CellResult {
-        CellResult::ok(
-            &Cell { model: "m".into(), method: "cda".into(), lambda, seed },
-            [("x".to_string(), v)].into(),
-            1.0,
-        )
-    }
-
-    #[test]
-    fn deltas_pair_by_seed_and_three_seeds_are_never_significant() {
-        // Seeds 0–2 on both sides (differences 1.0, 1.1, 0.9), seed 3 only with λ > 0.
-        let base = [cell(0.0, 0, 5.0), cell(0.0, 1, 6.0), cell(0.0, 2, 7.0)];
-        let with = [cell(10.0, 2, 7.9), cell(10.0, 0, 6.0), cell(10.0, 1, 7.1), cell(10.0, 3, 100.0)];
-        let d = paired_delta(&with.iter().collect::<Vec<_>>(), &base.iter().collect::<Vec<_>>(), "x").unwrap();
-        assert_eq!((d.n, d.without_partner), (3, 1));
-        assert!((d.mean - 1.0).abs() < 1e-12 && (d.std - 0.1).abs() < 1e-12, "{d:?}");
-        // mean ± t(0.975; 2) · 0.1 / √3 with t(0.975; 2) = 0.95 / √(2 · 0.975 · 0.025).
-        let half = 0.95 / (2.0f64 * 0.975 * 0.025).sqrt() * 0.1 / 3f64.sqrt();
-        assert!((d.t_ci.0 - (1.0 - half)).abs() < 1e-9 && (d.t_ci.1 - (1.0 + half)).abs() < 1e-9, "{d:?}");
-        // The t-interval excludes 0, yet only 2 of the 8 sign assignments can be as extreme.
-        assert!(d.t_ci.0 > 0.0);
-        assert_eq!((d.test.p, d.min_p, d.bootstrap), (0.25, 0.25, None));
-        assert!(!d.significant());
-        // Six seeds that agree reach p = 2/64 < 0.05; ten get a bootstrap interval too.
-        let base: Vec<CellResult> = (0..10).map(|s| cell(0.0, s, 1.0)).collect();
-        let with: Vec<CellResult> = (0..10).map(|s| cell(10.0, s, 2.0 + s as f64 / 100.0)).collect();
-        let six =
-            paired_delta(&with[..6].iter().collect::<Vec<_>>(), &base[..6].iter().collect::<Vec<_>>(), "x").unwrap();
-        assert_eq!((six.n, six.test.p, six.bootstrap), (6, 0.03125, None));
-        assert!(six.significant());
-        let ten = paired_delta(&with.iter().collect::<Vec<_>>(), &base.iter().collect::<Vec<_>>(), "x").unwrap();
-        let (lo, hi) = ten.bootstrap.expect("n = 10 bootstraps");
-        assert!(lo >= 1.0 && hi <= 1.09 && lo <= ten.mean && ten.mean <= hi, "{lo} {hi}");
-        assert!(
-            paired_delta(&with[..1].iter().collect::<Vec<_>>(), &base[5..].iter().collect::<Vec<_>>(), "x").is_none(),
-            "no common seed"
-        );
-    }
 
     #[test]
     fn cells_csv_round_trips() {

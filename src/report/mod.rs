@@ -5,6 +5,7 @@ pub mod collapse;
 pub(crate) mod document;
 pub mod eval;
 pub mod experiment;
+pub mod experiment_stats;
 pub mod glue;
 pub(crate) mod plot;
 pub mod training;

@@ -2,6 +2,8 @@
 //! render the same on machines without system fonts.
 
 use anyhow::{Result, anyhow};
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -82,6 +84,13 @@ fn write_both(
     crate::util::fs::write_atomic(&stem.with_extension("svg"), svg.as_bytes())
 }
 
+/// A dot plot's coordinates: values across, one segment per dot down.
+type DotChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordusize>>>;
+
+fn drawing_error<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow!("cannot draw plot: {e:?}")
+}
+
 fn draw_dots<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -93,64 +102,22 @@ fn draw_dots<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw plot: {e:?}");
-    root.fill(&WHITE).map_err(err)?;
-    let (lo, hi) = dots
-        .iter()
-        .map(|d| d.value)
-        .chain(reference)
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let pad = ((hi - lo) * 0.08).max(0.02);
-    let (lo, hi) = if lo.is_finite() { (lo - pad, hi + pad) } else { (-1.0, 1.0) };
+    root.fill(&WHITE).map_err(drawing_error)?;
     let n = dots.len().max(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FAMILY, 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(150)
-        .build_cartesian_2d(lo..hi, (0..n).into_segmented())
-        .map_err(err)?;
-    let labels: Vec<String> = dots.iter().map(|d| d.label.clone()).collect();
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_labels(n)
-        .y_label_formatter(&|y| match y {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .label_style((FAMILY, 12))
-        .disable_y_mesh()
-        .draw()
-        .map_err(err)?;
+        .build_cartesian_2d(dot_range(dots, reference), (0..n).into_segmented())
+        .map_err(drawing_error)?;
+    draw_dot_axes(&mut chart, x_label, dots)?;
     for (g, name) in groups.iter().enumerate() {
-        let color = PALETTE[g % PALETTE.len()];
-        let vals: Vec<f64> = dots.iter().filter(|d| d.group == g).map(|d| d.value).collect();
-        let points = dots
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.group == g)
-            .map(|(i, d)| Circle::new((d.value, SegmentValue::CenterOf(i)), 4, color.filled()));
-        chart
-            .draw_series(points)
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
-        if vals.len() >= 2 && reference.is_none() {
-            let m = vals.iter().sum::<f64>() / vals.len() as f64;
-            chart
-                .draw_series(LineSeries::new(
-                    [(m, SegmentValue::Exact(0)), (m, SegmentValue::Last)],
-                    color.stroke_width(1),
-                ))
-                .map_err(err)?;
-        }
+        // Either the reference line or the group means, as `dot_plot` promises, never both.
+        draw_dot_group(&mut chart, dots, g, name, reference.is_none())?;
     }
     if let Some(r) = reference {
-        chart
-            .draw_series(LineSeries::new([(r, SegmentValue::Exact(0)), (r, SegmentValue::Last)], BLACK.stroke_width(2)))
-            .map_err(err)?;
+        draw_vertical(&mut chart, r, BLACK.stroke_width(2))?;
     }
     chart
         .configure_series_labels()
@@ -159,8 +126,83 @@ where
         .label_font((FAMILY, 13))
         .position(SeriesLabelPosition::LowerRight)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+        .map_err(drawing_error)?;
+    root.present().map_err(drawing_error)?;
+    Ok(())
+}
+
+/// The span of the finite values and the reference, padded so that no dot sits on the frame;
+/// [-1, 1] when there is nothing finite to span.
+fn dot_range(dots: &[Dot], reference: Option<f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = dots
+        .iter()
+        .map(|d| d.value)
+        .chain(reference)
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.08).max(0.02);
+    let (lo, hi) = if lo.is_finite() { (lo - pad, hi + pad) } else { (-1.0, 1.0) };
+    lo..hi
+}
+
+/// The value axis, and each row labelled with its dot's label (no horizontal grid lines).
+fn draw_dot_axes<DB: DrawingBackend>(chart: &mut DotChart<DB>, x_label: &str, dots: &[Dot]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let labels: Vec<String> = dots.iter().map(|d| d.label.clone()).collect();
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_labels(dots.len().max(1))
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .label_style((FAMILY, 12))
+        .disable_y_mesh()
+        .draw()
+        .map_err(drawing_error)
+}
+
+/// Group `g`'s dots in its colour with its legend entry, and, if `with_mean` and it has two
+/// or more dots, a thin line at their mean.
+fn draw_dot_group<DB: DrawingBackend>(
+    chart: &mut DotChart<DB>,
+    dots: &[Dot],
+    g: usize,
+    name: &str,
+    with_mean: bool,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let color = PALETTE[g % PALETTE.len()];
+    let points = dots
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.group == g)
+        .map(|(i, d)| Circle::new((d.value, SegmentValue::CenterOf(i)), 4, color.filled()));
+    chart
+        .draw_series(points)
+        .map_err(drawing_error)?
+        .label(name.to_string())
+        .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+    let vals: Vec<f64> = dots.iter().filter(|d| d.group == g).map(|d| d.value).collect();
+    if with_mean && vals.len() >= 2 {
+        draw_vertical(chart, vals.iter().sum::<f64>() / vals.len() as f64, color.stroke_width(1))?;
+    }
+    Ok(())
+}
+
+/// A line across every row at value `x`.
+fn draw_vertical<DB: DrawingBackend>(chart: &mut DotChart<DB>, x: f64, style: ShapeStyle) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .draw_series(LineSeries::new([(x, SegmentValue::Exact(0)), (x, SegmentValue::Last)], style))
+        .map_err(drawing_error)?;
     Ok(())
 }
 
