@@ -7,6 +7,7 @@
 pub(crate) mod batch;
 pub mod config;
 pub(crate) mod encoder;
+pub mod fill_mask;
 pub(crate) mod gpt2;
 pub mod hidden_states;
 pub(crate) mod kernels;
