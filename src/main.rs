@@ -2,7 +2,7 @@ use clap::Parser;
 
 fn main() {
     fairnc::util::alloc::tune();
-    fairnc::util::progress::report_background_to(Box::new(fairnc::cli::progress::Bars::new()));
+    fairnc::util::progress::report_background_to(Box::new(fairnc::util::bars::Bars::new()));
     let cli = match fairnc::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

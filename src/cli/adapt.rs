@@ -52,7 +52,7 @@ impl Args {
 pub fn run(a: Args) -> Result<()> {
     let cfg = a.config()?;
     let base = crate::registry::resolve(&a.model)?;
-    let r = adapt(&a.model, &base, &cfg, &a.output, &super::progress::Bars::new())?;
+    let r = adapt(&a.model, &base, &cfg, &a.output, &crate::util::bars::Bars::new())?;
     println!(
         "held-out masked-token accuracy {:.2}% (before {:.2}%, {} tokens), final loss {:.3}, {:.0} s; model in {}",
         r.heldout_accuracy * 100.0,

@@ -55,7 +55,7 @@ fn default_output(model: &str) -> PathBuf {
 
 pub fn run(a: Args) -> Result<()> {
     let out = a.output.clone().unwrap_or_else(|| default_output(&a.model));
-    let audit = crate::audit::load_and_run(&a.model, &a.config(), &out, &super::progress::Bars::new())?;
+    let audit = crate::audit::load_and_run(&a.model, &a.config(), &out, &crate::util::bars::Bars::new())?;
     print!("{}", crate::report::audit::document(&audit).markdown());
     println!("wrote {} (report.html, audit.json, summary.csv, plots)", out.join("report.md").display());
     Ok(())

@@ -2,7 +2,7 @@
 //! merge) → the report and the printed summary.
 
 use super::{ModelArgs, validate};
-use crate::cli::progress::Bars;
+use crate::util::bars::Bars;
 use crate::collapse::{self, CollapseConfig, CollapseResult, Convention, Features, Target};
 use crate::words::Policy;
 use anyhow::{Result, bail};

@@ -105,7 +105,7 @@ impl Args {
 
 pub fn run(a: Args) -> Result<()> {
     let cfg = a.config()?;
-    let r = debias(&a.model.model, &cfg, &a.output, a.output_mode(), &super::progress::Bars::new())?;
+    let r = debias(&a.model.model, &cfg, &a.output, a.output_mode(), &crate::util::bars::Bars::new())?;
     println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png, nc3.png", r.model_dir.display());
     Ok(())
 }

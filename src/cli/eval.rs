@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = args.config()?;
     let model = args.model.load()?;
     let started = std::time::Instant::now();
-    let evaluation = evaluate(&model, &cfg, &super::progress::Bars::new())?;
+    let evaluation = evaluate(&model, &cfg, &crate::util::bars::Bars::new())?;
     crate::report::eval::write(&args.output, &evaluation)?;
     println!("{}", crate::report::eval::markdown(&evaluation.results));
     eprintln!("wrote {} in {:.1}s", args.output.join("results.json").display(), started.elapsed().as_secs_f64());

@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let began = std::time::Instant::now();
-    let results = crate::experiment::run(&e, &out, a.overwrite, &super::progress::Bars::new())?;
+    let results = crate::experiment::run(&e, &out, a.overwrite, &crate::util::bars::Bars::new())?;
     let failed = results.iter().filter(|r| r.status != Status::Ok).count();
     println!(
         "{} cells ({} failed) in {:.0} s; summary in {}",

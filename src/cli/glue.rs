@@ -65,7 +65,7 @@ impl Args {
 
 pub fn run(a: Args) -> Result<()> {
     let cfg = a.config()?;
-    let progress = super::progress::Bars::new();
+    let progress = crate::util::bars::Bars::new();
     let results = glue::run(&a.model, &cfg, &a.output, a.overwrite, &progress)?;
     let base = match &a.compare {
         Some(b) => Some(glue::base_results(b, &cfg, &a.output, a.overwrite, &progress)?),

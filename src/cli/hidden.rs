@@ -1,4 +1,4 @@
-use super::progress::Bars;
+use crate::util::bars::Bars;
 use super::{ModelArgs, validate};
 use crate::model::Overflow;
 use crate::model::hidden_states::hidden_states;

@@ -12,46 +12,26 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let m = args.model.load()?;
-    let c = &m.config;
-    let (tied, emb) = crate::model::layout::tied_names(c.family);
-    let info = serde_json::json!({
-        "model": args.model.model,
-        "directory": m.dir.display().to_string(),
-        "family": c.family,
-        "kind": m.kind(),
-        "parameters": m.num_parameters(),
-        "vocabulary": {"tokenizer": m.tokenizer.vocab_size(), "embedding_rows": c.vocab_size},
-        "hidden_size": c.hidden_size,
-        "layers": c.num_layers,
-        "heads": c.num_heads,
-        "max_positions": m.max_len(),
-        "lm_head": if m.params.new_head { "new (not pretrained)" } else { "pretrained" },
-        "tying": format!("{tied} = {emb} (one parameter)"),
-        "mask_token": m.tokenizer.mask.as_ref().map(|(t, _)| t.clone()),
-        "notes": m.params.notes,
-    });
+    let info = m.info();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("model        {}", args.model.model);
-    println!("directory    {}", m.dir.display());
-    println!("family       {} ({:?} LM)", c.family.name(), m.kind());
-    println!("parameters   {}", m.num_parameters());
-    println!("vocabulary   {} tokens (embedding rows {})", m.tokenizer.vocab_size(), c.vocab_size);
+    println!("model        {}", info.model);
+    println!("directory    {}", info.directory);
+    println!("family       {} ({:?} LM)", m.config.family.name(), info.kind);
+    println!("parameters   {}", info.parameters);
+    println!("vocabulary   {} tokens (embedding rows {})", info.vocabulary.tokenizer, info.vocabulary.embedding_rows);
     println!(
         "shape        {} layers × {} hidden, {} heads, {} positions",
-        c.num_layers,
-        c.hidden_size,
-        c.num_heads,
-        m.max_len()
+        info.layers, info.hidden_size, info.heads, info.max_positions
     );
-    println!("LM head      {}", info["lm_head"].as_str().unwrap());
-    println!("tying        {}", info["tying"].as_str().unwrap());
-    if let Some((t, _)) = &m.tokenizer.mask {
+    println!("LM head      {}", info.lm_head);
+    println!("tying        {}", info.tying);
+    if let Some(t) = &info.mask_token {
         println!("mask token   {t}");
     }
-    for n in &m.params.notes {
+    for n in &info.notes {
         println!("note         {n}");
     }
     Ok(())

@@ -11,7 +11,6 @@ mod fill_mask;
 mod glue;
 mod hidden;
 mod info;
-pub mod progress;
 pub(crate) mod validate;
 
 use anyhow::Result;

@@ -10,6 +10,7 @@ pub(crate) mod encoder;
 pub mod fill_mask;
 pub(crate) mod gpt2;
 pub mod hidden_states;
+pub mod info;
 pub(crate) mod kernels;
 pub(crate) mod layers;
 pub mod layout;
@@ -18,6 +19,7 @@ pub mod weights;
 
 pub use batch::{Batch, plan_by_length};
 pub use config::{Family, ModelConfig, ModelKind};
+pub use info::ModelInfo;
 pub use layers::Exec;
 pub use tokenizer::{Encoded, TextTokenizer};
 

@@ -3,6 +3,7 @@
 pub mod alloc;
 pub(crate) mod fs;
 pub(crate) mod hash;
+pub mod bars;
 pub mod progress;
 pub mod rng;
 pub(crate) mod settings;

@@ -1,5 +1,5 @@
 //! How a long stage says how far it is. The caller passes a [`Progress`] in: the CLI draws
-//! indicatif bars (`cli::progress`), Python passes a callback, tests and library users who want
+//! indicatif bars ([`crate::util::bars`]), as the Python package does; tests and library users who want
 //! quiet pass [`Silent`]. A stage never decides how its progress is shown.
 
 /// What a phase counts.

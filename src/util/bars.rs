@@ -1,5 +1,6 @@
-//! The CLI's progress display: indicatif bars on stderr, hidden when `FAIRNC_NO_PROGRESS` is
-//! set (tests) — the library's stages report through [`crate::util::progress::Progress`].
+//! The terminal display of [`crate::util::progress::Progress`] that both skins use (the CLI and
+//! the Python package): indicatif bars on stderr, hidden when `FAIRNC_NO_PROGRESS` is set (tests)
+//! or stderr is not a terminal.
 
 use crate::util::progress::{Phase, Progress, Unit};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};

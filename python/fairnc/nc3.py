@@ -1,0 +1,1 @@
+"""The NC3 regularizer (placeholder; see below)."""

@@ -1,0 +1,57 @@
+//! What a loaded model is: the facts `fairnc info` prints and `fairnc.Model.info` returns.
+
+use super::{Family, LanguageModel, ModelKind};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Vocabulary {
+    /// Tokens the tokenizer knows.
+    pub tokenizer: usize,
+    /// Rows of the embedding matrix (may be padded past the tokenizer's size).
+    pub embedding_rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The name the model was loaded by.
+    pub model: String,
+    pub directory: String,
+    pub family: Family,
+    pub kind: ModelKind,
+    pub parameters: usize,
+    pub vocabulary: Vocabulary,
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub max_positions: usize,
+    /// "pretrained", or "new (not pretrained)" for a head created at load.
+    pub lm_head: String,
+    /// Which parameter the tied LM head shares.
+    pub tying: String,
+    pub mask_token: Option<String>,
+    /// What loading had to decide or repair.
+    pub notes: Vec<String>,
+}
+
+impl LanguageModel {
+    pub fn info(&self) -> ModelInfo {
+        let c = &self.config;
+        let (tied, emb) = super::layout::tied_names(c.family);
+        ModelInfo {
+            model: self.name.clone(),
+            directory: self.dir.display().to_string(),
+            family: c.family,
+            kind: self.kind(),
+            parameters: self.num_parameters(),
+            vocabulary: Vocabulary { tokenizer: self.tokenizer.vocab_size(), embedding_rows: c.vocab_size },
+            hidden_size: c.hidden_size,
+            layers: c.num_layers,
+            heads: c.num_heads,
+            max_positions: self.max_len(),
+            lm_head: if self.params.new_head { "new (not pretrained)" } else { "pretrained" }.to_string(),
+            tying: format!("{tied} = {emb} (one parameter)"),
+            mask_token: self.tokenizer.mask.as_ref().map(|(t, _)| t.clone()),
+            notes: self.params.notes.clone(),
+        }
+    }
+}
