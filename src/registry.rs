@@ -40,9 +40,9 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
     if path.exists() {
         bail!("{name}: is a file; a model is a checkpoint directory (config.json, model.safetensors, tokenizer files)");
     }
-    bail!(
+    Err(crate::util::fs::not_found(format!(
         "{name}: no such model directory (models are `{DEFAULT_MODEL}`, `{DEFAULT_MASKED_LM}`, a local directory, or hf:ORG/NAME)"
-    )
+    )))
 }
 
 fn hf_cache_dir() -> PathBuf {

@@ -123,8 +123,8 @@ def debias(
     progress: bool = True,
     **options: Any,
 ) -> DebiasResult:
-    """Fine-tune a fresh copy of ``model`` to remove bias: ``fairnc debias``. ``method``: ``cda``,
-    ``dropout``, ``mlm`` (plain masked-LM training), ``bec``, ...; ``nc3``: λ of the NC3
+    """Fine-tune a fresh copy of ``model`` to remove bias: ``fairnc debias``. ``method``: ``cda``
+    (counterfactual augmentation), ``dropout``, ``bec``, ``ase`` or ``contrastive`` (MABEL-style); ``nc3``: λ of the NC3
     regularizer (None: not optimised). ``output``: the run directory (the trained checkpoint is
     ``output/model``); ``mode``: ``new``, ``resume`` (continue its last checkpoint) or
     ``overwrite``. Options: ``seed`` (default: the model's), ``nc3_variant``, ``words``,

@@ -5,7 +5,8 @@
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-/// The exception class (by name in `fairnc.errors`) for an error.
+/// The exception class (by name in `fairnc.errors`) for an error: a missing path is an
+/// `io::Error` of kind `NotFound` in the chain (the library's own checks make one too).
 fn kind(e: &anyhow::Error) -> &'static str {
     for cause in e.chain() {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
@@ -15,11 +16,6 @@ fn kind(e: &anyhow::Error) -> &'static str {
                 _ => "Error",
             };
         }
-    }
-    // The library names a missing path in words where it checks before opening.
-    let text = format!("{e:#}");
-    if text.contains("no such file") || text.contains("no such directory") || text.contains("not a directory") {
-        return "FileNotFound";
     }
     "InputError"
 }

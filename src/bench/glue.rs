@@ -325,7 +325,7 @@ pub fn run(
 ) -> Result<GlueResults> {
     cfg.validate()?;
     if !cfg.glue_dir.is_dir() {
-        bail!("{}: no such GLUE directory", cfg.glue_dir.display());
+        return Err(crate::util::fs::not_found(format!("{}: no such GLUE directory", cfg.glue_dir.display())));
     }
     let model_dir = crate::registry::resolve(model_name)?;
     let phase = progress.phase("GLUE runs", (cfg.tasks.len() * cfg.seeds.len()) as u64, Unit::Items);

@@ -51,7 +51,10 @@ impl Corpus {
             path => {
                 let p = Path::new(path);
                 if !p.exists() {
-                    bail!("{path}: no such corpus file (bundled corpora: {})", BUNDLED.join(", "));
+                    return Err(crate::util::fs::not_found(format!(
+                        "{path}: no such corpus file (bundled corpora: {})",
+                        BUNDLED.join(", ")
+                    )));
                 }
                 let text = std::fs::read_to_string(p).with_context(|| format!("{path}: cannot read as UTF-8 text"))?;
                 text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()

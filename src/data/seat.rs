@@ -112,7 +112,7 @@ pub fn read_dir(dir: &Path, names: &[String]) -> Result<Vec<SeatTest>> {
         .map(|n| {
             let path = dir.join(format!("{n}.jsonl"));
             if !path.exists() {
-                bail!("{}: no such SEAT test file", path.display());
+                return Err(crate::util::fs::not_found(format!("{}: no such SEAT test file", path.display())));
             }
             read_test(&path)
         })

@@ -23,7 +23,11 @@ pub fn run(e: &Experiment, out: &Path, overwrite: bool, progress: &dyn Progress)
     if let Some(g) = &e.config.glue
         && !g.glue_dir.is_dir()
     {
-        bail!("{}: [glue] glue_dir {}: no such directory", e.path.display(), g.glue_dir.display());
+        return Err(crate::util::fs::not_found(format!(
+            "{}: [glue] glue_dir {}: no such directory",
+            e.path.display(),
+            g.glue_dir.display()
+        )));
     }
     clear_conflicts(e, out, overwrite, progress)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;

@@ -85,7 +85,7 @@ pub fn loads_on_this_thread() -> usize {
 impl LanguageModel {
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         if !dir.is_dir() {
-            bail!("{}: model directory does not exist", dir.display());
+            return Err(crate::util::fs::not_found(format!("{}: model directory does not exist", dir.display())));
         }
         let mut config = ModelConfig::from_file(&dir.join("config.json"))?;
         if let Some((hidden, attention)) = opts.dropout {

@@ -6,6 +6,13 @@ use std::path::{Path, PathBuf};
 
 /// A sibling temporary path unique to this process and call (threads of one process may
 /// write the same target at once).
+/// An error for a path that does not exist, as an `io::Error` of kind `NotFound` with `message`
+/// (the one line shown), so that callers can tell it from other errors (Python raises
+/// `FileNotFoundError` for it).
+pub fn not_found(message: String) -> anyhow::Error {
+    anyhow::Error::new(std::io::Error::new(std::io::ErrorKind::NotFound, message))
+}
+
 pub fn temp_sibling(path: &Path) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

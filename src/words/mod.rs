@@ -35,7 +35,10 @@ impl WordSet {
         }
         let path = Path::new(spec);
         if !path.exists() {
-            bail!("{spec}: no such word-set file (built-in sets: {})", BUILTIN.join(", "));
+            return Err(crate::util::fs::not_found(format!(
+                "{spec}: no such word-set file (built-in sets: {})",
+                BUILTIN.join(", ")
+            )));
         }
         Self::from_file(path)
     }
