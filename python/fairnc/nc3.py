@@ -307,7 +307,7 @@ class Regularizer:
         if _is_tensor(hidden_states):
             torch = _torch()
             h = hidden_states.detach().reshape(b * t, d)
-            idx = torch.as_tensor(flat, dtype=torch.long, device=h.device)
+            idx = torch.from_numpy(flat.copy()).to(h.device)
             feats = h.index_select(0, idx).to(device="cpu", dtype=torch.float32).numpy()
         else:
             h = np.asarray(hidden_states)
