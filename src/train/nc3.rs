@@ -448,9 +448,11 @@ mod tests {
         let fd = finite_differences(&rows, |r| reg.loss_and_grad(r).unwrap().unwrap().0);
         assert_close(&grad, &fd, 1e-7, "gradient vs central differences");
         // A refused batch leaves the sums as they were.
+        let means = reg.means();
         assert!(reg.add(&[0], &[1.0, f32::NAN, 0.0, 0.0]).is_err());
         assert!(reg.add(&[3], &[1.0, 0.0, 0.0, 0.0]).is_err());
         assert_eq!(reg.counts(), &[2, 0, 1]);
+        assert_eq!(reg.means(), means);
     }
 
     #[test]
