@@ -281,11 +281,15 @@ def test_torch_tensors_in_observe_and_the_guard():
     torch = pytest.importorskip("torch", reason="torch not installed: the torch wrapper is untested here")
     reg = nc3.Regularizer([2, 5], 3)
     weight = torch.randn(6, 3, dtype=torch.float32, requires_grad=True)
-    zero = reg.loss(weight)
-    assert zero.item() == 0.0 and not zero.requires_grad
     h = torch.randn(1, 4, 3, requires_grad=True)
+    for seen in range(2):
+        zero = reg.loss(weight)
+        assert zero.item() == 0.0 and not zero.requires_grad and zero.dtype == torch.float32
+        assert reg.seen == seen
+        reg.observe(h[:, :1] * 2, torch.tensor([[2 if seen == 0 else 0]]))
     assert reg.observe(h * 2, torch.tensor([[2, 1, 2, 5]])) == 3
-    np.testing.assert_allclose(reg.means[0], (2 * h[0, [0, 2]]).detach().double().mean(0).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(reg.counts, [3, 1])
+    np.testing.assert_allclose(reg.means[0], (2 * h[0, [0, 0, 2]]).detach().double().mean(0).numpy(), atol=1e-6)
     assert reg.loss(weight).requires_grad
     with pytest.raises(TypeError, match="torch.Tensor"):
         reg.loss(np.zeros((6, 3)))
