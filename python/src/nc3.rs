@@ -63,6 +63,9 @@ fn le_bytes<'py, const N: usize, T: Copy>(py: Python<'py>, xs: &[T], to: fn(T) -
     PyBytes::new(py, &bytes)
 }
 
+/// A named i64 array: (name, little-endian bytes, shape).
+type Named<'py> = (String, Bound<'py, PyBytes>, Vec<usize>);
+
 struct State {
     reg: nc3::Nc3Regularizer,
 }
@@ -326,7 +329,7 @@ impl Nc3Regularizer {
 
     /// The running sums as (name, i64 bytes, shape) triples: `counts [K]`, `sums [K·D, 2]`,
     /// `sq_norms [K, 2]` (exact fixed-point sums as (low, high) pairs; the checkpoint layout).
-    fn state<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyBytes>, Vec<usize>)>> {
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Vec<Named<'py>>> {
         let tensors = self.lock().reg.state("").py_err()?;
         tensors
             .into_iter()
@@ -339,7 +342,7 @@ impl Nc3Regularizer {
     }
 
     /// Restores [`Self::state`] (the same triples).
-    fn load_state(&self, py: Python<'_>, state: Vec<(String, Bound<'_, PyBytes>, Vec<usize>)>) -> PyResult<()> {
+    fn load_state(&self, py: Python<'_>, state: Vec<Named<'_>>) -> PyResult<()> {
         let who = format!("{WHO}.load_state_dict");
         let mut map = std::collections::BTreeMap::new();
         for (name, bytes, shape) in state {
