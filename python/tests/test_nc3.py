@@ -235,6 +235,15 @@ def test_bad_inputs_raise_the_documented_errors():
         nc3.loss_and_grad(np.ones(3), np.ones(3))
 
 
+def test_loss_without_torch_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    reg = nc3.Regularizer([1, 2], 2)
+    with pytest.raises(ImportError, match=r"pip install fairnc\[torch\]"):
+        reg.loss(np.zeros((3, 2)))
+
+
 # ----- the torch wrapper -----
 
 
