@@ -1,5 +1,5 @@
 """The NC3 regularizer of "Collapsed Language Models Promote Fairness" (ICLR 2025) for your own
-training loop: the term ``fairnc debias --nc3-lambda`` adds, computed by the same Rust code.
+training loop: the term ``fairnc debias --nc3`` adds, computed by the same Rust code.
 
 While fine-tuning, keep running sums of the *detached* last-layer hidden states at the positions
 of the fairness words, and add ``λ · std_c ⟨û_c, ŵ_c⟩``: the sample standard deviation, over the

@@ -64,7 +64,11 @@ impl Model {
             "hidden" => false,
             "head" => true,
             other => {
-                return Err(crate::errors::raise(py, "InputError", format!("hidden: features must be hidden or head, not {other:?}")));
+                return Err(crate::errors::raise(
+                    py,
+                    "InputError",
+                    format!("hidden: features must be hidden or head, not {other:?}"),
+                ));
             }
         };
         let (hidden, mask, ids, (n, t, d)) = long(py, progress, |p| {

@@ -12,21 +12,26 @@ use serde_json::{Map, Value};
 /// errors, which name the option and what was wrong with its value.
 pub fn overlay<T: Serialize + DeserializeOwned>(stage: &str, defaults: &T, given: &str) -> Result<T> {
     let given: Map<String, Value> = serde_json::from_str(given).with_context(|| format!("{stage}: options"))?;
-    let Value::Object(mut fields) = serde_json::to_value(defaults)? else { bail!("{stage}: the config is not a table") };
+    let Value::Object(mut fields) = serde_json::to_value(defaults)? else {
+        bail!("{stage}: the config is not a table")
+    };
     for (name, value) in given {
         let slot = if fields.contains_key(&name) {
             fields.get_mut(&name)
         } else {
-            fields.values_mut().filter_map(Value::as_object_mut).find(|section| section.contains_key(&name)).and_then(
-                |section| section.get_mut(&name),
-            )
+            fields
+                .values_mut()
+                .filter_map(Value::as_object_mut)
+                .find(|section| section.contains_key(&name))
+                .and_then(|section| section.get_mut(&name))
         };
         let Some(slot) = slot else {
             bail!("{stage}: unknown option {name:?} (options: {})", names(defaults).join(", "));
         };
         *slot = value;
         // Read back after each option, so that an error names the option at fault.
-        serde_json::from_value::<T>(Value::Object(fields.clone())).map_err(|e| anyhow!("{stage}: option {name}: {e}"))?;
+        serde_json::from_value::<T>(Value::Object(fields.clone()))
+            .map_err(|e| anyhow!("{stage}: option {name}: {e}"))?;
     }
     Ok(serde_json::from_value(Value::Object(fields))?)
 }

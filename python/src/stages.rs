@@ -128,12 +128,20 @@ pub fn audit(
     let out = long(py, progress, |p| {
         let cfg: AuditConfig = overlay("audit", &defaults, options)?;
         if cfg.seed != model.seed {
-            bail!("audit: seed {} differs from the model's load seed {}: load the model with seed={}", cfg.seed, model.seed, cfg.seed);
+            bail!(
+                "audit: seed {} differs from the model's load seed {}: load the model with seed={}",
+                cfg.seed,
+                model.seed,
+                cfg.seed
+            );
         }
         let dir = WorkDir::new(output)?;
         let audit = fairnc::audit::run(m, &cfg, dir.path(), p)?;
-        let headline: Vec<Value> =
-            audit.headline().into_iter().map(|(part, metric, value)| json!({"part": part, "metric": metric, "value": value})).collect();
+        let headline: Vec<Value> = audit
+            .headline()
+            .into_iter()
+            .map(|(part, metric, value)| json!({"part": part, "metric": metric, "value": value}))
+            .collect();
         let markdown = report::audit::document(&audit).markdown();
         Ok(json!({"result": audit, "headline": headline, "markdown": markdown}))
     })?;
@@ -164,7 +172,11 @@ pub fn debias(
         "resume" => OutputMode::Resume,
         "overwrite" => OutputMode::Overwrite,
         other => {
-            return Err(crate::errors::raise(py, "InputError", format!("debias: mode must be new, resume or overwrite, not {other:?}")));
+            return Err(crate::errors::raise(
+                py,
+                "InputError",
+                format!("debias: mode must be new, resume or overwrite, not {other:?}"),
+            ));
         }
     };
     let seed = model.cast::<Model>().map(|m| m.get().seed).unwrap_or(0);

@@ -2,8 +2,8 @@
 //! merge) → the report and the printed summary.
 
 use super::{ModelArgs, validate};
-use crate::util::bars::Bars;
 use crate::collapse::{self, CollapseConfig, CollapseResult, Convention, Features, Target};
+use crate::util::bars::Bars;
 use crate::words::Policy;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};

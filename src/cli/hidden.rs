@@ -1,7 +1,7 @@
-use crate::util::bars::Bars;
 use super::{ModelArgs, validate};
 use crate::model::Overflow;
 use crate::model::hidden_states::hidden_states;
+use crate::util::bars::Bars;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 

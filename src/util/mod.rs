@@ -1,9 +1,9 @@
 //! Helpers shared by every layer: atomic files, seeded randomness, message text.
 
 pub mod alloc;
+pub mod bars;
 pub(crate) mod fs;
 pub(crate) mod hash;
-pub mod bars;
 pub mod progress;
 pub mod rng;
 pub(crate) mod settings;
