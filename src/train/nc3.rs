@@ -274,6 +274,16 @@ mod tests {
     use super::*;
     use crate::words::{Class, ClassSet};
 
+    /// One class per id, in no group.
+    fn ungrouped(ids: &[u32]) -> ClassSet {
+        ClassSet {
+            name: "t".into(),
+            group_names: vec![],
+            classes: ids.iter().map(|&id| Class { id, token: id.to_string(), words: vec![], groups: vec![] }).collect(),
+            skipped: vec![],
+        }
+    }
+
     fn setup() -> (Nc3Regularizer, Var) {
         let classes = ClassSet {
             name: "t".into(),
@@ -361,15 +371,7 @@ mod tests {
     #[test]
     fn fewer_than_two_classes_give_no_term() {
         let (_, w) = setup();
-        let classes = ClassSet {
-            name: "t".into(),
-            group_names: vec![],
-            classes: vec![
-                Class { id: 2, token: "2".into(), words: vec![], groups: vec![] },
-                Class { id: 5, token: "5".into(), words: vec![], groups: vec![] },
-            ],
-            skipped: vec![],
-        };
+        let classes = ungrouped(&[2, 5]);
         let mut reg = Nc3Regularizer::new(&classes, 10, 4, Target::Same, Nc3Variant::Std);
         assert!(reg.term(w.as_tensor()).unwrap().is_none());
         reg.observe(&Tensor::ones((1, 2, 4), DType::F32, &Device::Cpu).unwrap(), &[vec![2, 3]]).unwrap();
@@ -422,15 +424,7 @@ mod tests {
     #[test]
     fn unseen_classes_get_no_gradient_and_two_are_needed() {
         let (_, w) = setup();
-        let classes = ClassSet {
-            name: "t".into(),
-            group_names: vec![],
-            classes: [2u32, 5, 7]
-                .iter()
-                .map(|&id| Class { id, token: id.to_string(), words: vec![], groups: vec![] })
-                .collect(),
-            skipped: vec![],
-        };
+        let classes = ungrouped(&[2, 5, 7]);
         let mut reg = Nc3Regularizer::new(&classes, 10, 4, Target::Next, Nc3Variant::Mean);
         let rows = class_rows(&reg, w.as_tensor());
         let h = Tensor::new(&[[[1f32, 2., 3., 4.], [0.5, -1., 2., 0.], [3., 1., -2., 1.]]], &Device::Cpu).unwrap();
