@@ -148,12 +148,13 @@ pub fn audit(
     to_json(out)
 }
 
-/// A stage that trains fresh copies takes the model by name: a `Model`'s own, or a string.
-fn model_name(model: &Bound<'_, PyAny>) -> PyResult<String> {
+/// A stage that trains fresh copies takes the model by name: a `Model`'s own with its load seed,
+/// or a string (seed 0, the CLI's default).
+fn model_name(model: &Bound<'_, PyAny>) -> PyResult<(String, u64)> {
     if let Ok(m) = model.cast::<Model>() {
-        return Ok(m.get().inner.name.clone());
+        return Ok((m.get().inner.name.clone(), m.get().seed));
     }
-    model.extract::<String>()
+    Ok((model.extract::<String>()?, 0))
 }
 
 #[pyfunction]
@@ -166,7 +167,7 @@ pub fn debias(
     mode: &str,
     progress: bool,
 ) -> PyResult<String> {
-    let name = model_name(model)?;
+    let (name, seed) = model_name(model)?;
     let mode = match mode {
         "new" => OutputMode::New,
         "resume" => OutputMode::Resume,
@@ -179,7 +180,6 @@ pub fn debias(
             ));
         }
     };
-    let seed = model.cast::<Model>().map(|m| m.get().seed).unwrap_or(0);
     let defaults = DebiasConfig { seed, ..DebiasConfig::default() };
     let out = long(py, progress, |p| {
         let cfg: DebiasConfig = overlay("debias", &defaults, options)?;
@@ -200,7 +200,8 @@ pub fn glue(
     overwrite: bool,
     progress: bool,
 ) -> PyResult<String> {
-    let name = model_name(model)?;
+    // GLUE's runs take their seeds from the config, not the model's load.
+    let (name, _) = model_name(model)?;
     let out = long(py, progress, |p| {
         let cfg: GlueConfig = overlay("glue", &GlueConfig::default(), options)?;
         if cfg.glue_dir.as_os_str().is_empty() {
