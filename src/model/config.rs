@@ -1,8 +1,9 @@
-//! `config.json` → one typed configuration for the four supported families.
+//! `config.json` → one typed configuration for the supported families.
 //!
 //! Hugging Face uses different key names per family (`hidden_size` vs `dim` vs `n_embd`);
 //! everything downstream sees only [`ModelConfig`].
 
+use super::decoder_config::{self, DecoderConfig};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::path::Path;
@@ -14,6 +15,12 @@ pub enum Family {
     Roberta,
     DistilBert,
     Gpt2,
+    Llama,
+    Mistral,
+    Qwen2,
+    #[serde(rename = "gpt_neox")]
+    GptNeoX,
+    Opt,
 }
 
 impl Family {
@@ -23,6 +30,11 @@ impl Family {
             Family::Roberta => "roberta",
             Family::DistilBert => "distilbert",
             Family::Gpt2 => "gpt2",
+            Family::Llama => "llama",
+            Family::Mistral => "mistral",
+            Family::Qwen2 => "qwen2",
+            Family::GptNeoX => "gpt_neox",
+            Family::Opt => "opt",
         }
     }
 
@@ -34,13 +46,15 @@ impl Family {
             Family::Roberta => "roberta.",
             Family::DistilBert => "distilbert.",
             Family::Gpt2 => "transformer.",
+            Family::Llama | Family::Mistral | Family::Qwen2 | Family::Opt => "model.",
+            Family::GptNeoX => "gpt_neox.",
         }
     }
 
     pub fn kind(self) -> ModelKind {
         match self {
-            Family::Gpt2 => ModelKind::Causal,
-            _ => ModelKind::Masked,
+            Family::Bert | Family::Roberta | Family::DistilBert => ModelKind::Masked,
+            _ => ModelKind::Causal,
         }
     }
 
@@ -51,6 +65,11 @@ impl Family {
             Family::Roberta => "RobertaForMaskedLM",
             Family::DistilBert => "DistilBertForMaskedLM",
             Family::Gpt2 => "GPT2LMHeadModel",
+            Family::Llama => "LlamaForCausalLM",
+            Family::Mistral => "MistralForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::GptNeoX => "GPTNeoXForCausalLM",
+            Family::Opt => "OPTForCausalLM",
         }
     }
 }
@@ -70,6 +89,8 @@ pub enum Activation {
     /// tanh approximation (GPT-2's "gelu_new").
     GeluTanh,
     Relu,
+    /// x·σ(x) (Llama's SwiGLU gate, "silu").
+    Silu,
 }
 
 /// The largest size a config may give any dimension or count (see [`ModelConfig::from_value`]).
@@ -92,6 +113,8 @@ pub struct ModelConfig {
     pub hidden_dropout: f32,
     pub attention_dropout: f32,
     pub pad_token_id: Option<u32>,
+    /// What the modern decoders add (GQA, rotary, windows, untied head); default elsewhere.
+    pub decoder: DecoderConfig,
     /// The parsed file, kept so that saving writes back every key we do not interpret.
     pub raw: Value,
 }
@@ -104,7 +127,14 @@ fn family_of(raw: &Value) -> Result<Family> {
         "roberta" => Family::Roberta,
         "distilbert" => Family::DistilBert,
         "gpt2" => Family::Gpt2,
-        other => bail!("unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2)"),
+        "llama" => Family::Llama,
+        "mistral" => Family::Mistral,
+        "qwen2" => Family::Qwen2,
+        "gpt_neox" => Family::GptNeoX,
+        "opt" => Family::Opt,
+        other => bail!(
+            "unknown model_type \"{other}\" (supported: bert, roberta, distilbert, gpt2, llama, mistral, qwen2, gpt_neox, opt)"
+        ),
     })
 }
 
@@ -134,6 +164,7 @@ impl Keys<'_> {
             "gelu" | "gelu_python" => Activation::GeluErf,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "relu" => Activation::Relu,
+            "silu" | "swish" => Activation::Silu,
             other => bail!("unsupported activation \"{other}\" in \"{key}\""),
         })
     }
@@ -163,6 +194,7 @@ impl Keys<'_> {
             hidden_dropout: self.float("hidden_dropout_prob", 0.1)? as f32,
             attention_dropout: self.float("attention_probs_dropout_prob", 0.1)? as f32,
             pad_token_id: pad.or(Some(if family == Family::Roberta { 1 } else { 0 })),
+            decoder: DecoderConfig::default(),
             raw: Value::Null,
         })
     }
@@ -183,6 +215,7 @@ impl Keys<'_> {
             hidden_dropout: self.float("dropout", 0.1)? as f32,
             attention_dropout: self.float("attention_dropout", 0.1)? as f32,
             pad_token_id: pad.or(Some(0)),
+            decoder: DecoderConfig::default(),
             raw: Value::Null,
         })
     }
@@ -204,6 +237,74 @@ impl Keys<'_> {
             hidden_dropout: self.float("resid_pdrop", 0.1)? as f32,
             attention_dropout: self.float("attn_pdrop", 0.1)? as f32,
             pad_token_id: pad,
+            decoder: DecoderConfig::default(),
+            raw: Value::Null,
+        })
+    }
+
+    /// Llama, Mistral and Qwen2 share their key names. They have no hidden dropout.
+    fn llama_like(&self, family: Family, pad: Option<u32>) -> Result<ModelConfig> {
+        let (d, heads, layers) =
+            (self.size("hidden_size")?, self.size("num_attention_heads")?, self.size("num_hidden_layers")?);
+        let decoder = decoder_config::llama_like(self.0, family, d, heads, layers)?;
+        Ok(ModelConfig {
+            family,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size: d,
+            num_layers: layers,
+            num_heads: heads,
+            intermediate_size: self.size("intermediate_size")?,
+            max_positions: self.size("max_position_embeddings")?,
+            type_vocab_size: 0,
+            layer_norm_eps: self.float("rms_norm_eps", 1e-6)?,
+            activation: self.activation("hidden_act", "silu")?,
+            hidden_dropout: 0.0,
+            attention_dropout: self.float("attention_dropout", 0.0)? as f32,
+            pad_token_id: pad,
+            decoder,
+            raw: Value::Null,
+        })
+    }
+
+    fn gpt_neox(&self, pad: Option<u32>) -> Result<ModelConfig> {
+        let (d, heads) = (self.size("hidden_size")?, self.size("num_attention_heads")?);
+        Ok(ModelConfig {
+            family: Family::GptNeoX,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size: d,
+            num_layers: self.size("num_hidden_layers")?,
+            num_heads: heads,
+            intermediate_size: self.size("intermediate_size")?,
+            max_positions: self.size("max_position_embeddings")?,
+            type_vocab_size: 0,
+            layer_norm_eps: self.float("layer_norm_eps", 1e-5)?,
+            activation: self.activation("hidden_act", "gelu")?,
+            hidden_dropout: self.float("hidden_dropout", 0.0)? as f32,
+            attention_dropout: self.float("attention_dropout", 0.0)? as f32,
+            pad_token_id: pad,
+            decoder: decoder_config::gpt_neox(self.0, d, heads)?,
+            raw: Value::Null,
+        })
+    }
+
+    fn opt(&self, pad: Option<u32>) -> Result<ModelConfig> {
+        let (d, heads) = (self.size("hidden_size")?, self.size("num_attention_heads")?);
+        Ok(ModelConfig {
+            family: Family::Opt,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size: d,
+            num_layers: self.size("num_hidden_layers")?,
+            num_heads: heads,
+            intermediate_size: self.size("ffn_dim")?,
+            max_positions: self.size("max_position_embeddings")?,
+            type_vocab_size: 0,
+            // OPT hard-codes its LayerNorm epsilon (nn.LayerNorm's default).
+            layer_norm_eps: 1e-5,
+            activation: self.activation("activation_function", "relu")?,
+            hidden_dropout: self.float("dropout", 0.1)? as f32,
+            attention_dropout: self.float("attention_dropout", 0.0)? as f32,
+            pad_token_id: pad.or(Some(1)),
+            decoder: decoder_config::opt(self.0, d, heads)?,
             raw: Value::Null,
         })
     }
@@ -226,9 +327,14 @@ impl ModelConfig {
             Family::Bert | Family::Roberta => keys.bert_like(family, pad)?,
             Family::DistilBert => keys.distilbert(pad)?,
             Family::Gpt2 => keys.gpt2(pad)?,
+            Family::Llama | Family::Mistral | Family::Qwen2 => keys.llama_like(family, pad)?,
+            Family::GptNeoX => keys.gpt_neox(pad)?,
+            Family::Opt => keys.opt(pad)?,
         };
         cfg.validate()?;
-        if cfg.hidden_size % cfg.num_heads != 0 {
+        // Llama-like configs may give `head_dim` explicitly, so heads · head_dim ≠ hidden is allowed there.
+        let own_head_dim = matches!(family, Family::Llama | Family::Mistral | Family::Qwen2);
+        if !own_head_dim && cfg.hidden_size % cfg.num_heads != 0 {
             bail!("hidden size {} is not divisible by {} attention heads", cfg.hidden_size, cfg.num_heads);
         }
         Ok(ModelConfig { raw, ..cfg })
@@ -289,7 +395,18 @@ impl ModelConfig {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_heads
+        if self.decoder.head_dim > 0 { self.decoder.head_dim } else { self.hidden_size / self.num_heads }
+    }
+
+    /// Key/value heads: fewer than query heads under grouped-query attention.
+    pub fn num_kv_heads(&self) -> usize {
+        if self.decoder.num_kv_heads > 0 { self.decoder.num_kv_heads } else { self.num_heads }
+    }
+
+    /// True when the LM head is the word-embedding matrix itself (always, in the BERT family
+    /// and GPT-2); false when the checkpoint has its own `lm_head` / `embed_out` weight.
+    pub fn tied_head(&self) -> bool {
+        self.decoder.tie_word_embeddings
     }
 
     /// Number of positions a sequence may use. RoBERTa's table starts at `padding_idx + 1`.
@@ -311,12 +428,17 @@ impl ModelConfig {
         let mut raw = self.raw.clone();
         if let Value::Object(map) = &mut raw {
             map.insert("architectures".into(), Value::Array(vec![Value::String(self.family.lm_architecture().into())]));
+            // Llama-like models have no hidden dropout key; fairnc's residual dropout is a training choice.
             let (hk, ak) = match self.family {
-                Family::Bert | Family::Roberta => ("hidden_dropout_prob", "attention_probs_dropout_prob"),
-                Family::DistilBert => ("dropout", "attention_dropout"),
-                Family::Gpt2 => ("resid_pdrop", "attn_pdrop"),
+                Family::Bert | Family::Roberta => (Some("hidden_dropout_prob"), "attention_probs_dropout_prob"),
+                Family::DistilBert | Family::Opt => (Some("dropout"), "attention_dropout"),
+                Family::Gpt2 => (Some("resid_pdrop"), "attn_pdrop"),
+                Family::GptNeoX => (Some("hidden_dropout"), "attention_dropout"),
+                Family::Llama | Family::Mistral | Family::Qwen2 => (None, "attention_dropout"),
             };
-            map.insert(hk.into(), round_json(self.hidden_dropout));
+            if let Some(hk) = hk {
+                map.insert(hk.into(), round_json(self.hidden_dropout));
+            }
             map.insert(ak.into(), round_json(self.attention_dropout));
             if self.family == Family::Gpt2 {
                 map.insert("embd_pdrop".into(), round_json(self.hidden_dropout));

@@ -23,11 +23,15 @@ pub struct ModelInfo {
     pub hidden_size: usize,
     pub layers: usize,
     pub heads: usize,
+    /// Key/value heads (fewer than `heads` under grouped-query attention).
+    pub kv_heads: usize,
     pub max_positions: usize,
     /// "pretrained", or "new (not pretrained)" for a head created at load.
     pub lm_head: String,
     /// Which parameter the tied LM head shares.
     pub tying: String,
+    /// The parameter whose rows are the classifier W of the NC metrics and the NC3 regularizer.
+    pub classifier: String,
     pub mask_token: Option<String>,
     /// What loading had to decide or repair.
     pub notes: Vec<String>,
@@ -36,7 +40,13 @@ pub struct ModelInfo {
 impl LanguageModel {
     pub fn info(&self) -> ModelInfo {
         let c = &self.config;
-        let (tied, emb) = super::layout::tied_names(c.family);
+        let classifier = self.classifier_name();
+        let tying = match super::layout::tied_names(c) {
+            Some((tied, emb)) => format!("{tied} = {emb} (one parameter)"),
+            None => format!(
+                "untied: {classifier} is its own parameter; the NC metrics and the NC3 regularizer use its rows as the classifier W, so NC3's gradient reaches {classifier} only"
+            ),
+        };
         ModelInfo {
             model: self.name.clone(),
             directory: self.dir.display().to_string(),
@@ -47,9 +57,11 @@ impl LanguageModel {
             hidden_size: c.hidden_size,
             layers: c.num_layers,
             heads: c.num_heads,
+            kv_heads: c.num_kv_heads(),
             max_positions: self.max_len(),
             lm_head: if self.params.new_head { "new (not pretrained)" } else { "pretrained" }.to_string(),
-            tying: format!("{tied} = {emb} (one parameter)"),
+            tying,
+            classifier,
             mask_token: self.tokenizer.mask.as_ref().map(|(t, _)| t.clone()),
             notes: self.params.notes.clone(),
         }

@@ -103,6 +103,7 @@ pub fn activate(x: &Tensor, act: Activation, exec: Exec) -> Result<Tensor> {
         Activation::GeluErf => x.gelu_erf()?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
+        Activation::Silu => x.silu()?,
     })
 }
 

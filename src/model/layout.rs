@@ -44,6 +44,13 @@ pub struct ParamSpec {
     pub init: Init,
 }
 
+impl ParamSpec {
+    /// A parameter the checkpoint must hold.
+    pub fn backbone(name: &str, shape: &[usize]) -> ParamSpec {
+        p(name.to_string(), shape)
+    }
+}
+
 fn p(name: String, shape: &[usize]) -> ParamSpec {
     ParamSpec { name, shape: shape.to_vec(), role: ParamRole::Backbone, init: Init::Zeros }
 }
@@ -114,7 +121,7 @@ pub fn encoder_names(family: Family) -> EncoderNames {
         }
         Family::Roberta => ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias"),
         Family::DistilBert => ("vocab_transform", "vocab_layer_norm", "vocab_projector.bias"),
-        Family::Gpt2 => unreachable!("GPT-2 is not an encoder"),
+        _ => unreachable!("{family:?} is not an encoder"),
     };
     EncoderNames {
         word: format!("{pre}embeddings.word_embeddings.weight"),
@@ -136,14 +143,21 @@ pub fn gpt2_layer_prefix(i: usize) -> String {
     format!("transformer.h.{i}")
 }
 
-/// (name of the stored tied decoder weight, name of the embedding it is tied to).
-pub fn tied_names(family: Family) -> (&'static str, &'static str) {
-    match family {
+/// (name of the stored tied decoder weight, name of the embedding it is tied to); None when
+/// the head is untied (its weight is then a parameter of its own).
+pub fn tied_names(cfg: &ModelConfig) -> Option<(&'static str, &'static str)> {
+    if !cfg.tied_head() {
+        return None;
+    }
+    Some(match cfg.family {
         Family::Bert => ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
         Family::Roberta => ("lm_head.decoder.weight", "roberta.embeddings.word_embeddings.weight"),
         Family::DistilBert => ("vocab_projector.weight", "distilbert.embeddings.word_embeddings.weight"),
         Family::Gpt2 => ("lm_head.weight", "transformer.wte.weight"),
-    }
+        Family::Llama | Family::Mistral | Family::Qwen2 => ("lm_head.weight", "model.embed_tokens.weight"),
+        Family::GptNeoX => ("embed_out.weight", "gpt_neox.embed_in.weight"),
+        Family::Opt => ("lm_head.weight", "model.decoder.embed_tokens.weight"),
+    })
 }
 
 /// A second copy of the MLM decoder bias that some files store.
@@ -167,6 +181,12 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         out.push(p(format!("{name}.weight"), &[d]));
         out.push(p(format!("{name}.bias"), &[d]));
     };
+    match cfg.family {
+        Family::Llama | Family::Mistral | Family::Qwen2 => return super::llama::param_specs(cfg),
+        Family::GptNeoX => return super::neox::param_specs(cfg),
+        Family::Opt => return super::opt::param_specs(cfg),
+        _ => {}
+    }
     if cfg.family == Family::Gpt2 {
         out.push(p("transformer.wte.weight".into(), &[v, d]));
         out.push(p("transformer.wpe.weight".into(), &[cfg.max_positions, d]));

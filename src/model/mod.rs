@@ -1,11 +1,13 @@
-//! Checkpoint directory → [`LanguageModel`]: BERT, RoBERTa, DistilBERT or GPT-2 with its
-//! tokenizer, trainable end to end, whose LM head is tied to the word embeddings.
+//! Checkpoint directory → [`LanguageModel`]: BERT, RoBERTa, DistilBERT, GPT-2, Llama, Mistral,
+//! Qwen2, GPT-NeoX or OPT with its tokenizer, trainable end to end. The LM head is tied to the
+//! word embeddings, except in decoders whose config unties it (`lm_head` / `embed_out`).
 //!
 //! Only this module knows how a family lays out its weights; everything else sees
 //! [`LanguageModel`].
 
 pub(crate) mod batch;
 pub mod config;
+pub mod decoder_config;
 pub(crate) mod encoder;
 pub mod fill_mask;
 pub(crate) mod gpt2;
@@ -14,6 +16,10 @@ pub mod info;
 pub(crate) mod kernels;
 pub(crate) mod layers;
 pub mod layout;
+pub(crate) mod llama;
+pub(crate) mod neox;
+pub(crate) mod opt;
+pub(crate) mod rotary;
 pub(crate) mod tokenizer;
 pub mod weights;
 
@@ -32,6 +38,9 @@ use weights::{ParamStore, TensorFiles};
 enum Arch {
     Encoder(encoder::Encoder),
     Gpt2(gpt2::Gpt2),
+    Llama(llama::Llama),
+    NeoX(neox::GptNeoX),
+    Opt(opt::Opt),
 }
 
 /// What to do with a text longer than the position table.
@@ -91,7 +100,7 @@ impl LanguageModel {
         if let Some((hidden, attention)) = opts.dropout {
             config.set_dropout(hidden, attention);
         }
-        let tokenizer = TextTokenizer::from_dir(dir, config.family, config.pad_token_id)?;
+        let tokenizer = TextTokenizer::for_model(dir, &config)?;
         let mut files = TensorFiles::open(dir, &opts.device)?;
         // Every layer has tensors of its own; checked before the per-layer layout is built,
         // whose size would otherwise follow the config's count alone.
@@ -125,7 +134,12 @@ impl LanguageModel {
         }
         let arch = match config.family {
             Family::Gpt2 => Arch::Gpt2(gpt2::Gpt2::new(&config, &params)),
-            _ => Arch::Encoder(encoder::Encoder::new(&config, &params)),
+            Family::Llama | Family::Mistral | Family::Qwen2 => Arch::Llama(llama::Llama::new(&config, &params)?),
+            Family::GptNeoX => Arch::NeoX(neox::GptNeoX::new(&config, &params)?),
+            Family::Opt => Arch::Opt(opt::Opt::new(&config, &params)?),
+            Family::Bert | Family::Roberta | Family::DistilBert => {
+                Arch::Encoder(encoder::Encoder::new(&config, &params))
+            }
         };
         LOADS.with(|n| n.set(n.get() + 1));
         Ok(LanguageModel {
@@ -195,13 +209,13 @@ impl LanguageModel {
     /// A batch of sentence pairs with their segments. Models with a single segment embedding
     /// (RoBERTa) or none (DistilBERT, GPT-2) see every token as segment 0, as in transformers.
     pub fn pair_batch(&self, rows: Vec<Vec<u32>>, types: &[Vec<u32>]) -> Result<Batch> {
-        if self.family() == Family::Gpt2 || self.config.type_vocab_size < 2 {
+        if self.kind() == ModelKind::Causal || self.config.type_vocab_size < 2 {
             return self.batch(rows);
         }
         Batch::with_types(rows, types, self.tokenizer.pad_id, &self.device)
     }
 
-    /// Last-layer hidden states `[B, T, D]` (GPT-2: after `ln_f`).
+    /// Last-layer hidden states `[B, T, D]` (decoders: after the final norm).
     ///
     /// Without a backward pass (every measurement: fill-mask, `hidden`, scoring, SEAT,
     /// statistics) the states are checked to be finite, so that weights that overflow give an
@@ -229,6 +243,9 @@ impl LanguageModel {
         match &self.arch {
             Arch::Encoder(m) => m.word_embeddings(batch),
             Arch::Gpt2(m) => m.word_embeddings(batch),
+            Arch::Llama(m) => m.word_embeddings(batch),
+            Arch::NeoX(m) => m.word_embeddings(batch),
+            Arch::Opt(m) => m.word_embeddings(batch),
         }
     }
 
@@ -237,23 +254,37 @@ impl LanguageModel {
         match &self.arch {
             Arch::Encoder(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
             Arch::Gpt2(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
+            Arch::Llama(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
+            Arch::NeoX(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
+            Arch::Opt(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
         }
     }
 
-    /// The classifier `W [V, D]`: the LM head's decoder, which is the word-embedding `Var`.
+    /// The classifier `W [V, D]`: the LM head's decoder. Tied heads share the word-embedding
+    /// `Var`; an untied decoder head (`lm_head`, `embed_out`) is its own `Var`, so the NC3
+    /// regularizer's gradient reaches it and not the input embeddings.
     pub fn classifier(&self) -> &Var {
         match &self.arch {
             Arch::Encoder(m) => &m.word,
             Arch::Gpt2(m) => &m.wte,
+            Arch::Llama(m) => m.classifier(),
+            Arch::NeoX(m) => m.classifier(),
+            Arch::Opt(m) => m.classifier(),
         }
     }
 
+    /// The checkpoint name of [`Self::classifier`].
+    pub fn classifier_name(&self) -> String {
+        let w = self.classifier().as_tensor().id();
+        self.params.vars.iter().find(|(_, v)| v.as_tensor().id() == w).map(|(n, _)| n.clone()).unwrap_or_default()
+    }
+
     /// Features the classifier reads: the MLM head transform of hidden rows `[N, D]` for
-    /// masked LMs (the Fairness-NC measurement point); the rows themselves for GPT-2.
+    /// masked LMs (the Fairness-NC measurement point); the rows themselves for decoders.
     pub fn head_features(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
         match &self.arch {
             Arch::Encoder(m) => m.head_transform(rows, exec),
-            Arch::Gpt2(_) => Ok(rows.clone()),
+            Arch::Gpt2(_) | Arch::Llama(_) | Arch::NeoX(_) | Arch::Opt(_) => Ok(rows.clone()),
         }
     }
 
@@ -262,6 +293,9 @@ impl LanguageModel {
         match &self.arch {
             Arch::Encoder(m) => m.logits(rows, exec),
             Arch::Gpt2(m) => m.logits(rows),
+            Arch::Llama(m) => m.logits(rows),
+            Arch::NeoX(m) => m.logits(rows),
+            Arch::Opt(m) => m.logits(rows),
         }
     }
 

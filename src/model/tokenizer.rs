@@ -1,9 +1,11 @@
-//! Tokenizers for the four families, from `tokenizer.json` or from the slow vocabulary files.
+//! Tokenizers for every family, from `tokenizer.json` or (BERT family, GPT-2) from the slow
+//! vocabulary files. The modern decoders name their special tokens in `tokenizer_config.json`
+//! and `config.json` rather than by convention, so theirs are read from there.
 //!
 //! A `tokenizer.json` may carry its own padding and truncation (MiniLM's pads every input to
 //! 128); both are switched off here and done by [`super::batch`], so token counts never drift.
 
-use super::config::Family;
+use super::config::{Family, ModelConfig};
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
@@ -28,8 +30,13 @@ pub struct TextTokenizer {
     pub pad_id: u32,
     /// The mask token and its id (masked LMs only).
     pub mask: Option<(String, u32)>,
-    /// GPT-2's `<|endoftext|>`, used as BOS when scoring a sentence's first token.
+    /// The token a sentence's first token is scored after: GPT-2's `<|endoftext|>`; a
+    /// decoder's BOS, else its EOS (lm-evaluation-harness's `prefix_token_id`).
     pub bos_id: Option<u32>,
+    /// Words are looked up as `" word"`: byte-level BPE vocabularies (GPT-2, RoBERTa, and
+    /// decoders whose tokenizer marks a word's leading space) hold a word's in-sentence form
+    /// with its space; WordPiece and sentencepiece-style ones without.
+    pub space_before_words: bool,
     /// Ids never treated as words: [CLS], [SEP], [PAD], [MASK], [UNK], `<s>`, `</s>`...
     pub special_ids: BTreeSet<u32>,
     /// How many special tokens a single sequence gets ([CLS] + [SEP] = 2 for BERT).
@@ -43,58 +50,118 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&text).ok()
 }
 
-/// Special-token strings of each family, in the roles [`TextTokenizer`] needs.
+/// Special-token strings of each family, in the roles [`TextTokenizer`] needs (cls/sep are
+/// a decoder's bos/eos).
 struct Specials {
-    pad: &'static str,
-    mask: Option<&'static str>,
-    unk: &'static str,
-    cls: &'static str,
-    sep: &'static str,
+    pad: Option<String>,
+    mask: Option<String>,
+    unk: Option<String>,
+    cls: Option<String>,
+    sep: Option<String>,
+}
+
+fn fixed(pad: &str, mask: Option<&str>, unk: &str, cls: &str, sep: &str) -> Specials {
+    let s = |x: &str| Some(x.to_string());
+    Specials { pad: s(pad), mask: mask.map(str::to_string), unk: s(unk), cls: s(cls), sep: s(sep) }
 }
 
 fn specials(family: Family) -> Specials {
     match family {
-        Family::Bert | Family::DistilBert => {
-            Specials { pad: "[PAD]", mask: Some("[MASK]"), unk: "[UNK]", cls: "[CLS]", sep: "[SEP]" }
-        }
-        Family::Roberta => Specials { pad: "<pad>", mask: Some("<mask>"), unk: "<unk>", cls: "<s>", sep: "</s>" },
-        Family::Gpt2 => Specials {
-            pad: "<|endoftext|>",
-            mask: None,
-            unk: "<|endoftext|>",
-            cls: "<|endoftext|>",
-            sep: "<|endoftext|>",
-        },
+        Family::Bert | Family::DistilBert => fixed("[PAD]", Some("[MASK]"), "[UNK]", "[CLS]", "[SEP]"),
+        Family::Roberta => fixed("<pad>", Some("<mask>"), "<unk>", "<s>", "</s>"),
+        Family::Gpt2 => fixed("<|endoftext|>", None, "<|endoftext|>", "<|endoftext|>", "<|endoftext|>"),
+        // Read from the checkpoint's files instead (`decoder_specials`).
+        _ => Specials { pad: None, mask: None, unk: None, cls: None, sep: None },
     }
+}
+
+/// A `tokenizer_config.json` token entry: a string or `{"content": ...}`.
+fn config_token(config: &Option<serde_json::Value>, key: &str) -> Option<String> {
+    let v = config.as_ref()?.get(key)?;
+    v.as_str().or_else(|| v.get("content").and_then(|c| c.as_str())).map(str::to_string)
+}
+
+/// A decoder's bos/eos/pad/unk: `tokenizer_config.json` names them; `config.json`'s ids fill
+/// in what it does not.
+fn decoder_specials(dir: &Path, inner: &Tokenizer, cfg: &ModelConfig) -> Specials {
+    let tc = read_json(&dir.join("tokenizer_config.json"));
+    let by_id = |id: Option<u32>| id.and_then(|i| inner.id_to_token(i));
+    let cls = config_token(&tc, "bos_token").or_else(|| by_id(cfg.decoder.bos_token_id));
+    let sep = config_token(&tc, "eos_token").or_else(|| by_id(cfg.decoder.eos_token_id));
+    let pad = config_token(&tc, "pad_token").or_else(|| by_id(cfg.pad_token_id));
+    Specials { pad, mask: None, unk: config_token(&tc, "unk_token"), cls, sep }
+}
+
+/// Whether the in-sentence form of a word carries its leading space: `" the"` tokenizes
+/// differently from `"the"`, and `"a the"` ends in the tokens of `" the"`.
+fn marks_leading_space(inner: &Tokenizer) -> bool {
+    let ids = |t: &str| inner.encode(t, false).map(|e| e.get_ids().to_vec()).unwrap_or_default();
+    let (spaced, bare, in_context) = (ids(" the"), ids("the"), ids("a the"));
+    !spaced.is_empty() && spaced != bare && in_context.ends_with(&spaced)
 }
 
 impl TextTokenizer {
     /// Loads `tokenizer.json` if present, else builds one from `vocab.txt` (WordPiece) or
     /// `vocab.json` + `merges.txt` (byte-level BPE).
     pub fn from_dir(dir: &Path, family: Family, pad_from_config: Option<u32>) -> Result<Self> {
+        Self::read(dir, family, pad_from_config, None)
+    }
+
+    /// The tokenizer of a checkpoint whose config has been read: decoders take their special
+    /// tokens from its ids where `tokenizer_config.json` does not name them.
+    pub fn for_model(dir: &Path, cfg: &ModelConfig) -> Result<Self> {
+        Self::read(dir, cfg.family, cfg.pad_token_id, Some(cfg))
+    }
+
+    fn read(dir: &Path, family: Family, pad_from_config: Option<u32>, cfg: Option<&ModelConfig>) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         if json.is_dir() {
             bail!("{}: is a directory, not a tokenizer file", json.display());
         }
-        let (mut inner, source) =
-            if json.exists() { (read_tokenizer_json(&json)?, json) } else { build_from_vocab(dir, family)? };
+        let classic = matches!(family, Family::Bert | Family::DistilBert | Family::Roberta | Family::Gpt2);
+        let (mut inner, source) = if json.exists() {
+            (read_tokenizer_json(&json)?, json)
+        } else if classic {
+            build_from_vocab(dir, family)?
+        } else {
+            bail!(
+                "{}: no tokenizer.json; fairnc reads {} tokenizers from tokenizer.json only (transformers writes it with save_pretrained)",
+                dir.display(),
+                family.name()
+            );
+        };
         inner.with_truncation(None).map_err(|e| anyhow!("{}: cannot disable truncation ({e})", source.display()))?;
         inner.with_padding(None);
-        let sp = specials(family);
+        let sp = match cfg {
+            Some(cfg) if !classic => decoder_specials(dir, &inner, cfg),
+            _ => specials(family),
+        };
         register_specials(&mut inner, &sp, &source)?;
-        let id = |tok: &str| inner.token_to_id(tok);
+        let id = |tok: &Option<String>| tok.as_deref().and_then(|t| inner.token_to_id(t));
         let pad_id = match family {
-            Family::Gpt2 => pad_from_config.or_else(|| id(sp.pad)),
-            _ => id(sp.pad).or(pad_from_config),
+            Family::Bert | Family::DistilBert | Family::Roberta => id(&sp.pad).or(pad_from_config),
+            // A decoder without a padding token pads with EOS (or BOS): padded positions are never read.
+            _ => pad_from_config.or_else(|| id(&sp.pad)).or_else(|| id(&sp.sep)).or_else(|| id(&sp.cls)),
         }
-        .with_context(|| format!("{}: no padding token {}", source.display(), sp.pad))?;
+        .with_context(|| {
+            format!("{}: no padding token {}", source.display(), sp.pad.as_deref().unwrap_or("(none named)"))
+        })?;
         // A masked-LM vocabulary without its mask token still encodes text (SEAT, statistics);
         // the scorers that need the token say so.
-        let mask = sp.mask.and_then(|m| id(m).map(|i| (m.to_string(), i)));
-        let bos_id = (family == Family::Gpt2).then(|| id("<|endoftext|>")).flatten();
+        let mask = sp.mask.as_ref().and_then(|m| inner.token_to_id(m).map(|i| (m.clone(), i)));
+        let bos_id = match family {
+            Family::Gpt2 => inner.token_to_id("<|endoftext|>"),
+            _ if classic => None,
+            _ => id(&sp.cls).or_else(|| id(&sp.sep)),
+        };
+        let space_before_words = match family {
+            Family::Gpt2 | Family::Roberta => true,
+            Family::Bert | Family::DistilBert => false,
+            _ => marks_leading_space(&inner),
+        };
         let mut special_ids: BTreeSet<u32> =
             inner.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(i, _)| i).collect();
-        for tok in [sp.pad, sp.unk, sp.cls, sp.sep].into_iter().chain(sp.mask) {
+        for tok in [&sp.pad, &sp.unk, &sp.cls, &sp.sep, &sp.mask] {
             if let Some(i) = id(tok) {
                 special_ids.insert(i);
             }
@@ -103,7 +170,17 @@ impl TextTokenizer {
             .get_post_processor()
             .map(|pp| tokenizers::tokenizer::PostProcessor::added_tokens(pp, false))
             .unwrap_or(0);
-        Ok(TextTokenizer { inner, family, pad_id, mask, bos_id, special_ids, added_per_sequence, source })
+        Ok(TextTokenizer {
+            inner,
+            family,
+            pad_id,
+            mask,
+            bos_id,
+            space_before_words,
+            special_ids,
+            added_per_sequence,
+            source,
+        })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -206,9 +283,9 @@ fn read_tokenizer_json(json: &Path) -> Result<Tokenizer> {
 /// vocabulary already).
 fn register_specials(inner: &mut Tokenizer, sp: &Specials, source: &Path) -> Result<()> {
     let declared: BTreeSet<String> = inner.get_added_tokens_decoder().into_iter().map(|(_, t)| t.content).collect();
-    let missing: Vec<tokenizers::AddedToken> = [sp.pad, sp.unk, sp.cls, sp.sep]
+    let missing: Vec<tokenizers::AddedToken> = [&sp.pad, &sp.unk, &sp.cls, &sp.sep, &sp.mask]
         .into_iter()
-        .chain(sp.mask)
+        .flatten()
         .filter(|tok| inner.token_to_id(tok).is_some() && !declared.contains(*tok))
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -261,6 +338,7 @@ fn build_from_vocab(dir: &Path, family: Family) -> Result<(Tokenizer, PathBuf)> 
     match family {
         Family::Bert | Family::DistilBert => wordpiece_from_vocab(dir, flag("do_lower_case", true)),
         Family::Roberta | Family::Gpt2 => bpe_from_vocab(dir, family, flag("add_prefix_space", false)),
+        other => bail!("{}: {} has no slow-vocabulary tokenizer", dir.display(), other.name()),
     }
 }
 

@@ -26,7 +26,13 @@ pub struct TensorFiles {
 
 /// Tensors that are buffers, not parameters, in some checkpoints; never loaded or saved.
 fn is_buffer(name: &str) -> bool {
-    name.ends_with("position_ids") || name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")
+    name.ends_with("position_ids")
+        || name.ends_with(".attn.bias")
+        || name.ends_with(".attn.masked_bias")
+        // GPT-NeoX's causal-mask buffers; old Llama and NeoX files store rotary frequencies.
+        || name.ends_with(".attention.bias")
+        || name.ends_with(".attention.masked_bias")
+        || name.ends_with("rotary_emb.inv_freq")
 }
 
 /// Tensors a checkpoint may hold that the LM does not use, kept and saved back unchanged:
@@ -34,7 +40,7 @@ fn is_buffer(name: &str) -> bool {
 fn is_tolerated_extra(name: &str) -> bool {
     let bare = name
         .split_once('.')
-        .filter(|(first, _)| matches!(*first, "bert" | "roberta" | "distilbert" | "transformer"))
+        .filter(|(first, _)| matches!(*first, "bert" | "roberta" | "distilbert" | "transformer" | "model" | "gpt_neox"))
         .map_or(name, |(_, rest)| rest);
     bare.starts_with("pooler.") || name.starts_with("cls.seq_relationship.")
 }
@@ -42,7 +48,7 @@ fn is_tolerated_extra(name: &str) -> bool {
 /// The layer number in a tensor name such as `bert.encoder.layer.3.output.dense.weight`.
 fn layer_index(name: &str) -> Option<usize> {
     let parts: Vec<&str> = name.split('.').collect();
-    parts.windows(2).find(|w| w[0] == "layer" || w[0] == "h").and_then(|w| w[1].parse().ok())
+    parts.windows(2).find(|w| matches!(w[0], "layer" | "h" | "layers")).and_then(|w| w[1].parse().ok())
 }
 
 /// The first five names and how many more.
@@ -217,9 +223,9 @@ impl TensorFiles {
 
     /// The LM decoder is tied to the word embeddings: one Var. Removes a stored copy of the
     /// decoder and returns a note when it disagrees with the embeddings.
-    fn take_tied_copy(&mut self, vars: &BTreeMap<String, Var>, family: Family) -> Result<Option<String>> {
-        let (tied_name, embedding_name) = super::layout::tied_names(family);
-        let Some(raw) = self.take(tied_name, family) else { return Ok(None) };
+    fn take_tied_copy(&mut self, vars: &BTreeMap<String, Var>, cfg: &ModelConfig) -> Result<Option<String>> {
+        let Some((tied_name, embedding_name)) = super::layout::tied_names(cfg) else { return Ok(None) };
+        let Some(raw) = self.take(tied_name, cfg.family) else { return Ok(None) };
         let emb = vars[embedding_name].as_tensor();
         let same = raw.tensor.dims() == emb.dims() && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
         Ok((!same)
@@ -370,7 +376,7 @@ impl ParamStore {
         }
         let vars = files.take_params(specs, family, new_head, seed)?;
         let mut notes = Vec::new();
-        notes.extend(files.take_tied_copy(&vars, family)?);
+        notes.extend(files.take_tied_copy(&vars, cfg)?);
         // Some files store the decoder bias twice (as `decoder.bias` too); drop the copy.
         if let Some(dup) = super::layout::duplicate_bias_name(family) {
             files.take(dup, family);

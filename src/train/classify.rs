@@ -5,7 +5,7 @@
 //! mean squared error for scores.
 
 use super::objective::{Objective, Step};
-use crate::model::{Exec, Family, LanguageModel, layers};
+use crate::model::{Exec, LanguageModel, layers};
 use crate::util::rng::SplitMix;
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
@@ -40,7 +40,8 @@ impl ClassifierHead {
         let d = model.config.hidden_size;
         let dev = &model.device;
         let mut rng = SplitMix::new(seed ^ 0xC1A5);
-        let gpt2 = model.family() == Family::Gpt2;
+        // Decoders pool their last token through one projection, as GPT2ForSequenceClassification.
+        let gpt2 = model.kind() == crate::model::ModelKind::Causal;
         let dense = if gpt2 { None } else { Some((normal((d, d), &mut rng, dev)?, Var::zeros(d, DType::F32, dev)?)) };
         let out_w = normal((outputs, d), &mut rng, dev)?;
         let out_b = if gpt2 { None } else { Some(Var::zeros(outputs, DType::F32, dev)?) };

@@ -37,7 +37,7 @@ impl Method {
     /// keeps the model's.
     pub fn dropout(self, family: Family) -> Option<(f32, f32)> {
         match (self, family) {
-            (Method::Dropout, Family::Gpt2) => Some((0.15, 0.15)),
+            (Method::Dropout, f) if f.kind() == ModelKind::Causal => Some((0.15, 0.15)),
             (Method::Dropout, _) => Some((0.20, 0.15)),
             _ => None,
         }

@@ -23,9 +23,16 @@ impl Default for AdamWConfig {
     }
 }
 
-/// Biases and LayerNorm parameters are not decayed (as in the release and transformers' scripts).
+/// Biases and LayerNorm / RMSNorm parameters are not decayed (as in the release and
+/// transformers' Trainer, whose rule also names `layernorm`, `rmsnorm` and `norm` modules).
 pub fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm") || name.contains(".ln_"))
+    let lower = name.to_ascii_lowercase();
+    !(name.ends_with(".bias")
+        || lower.contains("layernorm")
+        || lower.contains("layer_norm")
+        || lower.contains("rmsnorm")
+        || name.contains(".ln_")
+        || name.ends_with("norm.weight"))
 }
 
 struct Slot {
@@ -182,6 +189,11 @@ mod tests {
         assert!(!decays("bert.embeddings.LayerNorm.weight"));
         assert!(!decays("lm_head.layer_norm.weight"));
         assert!(!decays("transformer.h.0.ln_1.weight"));
+        assert!(!decays("model.layers.0.input_layernorm.weight"));
+        assert!(!decays("model.norm.weight"));
+        assert!(!decays("gpt_neox.final_layer_norm.weight"));
+        assert!(decays("model.layers.0.mlp.gate_proj.weight"));
+        assert!(decays("lm_head.weight"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Words → vocabulary classes (token ids), under the two policies of METHOD §3.
 
 use super::WordSet;
-use crate::model::{Family, TextTokenizer};
+use crate::model::TextTokenizer;
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 
@@ -68,7 +68,7 @@ impl ClassSet {
     }
 
     pub fn map(set: &WordSet, tok: &TextTokenizer, policy: Policy) -> Result<Self> {
-        let byte_level = matches!(tok.family, Family::Gpt2 | Family::Roberta);
+        let byte_level = tok.space_before_words;
         let mut by_id: BTreeMap<u32, Class> = BTreeMap::new();
         let mut skipped = Vec::new();
         for (g, words) in set.words.iter().enumerate() {

@@ -1,0 +1,184 @@
+//! The modern causal decoders (Llama, Mistral, Qwen2, GPT-NeoX, OPT) against transformers on
+//! tiny random checkpoints (tools/fixtures/make_decoder_fixtures.py): token ids, hidden states
+//! and logits of a right-padded batch, one AdamW step, and the untied head.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::*;
+use fairnc::model::{Exec, Overflow};
+use fairnc::train::optim::{AdamW, AdamWConfig, clip_grad_norm};
+
+const CASES: [&str; 8] = ["llama", "llama_tied", "mistral", "qwen2", "gpt_neox", "gpt_neox_serial", "opt", "opt_pre"];
+const TOL: f32 = 1e-4;
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// (max |Δhidden|, max |Δlogits|) over real positions of the padded batch.
+fn parity(case: &str) -> (f32, f32) {
+    let dir = model_dir(case);
+    let m = load(&dir);
+    let exp = Expected::read(&dir);
+    let rows = exp.rows();
+    let texts: Vec<&str> = exp.sentences.iter().map(String::as_str).collect();
+    let enc = m.encode(&texts, m.max_len(), Overflow::Error).unwrap();
+    for (i, (e, r)) in enc.iter().zip(&rows).enumerate() {
+        assert_eq!(&e.ids, r, "{case}: token ids of sentence {i} differ from transformers");
+    }
+    let batch = m.batch(rows.clone()).unwrap();
+    let hidden = m.hidden(&batch, Exec::INFER).unwrap();
+    let h = max_err_masked(&hidden, &exp.tensors["hidden"], &rows);
+    let (b, t, _) = hidden.dims3().unwrap();
+    let positions: Vec<(usize, usize)> = (0..b).flat_map(|i| (0..t).map(move |j| (i, j))).collect();
+    let logits = m.logits_at(&hidden, &positions, Exec::INFER).unwrap().reshape((b, t, ())).unwrap();
+    (h, max_err_masked(&logits, &exp.tensors["logits"], &rows))
+}
+
+#[test]
+fn every_decoder_matches_transformers() {
+    for case in CASES {
+        let (h, l) = parity(case);
+        eprintln!("{case:<16} max |Δhidden| = {h:.2e}   max |Δlogits| = {l:.2e}");
+        assert!(h <= TOL, "{case}: hidden error {h}");
+        assert!(l <= TOL, "{case}: logits error {l}");
+    }
+}
+
+#[test]
+fn decoder_training_graph_matches_inference_graph_and_batching_changes_nothing() {
+    for case in CASES {
+        let m = load(&model_dir(case));
+        let rows = Expected::read(&model_dir(case)).rows();
+        let batch = m.batch(rows.clone()).unwrap();
+        let a = m.hidden(&batch, Exec::INFER).unwrap();
+        let g = m.hidden(&batch, Exec { dropout: false, grad: true }).unwrap();
+        let e = max_err_masked(&a, &g, &rows);
+        assert!(e < 1e-5, "{case}: training graph differs by {e}");
+        for (i, r) in rows.iter().enumerate() {
+            let one = m.hidden(&m.batch(vec![r.clone()]).unwrap(), Exec::INFER).unwrap();
+            let d = max_abs(&a.get(i).unwrap().narrow(0, 0, r.len()).unwrap(), &one.get(0).unwrap());
+            assert!(d < 1e-5, "{case}: sentence {i} alone differs from its batched run by {d}");
+        }
+    }
+}
+
+/// One causal-LM step (mean next-token cross-entropy, clip 1.0, AdamW lr 1e-3, wd 0.01 except
+/// biases and norms) against torch.optim.AdamW: loss, gradient norm and every weight after it.
+#[test]
+fn one_adamw_step_matches_pytorch_on_every_decoder() {
+    for case in CASES {
+        let dir = model_dir(case);
+        let fx = fairnc::model::weights::load_tensors(&dir.join("onestep.safetensors"), &Device::Cpu).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("onestep.json")).unwrap()).unwrap();
+        let m = load(&dir);
+        let rows = Expected::read(&dir).rows();
+        let positions: Vec<(usize, usize)> =
+            fx["positions"].to_vec2::<i64>().unwrap().iter().map(|p| (p[0] as usize, p[1] as usize)).collect();
+        let targets: Vec<u32> = fx["targets"].to_vec1::<i64>().unwrap().iter().map(|&t| t as u32).collect();
+        let exec = Exec { dropout: false, grad: true };
+        let hidden = m.hidden(&m.batch(rows).unwrap(), exec).unwrap();
+        let logits = m.logits_at(&hidden, &positions, exec).unwrap();
+        let loss =
+            candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &Device::Cpu).unwrap()).unwrap();
+        let loss_v = loss.to_scalar::<f32>().unwrap() as f64;
+        let mut grads = loss.backward().unwrap();
+        let vars: Vec<candle_core::Var> = m.vars().into_iter().map(|(_, v)| v).collect();
+        let norm = clip_grad_norm(&mut grads, &vars, 1.0).unwrap();
+        let mut opt =
+            AdamW::new(m.vars(), AdamWConfig { lr: 1e-3, weight_decay: 0.01, ..AdamWConfig::default() }).unwrap();
+        opt.step(&grads, 1e-3).unwrap();
+        let (want_loss, want_norm) = (meta["loss"].as_f64().unwrap(), meta["grad_norm"].as_f64().unwrap());
+        assert!((loss_v - want_loss).abs() < 1e-5, "{case}: loss {loss_v} vs {want_loss}");
+        assert!((norm - want_norm).abs() < 1e-5, "{case}: grad norm {norm} vs {want_norm}");
+        let names: Vec<&str> = meta["param_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        assert_eq!(names.len(), m.vars().len(), "{case}: parameter count differs from torch's");
+        let mut worst: f32 = 0.0;
+        for torch_name in names {
+            // transformers 5 calls GPT-NeoX's head `lm_head` in memory and `embed_out` on disk.
+            let name = if case.starts_with("gpt_neox") && torch_name == "lm_head.weight" {
+                "embed_out.weight"
+            } else {
+                torch_name
+            };
+            let d = max_abs(m.params.var(name).as_tensor(), &fx[torch_name]);
+            // A key bias's true gradient is 0 (softmax ignores a per-query constant): rounding
+            // noise of ~1e-9 on both sides becomes Adam steps of up to lr.
+            if name.ends_with("k_proj.bias") {
+                assert!(d <= 1e-3, "{case} {name}: {d}");
+                continue;
+            }
+            if name.ends_with("query_key_value.bias") {
+                // GPT-NeoX's fused bias: per head [q | k | v]; the k entries are such noise.
+                let dh = m.config.head_dim();
+                let got: Vec<f32> = m.params.var(name).as_tensor().to_vec1().unwrap();
+                let want: Vec<f32> = fx[torch_name].to_vec1().unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let key = (dh..2 * dh).contains(&(i % (3 * dh)));
+                    let tol = if key { 1e-3 } else { 1e-5 };
+                    assert!((g - w).abs() < tol, "{case} {name}[{i}]: {g} vs {w}");
+                    if !key {
+                        worst = worst.max((g - w).abs());
+                    }
+                }
+                continue;
+            }
+            worst = worst.max(d);
+            assert!(d < 1e-5, "{case} {name}: {d}");
+        }
+        eprintln!(
+            "{case:<16} loss Δ {:.1e}  grad-norm Δ {:.1e}  max |Δ weight| {worst:.1e}",
+            (loss_v - want_loss).abs(),
+            (norm - want_norm).abs()
+        );
+    }
+}
+
+/// An untied head is its own parameter: the classifier W is `lm_head` / `embed_out`, `info`
+/// says so, and a loss on W's rows (as the NC3 regularizer's) reaches that parameter only.
+#[test]
+fn untied_heads_are_the_classifier_and_take_the_regularizer_gradient_alone() {
+    for (case, head, embedding) in [
+        ("llama", "lm_head.weight", "model.embed_tokens.weight"),
+        ("mistral", "lm_head.weight", "model.embed_tokens.weight"),
+        ("gpt_neox", "embed_out.weight", "gpt_neox.embed_in.weight"),
+    ] {
+        let m = load(&model_dir(case));
+        assert_eq!(m.classifier_name(), head, "{case}");
+        let info = m.info();
+        assert!(info.tying.starts_with("untied") && info.tying.contains(head), "{case}: {}", info.tying);
+        let w = m.classifier().as_tensor();
+        let rows = w.index_select(&Tensor::new(&[3u32, 5, 7], &Device::Cpu).unwrap(), 0).unwrap();
+        let grads = rows.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(m.params.var(head).as_tensor()).is_some(), "{case}: no gradient on {head}");
+        assert!(grads.get(m.params.var(embedding).as_tensor()).is_none(), "{case}: gradient reached {embedding}");
+    }
+    for (case, embedding) in [
+        ("llama_tied", "model.embed_tokens.weight"),
+        ("qwen2", "model.embed_tokens.weight"),
+        ("opt", "model.decoder.embed_tokens.weight"),
+    ] {
+        let m = load(&model_dir(case));
+        assert_eq!(m.classifier_name(), embedding, "{case}");
+        assert!(!m.vars().iter().any(|(n, _)| n == "lm_head.weight"), "{case}: a tied head was loaded twice");
+    }
+}
+
+#[test]
+fn decoder_special_tokens_come_from_the_checkpoint_files() {
+    // (case, BOS the scorers start from, words looked up with a leading space)
+    for (case, bos, spaced) in [
+        ("llama", "<s>", false),
+        ("qwen2", "<|endoftext|>", true),
+        ("gpt_neox", "<|endoftext|>", true),
+        ("opt", "</s>", true),
+    ] {
+        let m = load(&model_dir(case));
+        let t = &m.tokenizer;
+        assert_eq!(t.bos_id, t.token_to_id(bos), "{case}");
+        assert_eq!(t.space_before_words, spaced, "{case}");
+        assert!(t.special_ids.contains(&t.bos_id.unwrap()), "{case}");
+    }
+}
