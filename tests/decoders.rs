@@ -182,3 +182,75 @@ fn decoder_special_tokens_come_from_the_checkpoint_files() {
         assert!(t.special_ids.contains(&t.bos_id.unwrap()), "{case}");
     }
 }
+
+/// Every command that applies to a causal LM runs on every decoder family, and `debias`
+/// (with the NC3 regularizer, whose gradient reaches an untied head) writes a checkpoint that
+/// loads back with the same logits.
+#[test]
+fn every_command_runs_on_every_decoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("texts.txt");
+    std::fs::write(&input, "he is a doctor.\nshe is a nurse and she works late.\n").unwrap();
+    for case in ["llama", "mistral", "qwen2", "gpt_neox", "opt"] {
+        let dir = model_dir(case);
+        let model = dir.to_str().unwrap();
+        let out = |name: &str| tmp.path().join(format!("{case}-{name}")).to_str().unwrap().to_string();
+        let ok = |o: std::process::Output, what: &str| {
+            assert!(o.status.success(), "{case} {what}: {}", String::from_utf8_lossy(&o.stderr));
+            o
+        };
+        let info: serde_json::Value =
+            serde_json::from_slice(&ok(fairnc(&["info", "--model", model, "--json"]), "info").stdout).unwrap();
+        assert_eq!(info["kind"], "causal", "{case}");
+        ok(
+            fairnc(&[
+                "hidden",
+                "--model",
+                model,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                &out("h.safetensors"),
+            ]),
+            "hidden",
+        );
+        let h =
+            fairnc::model::weights::load_tensors(std::path::Path::new(&out("h.safetensors")), &Device::Cpu).unwrap();
+        assert_eq!(h["hidden"].dims()[0], 2, "{case}");
+        ok(fairnc(&["collapse", "--model", model, "--max-texts", "200", "--output", &out("collapse")]), "collapse");
+        let eval =
+            ["eval", "--model", model, "--crows-limit", "40", "--stereoset-limit", "40", "--output", &out("eval")];
+        ok(fairnc(&eval), "eval");
+        let o = fairnc(&["fill-mask", "--model", model, "he is a <mask>."]);
+        assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).lines().count() == 1, "{case}: fill-mask");
+        let debiased = out("debias");
+        let args = [
+            "debias",
+            "--model",
+            model,
+            "--method",
+            "cda",
+            "--nc3",
+            "0.5",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-texts",
+            "40",
+            "--output",
+            &debiased,
+        ];
+        ok(fairnc(&args), "debias");
+        let saved = load(&std::path::Path::new(&debiased).join("model"));
+        let base = load(&dir);
+        assert_eq!(saved.family(), base.family(), "{case}");
+        assert_eq!(saved.classifier_name(), base.classifier_name(), "{case}");
+        let moved: f32 = saved
+            .vars()
+            .iter()
+            .map(|(n, v)| max_abs(v.as_tensor(), base.params.var(n).as_tensor()))
+            .fold(0.0, f32::max);
+        assert!(moved > 0.0, "{case}: debias changed no weight");
+    }
+}

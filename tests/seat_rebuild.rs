@@ -129,6 +129,8 @@ fn audit_shows_the_published_seat_figure_only_for_the_files() {
             model: "m".into(),
             family: "bert".into(),
             lm_head: "pretrained".into(),
+            classifier: "bert.embeddings.word_embeddings.weight".into(),
+            tied_head: true,
             causal: false,
             quick: true,
             words: "gender".into(),

@@ -198,7 +198,7 @@ impl Nc3Regularizer {
             ));
         }
         let vocab_size = m.config.vocab_size.max(m.tokenizer.vocab_size());
-        Ok(Self::build(classes, vocab_size, m.config.hidden_size, target, variant))
+        Ok(Self::build(classes, vocab_size, m.feature_width(), target, variant))
     }
 
     /// The class token ids, in class order.

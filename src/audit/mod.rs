@@ -118,8 +118,10 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
 
     let audit = Audit {
         model: model.name.clone(),
-        family: format!("{:?}", model.family()).to_lowercase(),
+        family: model.family().name().to_string(),
         lm_head: if model.params.new_head { "new (untrained)".into() } else { "pretrained".into() },
+        classifier: model.classifier_name(),
+        tied_head: model.config.tied_head(),
         causal: model.kind() == ModelKind::Causal,
         quick: cfg.quick,
         words: cfg.words.clone(),

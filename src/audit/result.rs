@@ -18,6 +18,12 @@ pub struct Audit {
     pub model: String,
     pub family: String,
     pub lm_head: String,
+    /// The parameter whose rows are the classifier W (the tied embedding or an untied head).
+    #[serde(default)]
+    pub classifier: String,
+    /// True when W is the word-embedding matrix itself.
+    #[serde(default = "tied_by_default")]
+    pub tied_head: bool,
     pub causal: bool,
     pub quick: bool,
     pub words: String,
@@ -83,4 +89,8 @@ impl Audit {
         }
         rows
     }
+}
+
+fn tied_by_default() -> bool {
+    true
 }

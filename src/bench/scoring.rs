@@ -93,8 +93,9 @@ pub fn masked_log_probs(
 
 /// For each sequence, the log-probability of every token: the first from a forward pass
 /// over the BOS token alone, the others from one pass over the sequence without BOS
-/// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS). Reports a "scoring"
-/// phase over the sequences.
+/// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS). A BOS the tokenizer
+/// put first (Llama's `<s>`, OPT's `</s>`) is that context, not a scored token: it is dropped.
+/// Reports a "scoring" phase over the sequences.
 pub fn causal_token_log_probs(
     model: &LanguageModel,
     seqs: &[Vec<u32>],
@@ -104,6 +105,8 @@ pub fn causal_token_log_probs(
     let Some(bos) = model.tokenizer.bos_id else {
         bail!("the model has no BOS (<|endoftext|>) token for causal scoring")
     };
+    let seqs: Vec<Vec<u32>> = seqs.iter().map(|s| s.strip_prefix(&[bos][..]).unwrap_or(s).to_vec()).collect();
+    let seqs = seqs.as_slice();
     let max = model.max_len();
     if let Some(s) = seqs.iter().find(|s| s.len() > max) {
         bail!("a scored sentence has {} tokens, more than the model's {max} positions", s.len());

@@ -22,8 +22,9 @@ pub fn run(args: Args) -> Result<()> {
     println!("family       {} ({:?} LM)", m.config.family.name(), info.kind);
     println!("parameters   {}", info.parameters);
     println!("vocabulary   {} tokens (embedding rows {})", info.vocabulary.tokenizer, info.vocabulary.embedding_rows);
+    let kv = if info.kv_heads < info.heads { format!(" ({} key/value)", info.kv_heads) } else { String::new() };
     println!(
-        "shape        {} layers × {} hidden, {} heads, {} positions",
+        "shape        {} layers × {} hidden, {} heads{kv}, {} positions",
         info.layers, info.hidden_size, info.heads, info.max_positions
     );
     println!("LM head      {}", info.lm_head);

@@ -374,7 +374,7 @@ impl<'a> Run<'a> {
                 (s, next)
             }
             _ => {
-                let (k, d) = (self.collector.classes.classes.len(), self.collector.model.config.hidden_size);
+                let (k, d) = (self.collector.classes.classes.len(), self.collector.model.feature_width());
                 (ClassStats::new(k, d), self.blocks.0)
             }
         }

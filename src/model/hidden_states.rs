@@ -39,7 +39,7 @@ pub fn hidden_states(
     progress: &dyn Progress,
 ) -> Result<HiddenStates> {
     let enc = model.encode(texts, max_len, overflow)?;
-    let (n, d) = (enc.len(), model.config.hidden_size);
+    let (n, d) = (enc.len(), model.feature_width());
     let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
     let t = lengths.iter().copied().max().unwrap_or(1);
     let mut hidden = vec![0f32; n * t * d];

@@ -273,6 +273,13 @@ impl LanguageModel {
         }
     }
 
+    /// Width of the hidden rows [`Self::hidden`] returns and of the classifier's features: the
+    /// hidden size, except in OPT models with `project_out`, whose rows have the narrower
+    /// word-embedding width.
+    pub fn feature_width(&self) -> usize {
+        self.classifier().as_tensor().dims().get(1).copied().unwrap_or(self.config.hidden_size)
+    }
+
     /// The checkpoint name of [`Self::classifier`].
     pub fn classifier_name(&self) -> String {
         let w = self.classifier().as_tensor().id();

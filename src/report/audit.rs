@@ -167,7 +167,12 @@ fn geometry(d: &mut Document, a: &Audit) {
         .map(|(g, v)| vec![g.clone(), v.k.to_string(), v.n.to_string(), f(v.duality_mean, 4), f(v.duality_std, 4)])
         .collect();
     d.table(&["group", "classes", "positions", "mean s_c", "std s_c"], rows);
-    d.para("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its (tied) embedding row. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them.");
+    let row = if a.tied_head {
+        "(tied) embedding row".to_string()
+    } else {
+        format!("row of the untied output head `{}`", a.classifier)
+    };
+    d.para(&format!("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its {row}. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them."));
     d.plot("collapse/nc3_cosines", "NC3 cosines s_c by group (lines: group means)");
 }
 

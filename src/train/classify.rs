@@ -37,7 +37,7 @@ fn normal(shape: (usize, usize), rng: &mut SplitMix, device: &Device) -> Result<
 impl ClassifierHead {
     /// A new head with `outputs` outputs (1 for regression), weights N(0, 0.02), zero biases.
     pub fn new(model: &LanguageModel, outputs: usize, seed: u64) -> Result<Self> {
-        let d = model.config.hidden_size;
+        let d = model.feature_width();
         let dev = &model.device;
         let mut rng = SplitMix::new(seed ^ 0xC1A5);
         // Decoders pool their last token through one projection, as GPT2ForSequenceClassification.

@@ -359,7 +359,7 @@ fn regularizer(
     Ok(Some(Nc3Regularizer::new(
         &classes,
         model.config.vocab_size.max(model.tokenizer.vocab_size()),
-        model.config.hidden_size,
+        model.feature_width(),
         target,
         cfg.nc3_variant,
     )))
