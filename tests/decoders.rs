@@ -254,3 +254,42 @@ fn every_command_runs_on_every_decoder() {
         assert!(moved > 0.0, "{case}: debias changed no weight");
     }
 }
+
+/// Settings fairnc does not implement, and broken decoder files, are one-line errors naming the
+/// file and the key, never a silently different model.
+#[test]
+fn unsupported_decoder_settings_are_refused_with_one_line() {
+    let edit = |case: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let tmp = copy_dir(&model_dir(case));
+        let path = tmp.path().join("config.json");
+        let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        change(&mut cfg);
+        std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
+        tmp
+    };
+    let cases: Vec<(tempfile::TempDir, &str)> = vec![
+        (
+            edit("llama", &|c| {
+                c["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4})
+            }),
+            "yarn",
+        ),
+        (edit("llama", &|c| c["num_key_value_heads"] = 3.into()), "num_key_value_heads"),
+        (edit("mistral", &|c| c["sliding_window"] = "four".into()), "sliding_window"),
+        (edit("gpt_neox", &|c| c["rotary_pct"] = 0.1.into()), "rotary_pct"),
+        (edit("opt", &|c| c["layer_norm_elementwise_affine"] = false.into()), "layer_norm_elementwise_affine"),
+        (edit("qwen2", &|c| c["model_type"] = "qwen3".into()), "qwen3"),
+    ];
+    for (dir, word) in &cases {
+        let o = fairnc(&["info", "--model", dir.path().to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{word}: accepted");
+        assert_eq!(err.trim().lines().count(), 1, "{word}: {err}");
+        assert!(err.contains("config.json") && err.contains(word), "{word}: {err}");
+    }
+    let tmp = copy_dir(&model_dir("llama"));
+    std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
+    let o = fairnc(&["info", "--model", tmp.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no tokenizer.json") && err.trim().lines().count() == 1, "{err}");
+}
