@@ -293,3 +293,23 @@ fn unsupported_decoder_settings_are_refused_with_one_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no tokenizer.json") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// The study grid runs on a decoder with an untied head: debiased with and without NC3, audited.
+#[test]
+fn the_experiment_grid_runs_on_an_untied_decoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    let corpus = fixture("collapse/corpus.txt").display().to_string();
+    let text = format!(
+        "name = \"decoder\"\nmodels = [\"{}\"]\nseeds = [0]\n\n[methods]\nnone = [0]\ncda = [0, 1]\n\n[debias]\nsteps = 2\nbatch_size = 4\ncorpus = \"{corpus}\"\n\n[audit]\nquick = true\nmax_texts = 100\n",
+        model_dir("llama").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let cells = s["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    assert!(cells.iter().all(|c| c["status"] != "failed"), "{cells:?}");
+}

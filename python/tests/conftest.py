@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 BERT = FIXTURES / "models" / "bert"
 GPT2 = FIXTURES / "models" / "gpt2"
+LLAMA = FIXTURES / "models" / "llama"
+OPT = FIXTURES / "models" / "opt"
 CORPUS = FIXTURES / "collapse" / "corpus.txt"
 
 # Bars would only clutter pytest's output (they draw only on a terminal anyway).

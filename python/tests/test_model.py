@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fairnc
-from conftest import BERT, GPT2, read_safetensors, run_cli, write_lines
+from conftest import BERT, GPT2, LLAMA, OPT, read_safetensors, run_cli, write_lines
 
 TEXTS = ["he said that she was late .", "her son and his daughter met at the station yesterday .", "she"]
 
@@ -20,7 +20,9 @@ def test_info_equals_the_cli(bert):
     assert "Model(" in repr(bert)
 
 
-@pytest.mark.parametrize("path,features", [(BERT, "hidden"), (BERT, "head"), (GPT2, "hidden")])
+@pytest.mark.parametrize(
+    "path,features", [(BERT, "hidden"), (BERT, "head"), (GPT2, "hidden"), (LLAMA, "hidden"), (OPT, "hidden")]
+)
 def test_hidden_states_equal_the_cli_bit_for_bit(tmp_path, path, features):
     model = fairnc.load(path, progress=False)
     got = model.hidden(TEXTS, features=features, batch_size=2)
@@ -29,7 +31,9 @@ def test_hidden_states_equal_the_cli_bit_for_bit(tmp_path, path, features):
     run_cli("hidden", "--model", str(path), "--input", str(inp), "--output", str(out), "--features", features, "--batch-size", "2")
     want = read_safetensors(out)
     assert got.hidden.dtype == np.float32 and got.hidden.shape == want["hidden"].shape
-    assert got.hidden.shape[0] == len(TEXTS) and got.hidden.shape[2] == model.info["hidden_size"]
+    # OPT's rows come after project_out: the width of its (embedding-sized) head.
+    width = 16 if path == OPT else model.info["hidden_size"]
+    assert got.hidden.shape[0] == len(TEXTS) and got.hidden.shape[2] == width
     # Bit for bit: the same float32 words, not merely close.
     assert got.hidden.tobytes() == want["hidden"].tobytes()
     assert np.array_equal(got.attention_mask, want["attention_mask"])
@@ -40,6 +44,13 @@ def test_hidden_states_equal_the_cli_bit_for_bit(tmp_path, path, features):
         assert not got.hidden[i, n:].any()
         assert np.isfinite(got.hidden[i, :n]).all()
     got.hidden[0, 0, 0] = 1.0  # the arrays are the caller's to modify
+
+
+def test_an_untied_decoder_names_its_head_as_the_classifier():
+    info = fairnc.load(LLAMA, progress=False).info
+    assert info == json.loads(run_cli("info", "--model", str(LLAMA), "--json"))
+    assert info["family"] == "llama" and info["kind"] == "causal" and info["kv_heads"] == 2
+    assert info["classifier"] == "lm_head.weight" and info["tying"].startswith("untied")
 
 
 def test_hidden_truncates_or_refuses_long_texts(bert):
