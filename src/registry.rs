@@ -17,7 +17,7 @@ pub const DEFAULT_MASKED_LM: &str = "minilm-mlm";
 
 /// Resolves `name` and loads the model, recording `name` as [`LanguageModel::name`].
 pub fn load(name: &str, opts: &LoadOptions) -> Result<LanguageModel> {
-    let mut model = LanguageModel::load(&resolve(name)?, opts)?;
+    let mut model = crate::util::device::load(&resolve(name)?, opts)?;
     model.name = name.to_string();
     Ok(model)
 }

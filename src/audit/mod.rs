@@ -9,7 +9,7 @@ pub use result::{Audit, NC_METRICS, Skipped};
 
 use crate::bench::{BenchTask, EvalConfig};
 use crate::collapse::CollapseConfig;
-use crate::model::{LanguageModel, LoadOptions, ModelKind};
+use crate::model::{LanguageModel, ModelKind};
 use crate::util::progress::Progress;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -36,11 +36,24 @@ pub struct AuditConfig {
     pub seed: u64,
     /// SEAT tests from sent-bias's files in this directory (None: rebuilt from WEAT word lists).
     pub seat_dir: Option<PathBuf>,
+    /// Where the model runs and its float type.
+    #[serde(default)]
+    pub device: crate::util::device::DeviceSpec,
+    #[serde(default)]
+    pub dtype: crate::util::device::Dtype,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { quick: false, words: "gender".into(), max_texts: None, seed: 0, seat_dir: None }
+        AuditConfig {
+            quick: false,
+            words: "gender".into(),
+            max_texts: None,
+            seed: 0,
+            seat_dir: None,
+            device: Default::default(),
+            dtype: Default::default(),
+        }
     }
 }
 
@@ -82,7 +95,7 @@ impl AuditConfig {
 /// Loads the model named `name` once (with the config's seed) and audits it into `dir`.
 pub fn load_and_run(name: &str, cfg: &AuditConfig, dir: &Path, progress: &dyn Progress) -> Result<Audit> {
     cfg.validate()?;
-    let model = crate::registry::load(name, &LoadOptions { seed: cfg.seed, ..Default::default() })?;
+    let model = crate::registry::load(name, &crate::util::device::load_options(cfg.device, cfg.dtype, cfg.seed)?)?;
     run(&model, cfg, dir, progress)
 }
 

@@ -17,6 +17,10 @@ pub enum CrowsVariant {
     BiasBench,
     /// Nangia et al.: mask each shared token (not [CLS]/[SEP]); summed log-probability.
     Nangia,
+    /// lm-evaluation-harness's crows_pairs_english (causal LMs only): each sentence's summed
+    /// log-likelihood after the BOS (else EOS) token; pct_stereotype = share of pairs whose
+    /// sent_more is more likely, direction ignored; likelihood_diff = mean |ll difference|.
+    LmEval,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +47,17 @@ pub struct CrowsSummary {
     pub stereo: usize,
     pub antistereo: usize,
     pub neutral: usize,
+    /// lm-eval's metrics (the lm-eval variant only): pct_stereotype is `metric / 100`, a
+    /// fraction; likelihood_diff the mean |ll(sent_more) - ll(sent_less)|; their standard errors
+    /// (sample sd / sqrt(n); none for a single pair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pct_stereotype: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pct_stereotype_stderr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likelihood_diff: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likelihood_diff_stderr: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +72,7 @@ pub struct CrowsResult {
 /// Per-sentence token positions to score and how to combine them, for masked LMs.
 fn plan_masked(a: &[u32], b: &[u32], variant: CrowsVariant) -> (Vec<usize>, Vec<usize>) {
     match variant {
-        CrowsVariant::BiasBench => spans(a, b, false),
+        CrowsVariant::BiasBench | CrowsVariant::LmEval => spans(a, b, false),
         CrowsVariant::Nangia => {
             let (s1, s2) = spans(a, b, true);
             // The first and last shared positions are [CLS] and [SEP]: never masked.
@@ -79,6 +94,9 @@ pub fn score(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<CrowsResult> {
+    if variant == CrowsVariant::LmEval {
+        return super::crows_lmeval::score(model, pairs, batch_size, progress);
+    }
     let texts: Vec<&str> = pairs
         .iter()
         .flat_map(|p| {
@@ -99,6 +117,7 @@ pub fn score(
         (ModelKind::Causal, _) => "causal",
         (_, CrowsVariant::BiasBench) => "bias-bench",
         (_, CrowsVariant::Nangia) => "nangia",
+        (_, CrowsVariant::LmEval) => super::crows_lmeval::NAME, // scored above
     };
     Ok(CrowsResult {
         variant: variant.into(),
@@ -179,7 +198,7 @@ fn masked_scores(
         .map(|(plan, s)| {
             let [n1, n2] = plan?;
             Ok(match variant {
-                CrowsVariant::BiasBench => (s[0] / n1.max(1) as f64, s[1] / n2.max(1) as f64),
+                CrowsVariant::BiasBench | CrowsVariant::LmEval => (s[0] / n1.max(1) as f64, s[1] / n2.max(1) as f64),
                 CrowsVariant::Nangia => (s[0], s[1]),
             })
         })

@@ -3,7 +3,6 @@
 //! with the task's metric, and aggregate over seeds.
 
 use crate::data::glue::{Example, Label, Task};
-use crate::model::{LanguageModel, LoadOptions};
 use crate::train::classify::{Classification, ClassifierHead, items, predict};
 use crate::train::optim::AdamWConfig;
 use crate::train::trainer::{TrainConfig, Trainer};
@@ -21,12 +20,27 @@ pub struct GlueSettings {
     pub max_len: usize,
     pub max_train: Option<usize>,
     pub weight_decay: f64,
+    /// Where the model runs (not in a run's settings record: it decides no result).
+    #[serde(default)]
+    pub device: crate::util::device::DeviceSpec,
+    /// In a run's settings record only when not f32, so that earlier runs' records still match.
+    #[serde(default)]
+    pub dtype: crate::util::device::Dtype,
 }
 
 impl Default for GlueSettings {
     /// METHOD §8: lr 2e-5, 3 epochs, batch 32, max length 128.
     fn default() -> Self {
-        GlueSettings { epochs: 3, lr: 2e-5, batch_size: 32, max_len: 128, max_train: None, weight_decay: 0.01 }
+        GlueSettings {
+            epochs: 3,
+            lr: 2e-5,
+            batch_size: 32,
+            max_len: 128,
+            max_train: None,
+            weight_decay: 0.01,
+            device: Default::default(),
+            dtype: Default::default(),
+        }
     }
 }
 
@@ -195,6 +209,10 @@ impl TaskRun<'_> {
             (record.as_object_mut(), serde_json::to_value(self.settings).unwrap_or_default())
         {
             r.extend(s);
+            r.remove("device");
+            if self.settings.dtype == crate::util::device::Dtype::F32 {
+                r.remove("dtype");
+            }
         }
         record
     }
@@ -248,7 +266,8 @@ impl TaskRun<'_> {
         let (task, seed, settings) = (self.task, self.seed, self.settings);
         let train = crate::data::glue::subsample(task.load(self.glue_dir, "train")?, settings.max_train);
         let dev = task.load(self.glue_dir, "dev")?;
-        let model = LanguageModel::load(self.model_dir, &LoadOptions { seed, ..Default::default() })?;
+        let opts = crate::util::device::load_options(settings.device, settings.dtype, seed)?;
+        let model = crate::util::device::load(self.model_dir, &opts)?;
         let head = ClassifierHead::new(&model, task.num_outputs(), seed)?;
         let objective = Classification { items: items(&model, &train, settings.max_len)?, head };
         let dev_items = items(&model, &dev, settings.max_len)?;

@@ -3,6 +3,7 @@
 //! forward pass per masked token.
 
 pub mod crows;
+pub mod crows_lmeval;
 pub(crate) mod difflib;
 pub mod evaluate;
 pub mod glue;

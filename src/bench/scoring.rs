@@ -24,7 +24,8 @@ const LOGIT_ROWS: usize = 256;
 
 /// `log softmax(logits)[target]` for each row, with the log-sum-exp in f64.
 fn log_prob_rows(logits: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
-    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    // Models run in bf16/f16 give logits of that type; the log-sum-exp is taken in f64 anyway.
+    let rows: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
     Ok(rows
         .iter()
         .zip(targets)
@@ -134,6 +135,72 @@ pub fn causal_token_log_probs(
         for chunk in jobs.chunks(LOGIT_ROWS) {
             let positions: Vec<(usize, usize)> = chunk.iter().map(|&(r, _, p)| (r, p)).collect();
             let targets: Vec<u32> = chunk.iter().map(|&(_, i, p)| seqs[i][p + 1]).collect();
+            let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
+            for (&(_, i, _), v) in chunk.iter().zip(lp) {
+                out[i].push(v);
+            }
+        }
+        done += group.len() as u64;
+        phase.set(done);
+    }
+    Ok(out)
+}
+
+/// A causal-LM log-likelihood request: the summed log-probability of `continuation` given
+/// `context` (lm-eval-harness's `loglikelihood`). The model reads `context + continuation`
+/// without its last token; position `len(context) - 1 + j` predicts `continuation[j]`.
+#[derive(Debug, Clone)]
+pub struct Continuation {
+    pub context: Vec<u32>,
+    pub continuation: Vec<u32>,
+}
+
+impl Continuation {
+    /// The tokens the model reads.
+    fn input(&self) -> Vec<u32> {
+        let mut ids = self.context.clone();
+        ids.extend_from_slice(&self.continuation[..self.continuation.len() - 1]);
+        ids
+    }
+}
+
+/// For each request, the log-probabilities of its continuation's tokens, from length-sorted
+/// batches (right-padded; logits only at the continuation's positions). Reports a "scoring"
+/// phase over the requests.
+pub fn causal_continuation_log_probs(
+    model: &LanguageModel,
+    requests: &[Continuation],
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f64>>> {
+    let max = model.max_len();
+    for r in requests {
+        if r.context.is_empty() || r.continuation.is_empty() {
+            bail!("a log-likelihood request needs a non-empty context and continuation");
+        }
+        let n = r.context.len() + r.continuation.len() - 1;
+        if n > max {
+            bail!("a scored sequence has {n} tokens, more than the model's {max} positions");
+        }
+    }
+    let inputs: Vec<Vec<u32>> = requests.iter().map(Continuation::input).collect();
+    let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
+    let mut out: Vec<Vec<f64>> = requests.iter().map(|r| Vec::with_capacity(r.continuation.len())).collect();
+    let phase = progress.phase("scoring", requests.len() as u64, Unit::Items);
+    let mut done = 0u64;
+    for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
+        let batch = model.batch(group.iter().map(|&i| inputs[i].clone()).collect())?;
+        let hidden = model.hidden(&batch, Exec::INFER)?;
+        // (row in batch, request, continuation token j).
+        let jobs: Vec<(usize, usize, usize)> = group
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &i)| (0..requests[i].continuation.len()).map(move |j| (r, i, j)))
+            .collect();
+        for chunk in jobs.chunks(LOGIT_ROWS) {
+            let positions: Vec<(usize, usize)> =
+                chunk.iter().map(|&(r, i, j)| (r, requests[i].context.len() - 1 + j)).collect();
+            let targets: Vec<u32> = chunk.iter().map(|&(_, i, j)| requests[i].continuation[j]).collect();
             let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
             for (&(_, i, _), v) in chunk.iter().zip(lp) {
                 out[i].push(v);

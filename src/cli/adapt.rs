@@ -23,6 +23,8 @@ pub struct Args {
     /// Train on the sentences one per row instead of packed into full rows.
     #[arg(long)]
     no_pack: bool,
+    #[command(flatten)]
+    runtime: crate::util::device::RuntimeArgs,
     /// Run directory: `model/` (the checkpoint), `train/` (log, checkpoints), `adapt.json`.
     #[arg(long)]
     output: PathBuf,
@@ -40,6 +42,8 @@ impl Args {
             head_lr_scale: self.head_lr_scale.unwrap_or(d.head_lr_scale),
             seed: self.seed.unwrap_or(d.seed),
             pack: d.pack && !self.no_pack,
+            device: self.runtime.device,
+            dtype: self.runtime.dtype,
             ..d
         };
         // Checked here first so that the message names the flags.

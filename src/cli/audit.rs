@@ -28,6 +28,8 @@ pub struct Args {
     /// lists; only the files' gender average is shown beside bias-bench's published figure).
     #[arg(long)]
     pub seat_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: crate::util::device::RuntimeArgs,
 }
 
 impl Args {
@@ -38,6 +40,8 @@ impl Args {
             max_texts: self.max_texts,
             seed: self.seed,
             seat_dir: self.seat_dir.clone(),
+            device: self.runtime.device,
+            dtype: self.runtime.dtype,
         }
     }
 }

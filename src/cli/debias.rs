@@ -89,6 +89,8 @@ impl Args {
             max_grad_norm: self.max_grad_norm,
             max_len: self.max_len,
             checkpoint_every: self.checkpoint_every,
+            device: self.model.runtime.device,
+            dtype: self.model.runtime.dtype,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -17,6 +17,10 @@ pub struct Args {
     /// CrowS-Pairs and StereoSet, gender for SEAT).
     #[arg(long, value_delimiter = ',')]
     bias: Vec<String>,
+    /// CrowS-Pairs scoring. Masked LMs: bias-bench or nangia; causal LMs: bias-bench's GPT-2
+    /// scoring under either of those names, or lm-eval (lm-evaluation-harness's
+    /// crows_pairs_english: summed log-likelihood after the BOS/EOS token; pct_stereotype and
+    /// likelihood_diff, stereo_antistereo ignored as lm-eval does; see docs/crows-lm-eval.md).
     #[arg(long, value_enum, default_value = "bias-bench")]
     crows_variant: CrowsVariant,
     /// CrowS-Pairs CSV (default: the benchmark bundle's).

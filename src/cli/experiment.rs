@@ -20,10 +20,19 @@ pub struct Args {
     /// finished experiment wrote, e.g. a committed one).
     #[arg(long, conflicts_with = "overwrite")]
     summarize_only: bool,
+    /// Where every cell's models run: cpu, cuda (= cuda:0), cuda:N or metal (default: the
+    /// config's `device`, else cpu).
+    #[arg(long, value_parser = |s: &str| s.parse::<crate::util::device::DeviceSpec>())]
+    device: Option<crate::util::device::DeviceSpec>,
+    /// Float type of every cell's models (default: the config's `dtype`, else f32).
+    #[arg(long, value_enum)]
+    dtype: Option<crate::util::device::Dtype>,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let e = if a.summarize_only { Experiment::parse(&a.config)? } else { Experiment::load(&a.config)? };
+    let mut e = if a.summarize_only { Experiment::parse(&a.config)? } else { Experiment::load(&a.config)? };
+    e.config.device = a.device.unwrap_or(e.config.device);
+    e.config.dtype = a.dtype.unwrap_or(e.config.dtype);
     let out = a.output.clone().unwrap_or_else(|| e.default_output());
     if a.summarize_only {
         let results = crate::experiment::summarize_only(&e, &out)?;

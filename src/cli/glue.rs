@@ -40,6 +40,8 @@ pub struct Args {
     /// epochs, lr, ...) instead of refusing them.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    runtime: crate::util::device::RuntimeArgs,
 }
 
 impl Args {
@@ -55,6 +57,8 @@ impl Args {
                 batch_size: self.batch_size,
                 max_len: self.max_len,
                 max_train: self.max_train,
+                device: self.runtime.device,
+                dtype: self.runtime.dtype,
                 ..GlueSettings::default()
             },
         };

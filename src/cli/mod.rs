@@ -64,11 +64,13 @@ pub struct ModelArgs {
     /// Seed for a newly created LM head and for dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub runtime: crate::util::device::RuntimeArgs,
 }
 
 impl ModelArgs {
     pub fn load(&self) -> Result<crate::model::LanguageModel> {
-        self.load_with(crate::model::LoadOptions { seed: self.seed, ..Default::default() })
+        self.load_with(crate::util::device::load_options(self.runtime.device, self.runtime.dtype, self.seed)?)
     }
 
     pub fn load_with(&self, opts: crate::model::LoadOptions) -> Result<crate::model::LanguageModel> {

@@ -25,6 +25,12 @@ pub struct Config {
     #[serde(default)]
     pub audit: AuditSection,
     pub glue: Option<GlueSection>,
+    /// Where every cell's models run (`device = "cuda:0"`) and their float type; `fairnc
+    /// experiment --device/--dtype` override them.
+    #[serde(default)]
+    pub device: crate::util::device::DeviceSpec,
+    #[serde(default)]
+    pub dtype: crate::util::device::Dtype,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -279,6 +285,8 @@ impl Config {
             corpus: d.corpus.clone(),
             max_len: n(&d.max_len).map_or(base.max_len, |v| v as usize),
             words: d.words.clone().unwrap_or(base.words.clone()),
+            device: self.device,
+            dtype: self.dtype,
             ..base
         }))
     }
@@ -291,6 +299,8 @@ impl Config {
             max_texts: self.audit.max_texts.as_ref().map(|v| *v.get_ref() as usize),
             seed: c.seed,
             seat_dir: None,
+            device: self.device,
+            dtype: self.dtype,
         }
     }
 
@@ -306,6 +316,8 @@ impl Config {
             settings: crate::bench::glue::GlueSettings {
                 max_train: g.max_train.as_ref().map(|v| *v.get_ref() as usize),
                 epochs: g.epochs.as_ref().map_or(base.settings.epochs, |v| *v.get_ref() as usize),
+                device: self.device,
+                dtype: self.dtype,
                 ..base.settings
             },
         })

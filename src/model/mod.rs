@@ -59,11 +59,12 @@ pub struct LoadOptions {
     pub seed: u64,
     /// (hidden, attention) dropout replacing the config's (the Dropout debiasing method).
     pub dropout: Option<(f32, f32)>,
+    pub dtype: candle_core::DType,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, seed: 0, dropout: None }
+        LoadOptions { device: Device::Cpu, seed: 0, dropout: None, dtype: candle_core::DType::F32 }
     }
 }
 

@@ -127,6 +127,17 @@ fn crows_table(out: &mut String, model: &str, scoring: &str, c: &CrowsSection) {
     let _ = writeln!(out, "| {model} | {} | {:.2} |", cells.join(" | "), c.overall.metric);
     let ns: Vec<String> = c.by_type.values().map(|s| s.n.to_string()).collect();
     let _ = writeln!(out, "| N | {} | {} |", ns.join(" | "), c.overall.n);
+    // The lm-eval variant's own metrics, under lm-eval's names.
+    let lm_eval = |name: &str, get: fn(&crate::bench::crows::CrowsSummary) -> Option<f64>| {
+        let cells: Option<Vec<String>> = c.by_type.values().map(|s| get(s).map(|v| format!("{v:.4}"))).collect();
+        cells.zip(get(&c.overall)).map(|(cells, o)| format!("| {name} | {} | {o:.4} |", cells.join(" | ")))
+    };
+    for row in [lm_eval("pct_stereotype", |s| s.pct_stereotype), lm_eval("likelihood_diff", |s| s.likelihood_diff)]
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(out, "{row}");
+    }
 }
 
 fn stereoset_tables(out: &mut String, model: &str, s: &StereoSetSection) {

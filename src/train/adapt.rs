@@ -9,7 +9,7 @@ use super::objective::MaskedLm;
 use super::optim::AdamWConfig;
 use super::trainer::{TrainConfig, Trainer};
 use crate::data::corpus::Corpus;
-use crate::model::{Exec, LanguageModel, LoadOptions};
+use crate::model::{Exec, LanguageModel};
 use crate::util::progress::Progress;
 use crate::util::rng::SplitMix;
 use anyhow::{Result, bail};
@@ -34,6 +34,11 @@ pub struct AdaptConfig {
     /// builds from before packing existed read as false.
     #[serde(default)]
     pub pack: bool,
+    /// Where the model trains and its float type.
+    #[serde(default)]
+    pub device: crate::util::device::DeviceSpec,
+    #[serde(default)]
+    pub dtype: crate::util::device::Dtype,
 }
 
 impl Default for AdaptConfig {
@@ -49,6 +54,8 @@ impl Default for AdaptConfig {
             seed: 0,
             eval_texts: 2000,
             pack: true,
+            device: Default::default(),
+            dtype: Default::default(),
         }
     }
 }
@@ -197,7 +204,7 @@ pub fn adapt(
 ) -> Result<AdaptReport> {
     cfg.validate()?;
     let began = std::time::Instant::now();
-    let model = LanguageModel::load(base, &LoadOptions { seed: cfg.seed, ..Default::default() })?;
+    let model = crate::util::device::load(base, &crate::util::device::load_options(cfg.device, cfg.dtype, cfg.seed)?)?;
     let (train, heldout) = general_text()?;
     let heldout = &heldout[..cfg.eval_texts.min(heldout.len())];
     let (before, _) = masked_accuracy(&model, heldout, cfg.max_len)?;

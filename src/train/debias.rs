@@ -115,6 +115,11 @@ pub struct DebiasConfig {
     /// Steps between checkpoints (the last step is always one). Not a setting of the results:
     /// `run.json` leaves it out, so a run resumes with another value.
     pub checkpoint_every: u64,
+    /// Where the model trains and its float type (not in `run.json`).
+    #[serde(default)]
+    pub device: crate::util::device::DeviceSpec,
+    #[serde(default)]
+    pub dtype: crate::util::device::Dtype,
 }
 
 impl Default for DebiasConfig {
@@ -140,6 +145,8 @@ impl Default for DebiasConfig {
             max_grad_norm: 1.0,
             max_len: 128,
             checkpoint_every: 100,
+            device: Default::default(),
+            dtype: Default::default(),
         }
     }
 }
@@ -279,8 +286,11 @@ pub fn debias(
 fn load_for(model_name: &str, cfg: &DebiasConfig) -> Result<LanguageModel> {
     let dir = crate::registry::resolve(model_name)?;
     let family = ModelConfig::from_file(&dir.join("config.json"))?.family;
-    let opts = LoadOptions { seed: cfg.seed, dropout: cfg.method.dropout(family), ..Default::default() };
-    let mut model = LanguageModel::load(&dir, &opts)?;
+    let opts = LoadOptions {
+        dropout: cfg.method.dropout(family),
+        ..crate::util::device::load_options(cfg.device, cfg.dtype, cfg.seed)?
+    };
+    let mut model = crate::util::device::load(&dir, &opts)?;
     model.name = model_name.to_string();
     Ok(model)
 }

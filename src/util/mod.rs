@@ -2,6 +2,7 @@
 
 pub mod alloc;
 pub mod bars;
+pub mod device;
 pub(crate) mod fs;
 pub(crate) mod hash;
 pub mod progress;
