@@ -14,6 +14,7 @@ pub mod info;
 pub(crate) mod kernels;
 pub(crate) mod layers;
 pub mod layout;
+pub(crate) mod pickle;
 pub(crate) mod tokenizer;
 pub mod weights;
 
