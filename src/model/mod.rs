@@ -15,7 +15,9 @@ pub(crate) mod kernels;
 pub(crate) mod layers;
 pub mod layout;
 pub(crate) mod pickle;
+pub(crate) mod tensor_data;
 pub(crate) mod tokenizer;
+pub(crate) mod torch_zip;
 pub mod weights;
 
 pub use batch::{Batch, plan_by_length};
@@ -25,7 +27,7 @@ pub use layers::Exec;
 pub use tokenizer::{Encoded, TextTokenizer};
 
 use anyhow::{Context, Result, bail};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use layers::Dropout;
 use std::path::{Path, PathBuf};
 use weights::{ParamStore, TensorFiles};
@@ -51,11 +53,16 @@ pub struct LoadOptions {
     pub seed: u64,
     /// (hidden, attention) dropout replacing the config's (the Dropout debiasing method).
     pub dropout: Option<(f32, f32)>,
+    /// What parameters are kept and computed in: f32 (the default; what the references use),
+    /// or bf16 / f16 where memory matters. Outputs are f32 either way. bf16 moves hidden
+    /// states and logits by at most 3% of their largest |value| in f32 (measured 0.7–1.8% on
+    /// the tiny fixtures and MiniLM), f16 by at most 0.5% (0.09–0.21%): tests/formats.rs.
+    pub dtype: DType,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, seed: 0, dropout: None }
+        LoadOptions { device: Device::Cpu, seed: 0, dropout: None, dtype: DType::F32 }
     }
 }
 
@@ -93,7 +100,7 @@ impl LanguageModel {
             config.set_dropout(hidden, attention);
         }
         let tokenizer = TextTokenizer::from_dir(dir, config.family, config.pad_token_id)?;
-        let mut files = TensorFiles::open(dir, &opts.device)?;
+        let mut files = TensorFiles::open_as(dir, &opts.device, opts.dtype)?;
         // Every layer has tensors of its own; checked before the per-layer layout is built,
         // whose size would otherwise follow the config's count alone.
         if config.num_layers > files.tensor_count() {
