@@ -153,6 +153,13 @@ impl LanguageModel {
         self.config.family
     }
 
+    /// The dtype parameters are kept and computed in ([`LoadOptions::dtype`]). Tensors cross
+    /// [`Self::word_embeddings`], [`Self::hidden_from_words`], [`Self::hidden`],
+    /// [`Self::head_features`] and the logits in f32 whatever it is.
+    pub fn dtype(&self) -> DType {
+        self.classifier().dtype()
+    }
+
     pub fn kind(&self) -> ModelKind {
         self.config.family.kind()
     }
@@ -234,18 +241,21 @@ impl LanguageModel {
     /// With [`Self::hidden_from_words`] it splits [`Self::hidden`] in two, so that callers can
     /// perturb the input embeddings or read their gradient.
     pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
-        match &self.arch {
+        let words = match &self.arch {
             Arch::Encoder(m) => m.word_embeddings(batch),
             Arch::Gpt2(m) => m.word_embeddings(batch),
-        }
+        }?;
+        Ok(words.to_dtype(DType::F32)?)
     }
 
     /// Last-layer hidden states from given word-embedding rows `[B, T, D]`.
     pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, exec: Exec) -> Result<Tensor> {
-        match &self.arch {
+        let words = &words.to_dtype(self.dtype())?;
+        let hidden = match &self.arch {
             Arch::Encoder(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
             Arch::Gpt2(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
-        }
+        }?;
+        Ok(hidden.to_dtype(DType::F32)?)
     }
 
     /// The classifier `W [V, D]`: the LM head's decoder, which is the word-embedding `Var`.
@@ -259,18 +269,22 @@ impl LanguageModel {
     /// Features the classifier reads: the MLM head transform of hidden rows `[N, D]` for
     /// masked LMs (the Fairness-NC measurement point); the rows themselves for GPT-2.
     pub fn head_features(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
-        match &self.arch {
+        let rows = &rows.to_dtype(self.dtype())?;
+        let features = match &self.arch {
             Arch::Encoder(m) => m.head_transform(rows, exec),
             Arch::Gpt2(_) => Ok(rows.clone()),
-        }
+        }?;
+        Ok(features.to_dtype(DType::F32)?)
     }
 
     /// Vocabulary logits `[N, V]` of hidden rows `[N, D]`.
     pub fn logits_rows(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
-        match &self.arch {
+        let rows = &rows.to_dtype(self.dtype())?;
+        let logits = match &self.arch {
             Arch::Encoder(m) => m.logits(rows, exec),
             Arch::Gpt2(m) => m.logits(rows),
-        }
+        }?;
+        Ok(logits.to_dtype(DType::F32)?)
     }
 
     /// Logits `[N, V]` at chosen `(row, position)` pairs of a hidden-state batch `[B, T, D]`.
