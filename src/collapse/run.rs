@@ -119,7 +119,9 @@ impl<'a> Collector<'a> {
     /// The classifier rows `[K·D]` of the classes.
     pub fn classifier_rows(&self) -> Result<Vec<f32>> {
         let ids = Tensor::new(self.classes.ids().as_slice(), &self.model.device)?;
-        Ok(self.model.classifier().as_tensor().index_select(&ids, 0)?.flatten_all()?.to_vec1()?)
+        let rows = self.model.classifier().as_tensor().index_select(&ids, 0)?;
+        // f32 like every other model output, whatever dtype the model is kept in.
+        Ok(rows.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?)
     }
 
     /// Features `[N, D]` (row-major) of the labelled positions of one batch, with their labels.

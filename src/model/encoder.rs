@@ -7,7 +7,7 @@ use super::layers::{Dropout, Exec, MASKED, activate, layer_norm, linear, self_at
 use super::layout::{encoder_layer_names, encoder_names};
 use super::weights::ParamStore;
 use anyhow::Result;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 pub struct Linear {
     pub w: Var,
@@ -145,7 +145,8 @@ impl Encoder {
         }
         let x = x.reshape((b, t, d))?;
         let mut x = dropout.apply(&self.ln.forward(&x, cfg.layer_norm_eps, exec)?, cfg.hidden_dropout, exec)?;
-        let mask = ((1.0 - &batch.attention_mask)? * MASKED as f64)?.to_dtype(DType::F32)?.reshape((b, 1, 1, t))?;
+        // In the activations' dtype: candle adds only equal dtypes (f16 holds −1e9 as −inf, still exp 0).
+        let mask = ((1.0 - &batch.attention_mask)? * MASKED as f64)?.to_dtype(x.dtype())?.reshape((b, 1, 1, t))?;
         for layer in &self.layers {
             x = self.layer(layer, &x, &mask, dropout, exec)?;
         }

@@ -7,7 +7,7 @@ use super::layers::{Dropout, Exec, MASKED, activate, conv1d, self_attention};
 use super::layout::gpt2_layer_prefix;
 use super::weights::ParamStore;
 use anyhow::Result;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 struct Conv1D {
     w: Var,
@@ -67,9 +67,10 @@ impl Gpt2 {
 
     /// Additive causal mask `[1, 1, T, T]`. Padding is on the right, so a real token never sees
     /// a padded one and no padding mask is needed for the positions that are read.
-    fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
+    /// In `dtype`, the activations' (candle adds only equal dtypes).
+    fn causal_mask(t: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
         let data: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { MASKED } else { 0.0 })).collect();
-        Ok(Tensor::from_vec(data, (1, 1, t, t), dev)?)
+        Ok(Tensor::from_vec(data, (1, 1, t, t), dev)?.to_dtype(dtype)?)
     }
 
     /// Word-embedding rows of the batch's tokens, `[B, T, D]`.
@@ -87,7 +88,7 @@ impl Gpt2 {
         let pos = Tensor::arange(0u32, t as u32, dev)?;
         let x = words.broadcast_add(&self.wpe.as_tensor().embedding(&pos)?)?;
         let mut x = dropout.apply(&x, cfg.hidden_dropout, exec)?;
-        let mask = Self::causal_mask(t, dev)?;
+        let mask = Self::causal_mask(t, x.dtype(), dev)?;
         for blk in &self.blocks {
             let h = blk.ln_1.forward(&x, cfg.layer_norm_eps, exec)?;
             let qkv = blk.attn.forward(&h, exec)?;

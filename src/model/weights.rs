@@ -1,10 +1,12 @@
-//! Reading checkpoint tensors (single or sharded safetensors) into trainable `Var`s, and
-//! writing them back in the Hugging Face layout.
+//! Reading checkpoint tensors (single or sharded safetensors or PyTorch `.bin`) into trainable
+//! `Var`s in the compute dtype, and writing them back in the Hugging Face layout.
 //!
 //! Only this module and the per-family layouts in `layout.rs` know tensor names.
 
 use super::config::{Family, ModelConfig};
 use super::layout::{ParamRole, ParamSpec};
+use super::tensor_data::{self, Elem, View};
+use super::torch_zip::TorchZip;
 use crate::util::rng::SplitMix;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
@@ -22,6 +24,8 @@ pub struct TensorFiles {
     tensors: BTreeMap<String, RawTensor>,
     /// The file named in messages about the checkpoint as a whole.
     pub primary: PathBuf,
+    /// What every tensor was converted to.
+    dtype: DType,
 }
 
 /// Tensors that are buffers, not parameters, in some checkpoints; never loaded or saved.
@@ -78,35 +82,67 @@ fn normalise_name(name: &str) -> String {
     }
 }
 
+/// The weight files a checkpoint directory may hold, in the order transformers prefers them.
+const WEIGHT_FILES: [(&str, Format); 4] = [
+    ("model.safetensors", Format::Safetensors),
+    ("model.safetensors.index.json", Format::SafetensorsIndex),
+    ("pytorch_model.bin", Format::Torch),
+    ("pytorch_model.bin.index.json", Format::TorchIndex),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    SafetensorsIndex,
+    Torch,
+    TorchIndex,
+}
+
 impl TensorFiles {
-    /// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
+    /// [`Self::open_as`] in f32.
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
-        let index = dir.join("model.safetensors.index.json");
-        let single = dir.join("model.safetensors");
-        for path in [&single, &index] {
+        Self::open_as(dir, device, DType::F32)
+    }
+
+    /// Reads the first of `model.safetensors`, the shards listed in
+    /// `model.safetensors.index.json`, `pytorch_model.bin` and the shards listed in
+    /// `pytorch_model.bin.index.json`, converting every tensor to `dtype` (f32, bf16 or f16).
+    pub fn open_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        super::tensor_data::check_dtype(dtype)?;
+        for (name, _) in WEIGHT_FILES {
+            let path = dir.join(name);
             if path.is_dir() {
                 bail!("{}: is a directory; it should be the checkpoint's weights file", path.display());
             }
         }
-        let files: Vec<PathBuf> = if single.exists() {
-            vec![single]
-        } else if index.exists() {
-            let text = std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?;
-            index_shards(&text).with_context(|| index.display().to_string())?.into_iter().map(|f| dir.join(f)).collect()
-        } else if dir.join("pytorch_model.bin").exists() {
+        let Some((path, format)) =
+            WEIGHT_FILES.iter().map(|(name, f)| (dir.join(name), *f)).find(|(path, _)| path.exists())
+        else {
             bail!(
-                "{}: only PyTorch pickle weights found; fairnc reads safetensors (convert with \
-                 `transformers`: model.save_pretrained(dir, safe_serialization=True))",
-                dir.join("pytorch_model.bin").display()
+                "{}: no model.safetensors or model.safetensors.index.json (nor PyTorch's pytorch_model.bin or pytorch_model.bin.index.json)",
+                dir.display()
             );
-        } else {
-            bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display());
+        };
+        let files: Vec<PathBuf> = match format {
+            Format::Safetensors | Format::Torch => vec![path],
+            Format::SafetensorsIndex | Format::TorchIndex => {
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+                index_shards(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?
+                    .into_iter()
+                    .map(|f| dir.join(f))
+                    .collect()
+            }
         };
         let mut tensors = BTreeMap::new();
         for file in &files {
-            read_safetensors(file, device, &mut tensors)?;
+            match format {
+                Format::Safetensors | Format::SafetensorsIndex => read_safetensors(file, device, dtype, &mut tensors)?,
+                Format::Torch | Format::TorchIndex => read_torch(file, device, dtype, &mut tensors)?,
+            }
         }
-        Ok(TensorFiles { tensors, primary: files[0].clone() })
+        Ok(TensorFiles { tensors, primary: files[0].clone(), dtype })
     }
 
     fn has(&self, name: &str, family: Family) -> bool {
@@ -122,6 +158,11 @@ impl TensorFiles {
     /// How many tensors the checkpoint holds (buffers not counted).
     pub fn tensor_count(&self) -> usize {
         self.tensors.len()
+    }
+
+    /// The dtype the tensors (and so the parameters) are kept in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     fn describe(&self) -> String {
@@ -197,9 +238,13 @@ impl TensorFiles {
     ) -> Result<BTreeMap<String, Var>> {
         let mut rng = SplitMix::new(seed);
         let mut vars = BTreeMap::new();
+        let dtype = self.dtype();
+        // Tensors that share a storage in a PyTorch file share one tensor here; two parameters
+        // must not share a Var (training would tie them), so the second gets a copy.
+        let mut used = std::collections::HashSet::new();
         for spec in specs {
             let tensor = match spec.role {
-                ParamRole::Head if new_head => spec.init.create(&spec.shape, &mut rng)?,
+                ParamRole::Head if new_head => spec.init.create(&spec.shape, &mut rng)?.to_dtype(dtype)?,
                 _ => {
                     let raw = self
                         .take(&spec.name, family)
@@ -216,7 +261,9 @@ impl TensorFiles {
                     raw.tensor
                 }
             };
-            vars.insert(spec.name.clone(), Var::from_tensor(&tensor.contiguous()?)?);
+            let tensor = if used.insert(tensor.id()) { tensor } else { tensor.copy()? };
+            // The readers create every tensor as a variable: this keeps its storage, no copy.
+            vars.insert(spec.name.clone(), Var::from_tensor(&tensor)?);
         }
         Ok(vars)
     }
@@ -227,7 +274,10 @@ impl TensorFiles {
         let Some((tied_name, embedding_name)) = super::layout::tied_names(cfg) else { return Ok(None) };
         let Some(raw) = self.take(tied_name, cfg.family) else { return Ok(None) };
         let emb = vars[embedding_name].as_tensor();
-        let same = raw.tensor.dims() == emb.dims() && raw.tensor.sub(emb)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
+        // A PyTorch file's tied copy shares the embeddings' storage, read once: the same tensor.
+        // Otherwise an element-wise comparison, whose u8 mask is a quarter of the matrix.
+        let same = raw.tensor.id() == emb.id()
+            || (raw.tensor.dims() == emb.dims() && raw.tensor.eq(emb)?.min_all()?.to_scalar::<u8>()? == 1);
         Ok((!same)
             .then(|| format!("{tied_name} differs from {embedding_name}; fairnc ties them and uses the embeddings")))
     }
@@ -265,7 +315,7 @@ impl TensorFiles {
     }
 }
 
-/// The shard files a `model.safetensors.index.json` names, sorted and without repeats. Each
+/// The shard files a `model.safetensors.index.json` (or `pytorch_model.bin.index.json`) names, sorted and without repeats. Each
 /// must be a plain file name beside the index: the index may come from the network, and a
 /// name such as `../../.bashrc` or `/etc/passwd` would read or (when downloading) write
 /// outside the checkpoint directory.
@@ -301,24 +351,24 @@ fn check_shard_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The first non-finite value of a little-endian float buffer, if any. One pass over the
-/// weights costs far less than a forward pass and turns NaN scores into an error at load.
-fn first_non_finite(dtype: safetensors::Dtype, data: &[u8]) -> Option<f64> {
-    use rayon::prelude::*;
-    let find = |width: usize, to_f64: fn(&[u8]) -> f64| {
-        data.par_chunks(width * 4096)
-            .find_map_any(|block| block.chunks_exact(width).map(to_f64).find(|x| !x.is_finite()))
-    };
-    match dtype {
-        safetensors::Dtype::F32 => find(4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        safetensors::Dtype::F64 => find(8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
-        safetensors::Dtype::F16 => find(2, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()),
-        safetensors::Dtype::BF16 => find(2, |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f64()),
-        _ => None,
-    }
+/// Decodes one tensor into the map of tensors, then releases its mapped pages.
+fn add_tensor(
+    out: &mut BTreeMap<String, RawTensor>,
+    file: &Path,
+    name: &str,
+    view: &View,
+    map: &memmap2::Mmap,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let t = tensor_data::load(view, dtype, device)
+        .map_err(|p| anyhow::anyhow!("{}: tensor {name} {}", file.display(), p.describe()))?;
+    tensor_data::release(map, view.bytes);
+    out.insert(normalise_name(name), RawTensor { tensor: t.clone(), file: file.to_path_buf() });
+    Ok(t)
 }
 
-fn read_safetensors(file: &Path, device: &Device, out: &mut BTreeMap<String, RawTensor>) -> Result<()> {
+fn read_safetensors(file: &Path, device: &Device, dtype: DType, out: &mut BTreeMap<String, RawTensor>) -> Result<()> {
     let handle = std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
     // SAFETY: the map is read-only and dropped before this function returns; a concurrent
     // writer truncating the file is the same hazard every safetensors reader accepts.
@@ -329,22 +379,47 @@ fn read_safetensors(file: &Path, device: &Device, out: &mut BTreeMap<String, Raw
         if is_buffer(&name) {
             continue;
         }
-        let dtype = match view.dtype() {
-            safetensors::Dtype::F32 => DType::F32,
-            safetensors::Dtype::F16 => DType::F16,
-            safetensors::Dtype::BF16 => DType::BF16,
-            safetensors::Dtype::F64 => DType::F64,
-            safetensors::Dtype::I64 => DType::I64,
+        let elem = match view.dtype() {
+            safetensors::Dtype::F32 => Elem::F32,
+            safetensors::Dtype::F16 => Elem::F16,
+            safetensors::Dtype::BF16 => Elem::BF16,
+            safetensors::Dtype::F64 => Elem::F64,
+            safetensors::Dtype::I64 => Elem::I64,
             other => bail!("{}: tensor {name} has unsupported dtype {other:?}", file.display()),
         };
-        if let Some(bad) = first_non_finite(view.dtype(), view.data()) {
-            let what = if bad.is_nan() { "NaN" } else { "an infinite value" };
-            bail!("{}: tensor {name} holds {what}; the model's outputs would not be numbers", file.display());
+        let view = View { elem, bytes: view.data(), shape: view.shape(), strides: None };
+        add_tensor(out, file, &name, &view, &mmap, dtype, device)?;
+    }
+    Ok(())
+}
+
+/// A PyTorch zip checkpoint. Tensors that view the same bytes the same way (a tied decoder
+/// saved beside the embeddings) become one tensor, decoded once.
+fn read_torch(file: &Path, device: &Device, dtype: DType, out: &mut BTreeMap<String, RawTensor>) -> Result<()> {
+    let ckpt = TorchZip::open(file)?;
+    // (storage, encoding, shape, strides, offset): what makes two entries the same values.
+    type SameView<'a> = (&'a str, Elem, &'a [usize], &'a [usize], usize);
+    let mut decoded: HashMap<SameView, Tensor> = HashMap::new();
+    for t in &ckpt.tensors {
+        if is_buffer(&t.name) {
+            continue;
         }
-        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .with_context(|| format!("{}: tensor {name} cannot be read", file.display()))?;
-        out.insert(normalise_name(&name), RawTensor { tensor: t, file: file.to_path_buf() });
+        let elem = match &t.elem {
+            Ok(elem) => *elem,
+            Err(class) => {
+                bail!("{}: tensor {} is stored as torch.{class}, which fairnc does not read", file.display(), t.name)
+            }
+        };
+        let key = (t.storage.as_str(), elem, t.shape.as_slice(), t.strides.as_slice(), t.offset);
+        if let Some(same) = decoded.get(&key) {
+            out.insert(normalise_name(&t.name), RawTensor { tensor: same.clone(), file: file.to_path_buf() });
+            continue;
+        }
+        let bytes =
+            ckpt.storage(&t.storage).map_err(|e| anyhow::anyhow!("{}: tensor {}: {e:#}", file.display(), t.name))?;
+        let view = View { elem, bytes, shape: &t.shape, strides: Some((&t.strides, t.offset)) };
+        let tensor = add_tensor(out, file, &t.name, &view, &ckpt.map, dtype, device)?;
+        decoded.insert(key, tensor);
     }
     Ok(())
 }
@@ -429,7 +504,7 @@ impl safetensors::View for &Bytes {
     }
 }
 
-/// Writes named tensors (f32, i64 or u32) to `path` atomically with `{"format": "pt"}` metadata.
+/// Writes named tensors (f32, bf16, f16, i64 or u32) to `path` atomically with `{"format": "pt"}` metadata.
 pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     save_tensors_with_metadata(tensors, path, HashMap::new())
 }
@@ -447,6 +522,15 @@ pub fn save_tensors_with_metadata(
             DType::F32 => (
                 safetensors::Dtype::F32,
                 t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            // A model kept in bf16 or f16 is saved so: transformers reads either.
+            DType::BF16 => (
+                safetensors::Dtype::BF16,
+                t.flatten_all()?.to_vec1::<half::bf16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            DType::F16 => (
+                safetensors::Dtype::F16,
+                t.flatten_all()?.to_vec1::<half::f16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ),
             DType::I64 => (
                 safetensors::Dtype::I64,
@@ -499,28 +583,6 @@ pub fn load_tensors_with_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use safetensors::Dtype;
-
-    #[test]
-    fn the_weight_scan_finds_nan_and_inf_in_every_float_dtype() {
-        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let f16s = |v: &[f32]| v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
-        let bf16s = |v: &[f32]| v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
-        // Far past one scan block, with the bad value last, so every block is looked at.
-        let mut v = vec![0.5f32; 20_000];
-        assert_eq!(first_non_finite(Dtype::F32, &f32s(&v)), None);
-        assert_eq!(first_non_finite(Dtype::F16, &f16s(&v)), None);
-        *v.last_mut().unwrap() = f32::NAN;
-        assert!(first_non_finite(Dtype::F32, &f32s(&v)).is_some_and(f64::is_nan));
-        assert!(first_non_finite(Dtype::F16, &f16s(&v)).is_some_and(f64::is_nan));
-        assert!(first_non_finite(Dtype::BF16, &bf16s(&v)).is_some_and(f64::is_nan));
-        *v.last_mut().unwrap() = f32::INFINITY;
-        assert_eq!(first_non_finite(Dtype::BF16, &bf16s(&v)), Some(f64::INFINITY));
-        assert_eq!(first_non_finite(Dtype::F64, &f64s(&[1.0, f64::NEG_INFINITY])), Some(f64::NEG_INFINITY));
-        // Integer tensors (buffers) are not floats: never flagged.
-        assert_eq!(first_non_finite(Dtype::I64, &[0xff; 16]), None);
-    }
 
     #[test]
     fn shard_names_must_be_plain_file_names() {
