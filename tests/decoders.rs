@@ -308,7 +308,8 @@ fn the_experiment_grid_runs_on_an_untied_decoder() {
     let out = tmp.path().join("out");
     let o = fairnc(&["experiment", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let cells = s["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 3);
     assert!(cells.iter().all(|c| c["status"] != "failed"), "{cells:?}");

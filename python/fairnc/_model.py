@@ -76,8 +76,13 @@ class Model:
         return f"fairnc.Model({self.name!r}, seed={self.seed})"
 
 
-def load(name_or_path: PathLike, seed: int = 0, *, progress: bool = True) -> Model:
+def load(
+    name_or_path: PathLike, seed: int = 0, *, progress: bool = True, device: str = "cpu", dtype: str = "f32"
+) -> Model:
     """Load a model: ``"minilm"`` (the embedded default), ``"minilm-mlm"`` (built on first use),
     ``"hf:ORG/NAME"`` (a cached Hugging Face checkpoint), or a checkpoint directory.
-    ``seed`` initialises a newly created LM head and dropout."""
-    return Model(_fairnc.load(os.fspath(name_or_path), seed, progress))
+    ``seed`` initialises a newly created LM head and dropout. ``device`` is ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"`` or ``"metal"`` (GPUs need a build with that feature); ``dtype``
+    ``"f32"`` (default), ``"bf16"`` or ``"f16"`` keeps the parameters in that type (outputs stay
+    float32; bf16 moves them by up to 3% of their largest value)."""
+    return Model(_fairnc.load(os.fspath(name_or_path), seed, progress, device, dtype))

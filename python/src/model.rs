@@ -3,7 +3,7 @@
 use crate::call::long;
 use crate::errors::IntoPy;
 use fairnc::model::hidden_states::hidden_states;
-use fairnc::model::{LanguageModel, LoadOptions, Overflow};
+use fairnc::model::{LanguageModel, Overflow};
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use std::sync::Arc;
@@ -18,9 +18,21 @@ pub struct Model {
 }
 
 #[pyfunction]
-#[pyo3(signature = (name, seed = 0, progress = true))]
-pub fn load(py: Python<'_>, name: String, seed: u64, progress: bool) -> PyResult<Model> {
-    let model = long(py, progress, |_| fairnc::registry::load(&name, &LoadOptions { seed, ..Default::default() }))?;
+#[pyo3(signature = (name, seed = 0, progress = true, device = "cpu", dtype = "f32"))]
+pub fn load(py: Python<'_>, name: String, seed: u64, progress: bool, device: &str, dtype: &str) -> PyResult<Model> {
+    use fairnc::util::device::{DeviceSpec, Dtype};
+    let bad = |what: &str, e: String| crate::errors::raise(py, "InputError", format!("load: {what}: {e}"));
+    let device: DeviceSpec = device.parse().map_err(|e| bad("device", e))?;
+    let dtype = match dtype {
+        "f32" => Dtype::F32,
+        "bf16" => Dtype::Bf16,
+        "f16" => Dtype::F16,
+        other => return Err(bad("dtype", format!("expected f32, bf16 or f16 (got {other:?})"))),
+    };
+    let model = long(py, progress, |_| {
+        let opts = fairnc::util::device::load_options(device, dtype, seed)?;
+        fairnc::registry::load(&name, &opts)
+    })?;
     Ok(Model { inner: Arc::new(model), seed })
 }
 

@@ -89,3 +89,15 @@ def test_bad_models_raise(tmp_path):
         fairnc.load(broken)
     with pytest.raises(TypeError):
         fairnc.load(3)  # type: ignore[arg-type]
+
+
+def test_load_takes_a_dtype_and_refuses_bad_devices_and_dtypes():
+    f32 = fairnc.load(LLAMA, progress=False).hidden(TEXTS).hidden
+    bf16 = fairnc.load(LLAMA, progress=False, dtype="bf16").hidden(TEXTS).hidden
+    assert bf16.dtype == np.float32 and bf16.shape == f32.shape
+    # bf16 parameters move outputs by at most 3% of their largest |value| (tests/formats.rs).
+    assert np.abs(bf16 - f32).max() <= 0.03 * np.abs(f32).max()
+    with pytest.raises(fairnc.InputError, match="device"):
+        fairnc.load(LLAMA, progress=False, device="tpu")
+    with pytest.raises(fairnc.InputError, match="dtype"):
+        fairnc.load(LLAMA, progress=False, dtype="int8")

@@ -125,7 +125,7 @@ pub fn load(dir: &std::path::Path, opts: &crate::model::LoadOptions) -> Result<c
     let got = model.classifier().dtype();
     if got != opts.dtype {
         anyhow::bail!(
-            "{}: --dtype {}: this build loads the weights as {} only",
+            "{}: --dtype {}: the weights were loaded as {} instead",
             dir.display(),
             format!("{:?}", opts.dtype).to_lowercase(),
             format!("{got:?}").to_lowercase()
