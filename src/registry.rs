@@ -206,14 +206,31 @@ fn fetch_files(endpoint: &str, repo: &str, revision: &str, dir: &Path) -> Result
         Ok(())
     };
     get("config.json")?;
-    if get("model.safetensors").is_err() {
-        get("model.safetensors.index.json").context("no model.safetensors or index")?;
-        let text = std::fs::read_to_string(dir.join("model.safetensors.index.json"))?;
-        // The names come from the network: only plain file names beside the index.
-        let shards = crate::model::weights::index_shards(&text).context("model.safetensors.index.json")?;
-        for s in shards {
-            get(&s)?;
+    // safetensors first; PyTorch's .bin only where a repository has nothing else (its pickle
+    // is vetted when the model loads, not here).
+    let weights = [
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ];
+    let mut found = false;
+    for (single, index) in weights {
+        if get(single).is_ok() {
+            found = true;
+            break;
         }
+        if get(index).is_ok() {
+            let text = std::fs::read_to_string(dir.join(index))?;
+            // The names come from the network: only plain file names beside the index.
+            let shards = crate::model::weights::index_shards(&text).context(index)?;
+            for s in shards {
+                get(&s)?;
+            }
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        bail!("no model.safetensors, pytorch_model.bin or index of either");
     }
     let mut have_tokenizer = get("tokenizer.json").is_ok();
     have_tokenizer |= get("vocab.txt").is_ok();
@@ -392,6 +409,24 @@ mod tests {
         std::fs::write(dest.join("model-1.safetensors"), b"shard").unwrap();
         let e = format!("{:#}", check_snapshot_sizes(&dest).unwrap_err());
         assert!(e.contains("model-1.safetensors: 5 bytes, but revision") && e.contains("recorded 9"), "{e}");
+    }
+
+    #[test]
+    fn a_repository_with_only_pytorch_weights_is_fetched_with_them() {
+        let at = |f: &str| format!("/org/m/resolve/{SHA}/{f}");
+        let (endpoint, _) = fake_hub(HashMap::from([
+            ("/api/models/org/m/revision/main".to_string(), format!("{{\"sha\": \"{SHA}\"}}").into_bytes()),
+            (at("config.json"), b"{}".to_vec()),
+            (at("pytorch_model.bin"), b"zip".to_vec()),
+            (at("tokenizer.json"), b"{}".to_vec()),
+        ]));
+        let home = tempfile::tempdir().unwrap();
+        let dest = home.path().join("hf").join("org--m");
+        download_from_hub(&endpoint, "org/m", "main", &dest).unwrap();
+        let record: SnapshotRecord =
+            serde_json::from_str(&std::fs::read_to_string(dest.join(SNAPSHOT_RECORD)).unwrap()).unwrap();
+        let names: Vec<&str> = record.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["config.json", "pytorch_model.bin", "tokenizer.json"]);
     }
 
     #[test]
