@@ -9,7 +9,7 @@ use super::layout::ParamSpec;
 use super::rotary::RotaryTables;
 use super::weights::ParamStore;
 use anyhow::Result;
-use candle_core::{D, DType, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 pub fn layer_prefix(i: usize) -> String {
     format!("model.layers.{i}")
@@ -60,14 +60,6 @@ impl Proj {
             None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
         };
         Ok(Proj { w, b })
-    }
-
-    /// Several projections of the same input as one matmul: the concatenation is
-    /// differentiable, so each weight keeps its gradient.
-    pub fn fused(parts: &[&Proj]) -> Result<(Tensor, Tensor)> {
-        let w: Vec<&Tensor> = parts.iter().map(|p| p.w.as_tensor()).collect();
-        let b: Vec<&Tensor> = parts.iter().map(|p| &p.b).collect();
-        Ok((Tensor::cat(&w, 0)?, Tensor::cat(&b, 0)?))
     }
 
     pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
@@ -193,21 +185,18 @@ impl Llama {
             }
             let mask = &masks.iter().find(|(w, _)| *w == blk.window).expect("mask just built").1;
             let a = blk.ln_attn.forward(&x, cfg.layer_norm_eps, exec)?;
-            let (w, bias) = Proj::fused(&[&blk.q, &blk.k, &blk.v])?;
-            let qkv = linear(&a, &w, &bias, exec)?;
-            let q = tables.apply(&qkv.narrow(2, 0, h * dh)?.reshape((b, t, h, dh))?, exec)?;
-            let k = tables.apply(&qkv.narrow(2, h * dh, hkv * dh)?.reshape((b, t, hkv, dh))?, exec)?;
-            let v = qkv.narrow(2, (h + hkv) * dh, hkv * dh)?.reshape((b, t, hkv, dh))?;
+            // Three products, not one over concatenated weights: concatenating a 1B model's
+            // weights on every forward pass copies gigabytes.
+            let q = tables.apply(&blk.q.forward(&a, exec)?.reshape((b, t, h, dh))?, exec)?;
+            let k = tables.apply(&blk.k.forward(&a, exec)?.reshape((b, t, hkv, dh))?, exec)?;
+            let v = blk.v.forward(&a, exec)?.reshape((b, t, hkv, dh))?;
             let (k, v) = (repeat_kv(&k, h / hkv)?, repeat_kv(&v, h / hkv)?);
             let merge = |x: Tensor| x.reshape((b, t, h * dh));
             let qkv = Tensor::cat(&[merge(q)?, merge(k)?, merge(v)?], 2)?;
             let ctx = self_attention(&qkv, mask, h, dropout, cfg.attention_dropout, exec)?;
             x = (x + dropout.apply(&blk.o.forward(&ctx, exec)?, cfg.hidden_dropout, exec)?)?;
             let m = blk.ln_mlp.forward(&x, cfg.layer_norm_eps, exec)?;
-            let (w, bias) = Proj::fused(&[&blk.gate, &blk.up])?;
-            let gu = linear(&m, &w, &bias, exec)?;
-            let f = gu.dim(D::Minus1)? / 2;
-            let act = (gu.narrow(D::Minus1, 0, f)?.silu()? * gu.narrow(D::Minus1, f, f)?)?;
+            let act = (blk.gate.forward(&m, exec)?.silu()? * blk.up.forward(&m, exec)?)?;
             x = (x + dropout.apply(&blk.down.forward(&act, exec)?, cfg.hidden_dropout, exec)?)?;
         }
         self.norm.forward(&x, cfg.layer_norm_eps, exec)

@@ -149,8 +149,7 @@ impl Opt {
         let ln = |n: &Norm, x: &Tensor| layer_norm(x, &n.w, &n.b, eps, exec);
         for blk in &self.blocks {
             let h = if before { ln(&blk.ln_attn, &x)? } else { x.clone() };
-            let (w, bias) = Proj::fused(&[&blk.q, &blk.k, &blk.v])?;
-            let qkv = super::layers::linear(&h, &w, &bias, exec)?;
+            let qkv = Tensor::cat(&[blk.q.forward(&h, exec)?, blk.k.forward(&h, exec)?, blk.v.forward(&h, exec)?], 2)?;
             let ctx = self_attention(&qkv, &mask, cfg.num_heads, dropout, cfg.attention_dropout, exec)?;
             x = (x + dropout.apply(&blk.o.forward(&ctx, exec)?, cfg.hidden_dropout, exec)?)?;
             if !before {
