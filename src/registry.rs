@@ -208,10 +208,8 @@ fn fetch_files(endpoint: &str, repo: &str, revision: &str, dir: &Path) -> Result
     get("config.json")?;
     // safetensors first; PyTorch's .bin only where a repository has nothing else (its pickle
     // is vetted when the model loads, not here).
-    let weights = [
-        ("model.safetensors", "model.safetensors.index.json"),
-        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
-    ];
+    let weights =
+        [("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json")];
     let mut found = false;
     for (single, index) in weights {
         if get(single).is_ok() {

@@ -238,7 +238,7 @@ fn windows(raw: &Value, family: Family, layers: usize) -> Result<Vec<Option<usiz
 /// The decoder keys of a Llama, Mistral or Qwen2 config.
 pub fn llama_like(raw: &Value, family: Family, hidden: usize, heads: usize, layers: usize) -> Result<DecoderConfig> {
     let kv = raw.get("num_key_value_heads").and_then(Value::as_u64).map_or(heads, |v| v as usize);
-    if kv == 0 || heads % kv != 0 {
+    if kv == 0 || !heads.is_multiple_of(kv) {
         bail!(
             "{heads} attention heads cannot be shared by {kv} key/value heads (num_key_value_heads must divide num_attention_heads)"
         );
@@ -282,7 +282,7 @@ pub fn gpt_neox(raw: &Value, hidden: usize, heads: usize) -> Result<DecoderConfi
         bail!("rotary_pct is {pct}; it must be in (0, 1]");
     }
     let dims = (head_dim as f64 * pct) as usize;
-    if dims == 0 || dims % 2 != 0 {
+    if dims == 0 || !dims.is_multiple_of(2) {
         bail!(
             "rotary_pct {pct} of head dimension {head_dim} gives {dims} rotary channels; it must be a positive even number"
         );

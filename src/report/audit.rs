@@ -172,7 +172,7 @@ fn geometry(d: &mut Document, a: &Audit) {
     } else {
         format!("row of the untied output head `{}`", a.classifier)
     };
-    d.para(&format!("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its {row}. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them."));
+    d.para(format!("Each dot is a word class; s_c is the cosine between its centred last-layer class mean and its {row}. A model whose fairness words are uniformly aligned has a small spread; a gap between the groups' means is an asymmetry between them."));
     d.plot("collapse/nc3_cosines", "NC3 cosines s_c by group (lines: group means)");
 }
 
