@@ -107,10 +107,10 @@ fn broken_inputs_fail_with_one_line_naming_the_file() {
 
     // Unknown model type.
     let tmp = copy_dir(&model_dir("bert"));
-    let cfg = std::fs::read_to_string(tmp.path().join("config.json")).unwrap().replace("\"bert\"", "\"llama\"");
+    let cfg = std::fs::read_to_string(tmp.path().join("config.json")).unwrap().replace("\"bert\"", "\"t5\"");
     std::fs::write(tmp.path().join("config.json"), cfg).unwrap();
     let e = load_err(tmp.path());
-    assert!(e.contains("config.json") && e.contains("unknown model_type \"llama\""), "{e}");
+    assert!(e.contains("config.json") && e.contains("unknown model_type \"t5\""), "{e}");
 
     // Truncated safetensors.
     let tmp = copy_dir(&model_dir("bert"));

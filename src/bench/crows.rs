@@ -258,19 +258,25 @@ impl CrowsSummary {
 
 /// The row of a pair: its scores as compared (rounded to 3 decimals when `round`) and whether
 /// the model prefers the stereotypical reading.
+impl PairScore {
+    /// The row of a pair before its scores are filled in.
+    pub(super) fn unscored(pair: &CrowsPair) -> Self {
+        PairScore {
+            index: pair.index,
+            bias_type: pair.bias_type.clone(),
+            direction: if pair.stereo { "stereo" } else { "antistereo" }.to_string(),
+            score_more: None,
+            score_less: None,
+            raw_more: None,
+            raw_less: None,
+            skipped: None,
+            stereotypical: None,
+        }
+    }
+}
+
 fn pair_row(pair: &CrowsPair, outcome: PairOutcome, round: bool) -> PairScore {
-    let direction = if pair.stereo { "stereo" } else { "antistereo" }.to_string();
-    let mut row = PairScore {
-        index: pair.index,
-        bias_type: pair.bias_type.clone(),
-        direction,
-        score_more: None,
-        score_less: None,
-        raw_more: None,
-        raw_less: None,
-        skipped: None,
-        stereotypical: None,
-    };
+    let mut row = PairScore::unscored(pair);
     match outcome {
         Err(reason) => row.skipped = Some(reason),
         Ok((r1, r2)) => {

@@ -151,17 +151,7 @@ fn tally(pairs: &[CrowsPair], outcomes: Vec<Result<(f64, f64), String>>) -> Resu
     let mut rows = Vec::with_capacity(pairs.len());
     let mut skipped = 0;
     for (pair, outcome) in pairs.iter().zip(outcomes) {
-        let mut row = PairScore {
-            index: pair.index,
-            bias_type: pair.bias_type.clone(),
-            direction: if pair.stereo { "stereo" } else { "antistereo" }.to_string(),
-            score_more: None,
-            score_less: None,
-            raw_more: None,
-            raw_less: None,
-            skipped: None,
-            stereotypical: None,
-        };
+        let mut row = PairScore::unscored(pair);
         match outcome {
             Err(why) => {
                 skipped += 1;

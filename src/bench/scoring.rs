@@ -104,7 +104,7 @@ pub fn causal_token_log_probs(
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f64>>> {
     let Some(bos) = model.tokenizer.bos_id else {
-        bail!("the model has no BOS (<|endoftext|>) token for causal scoring")
+        bail!("the model has no BOS or EOS token to score a sentence's first token after")
     };
     let seqs: Vec<Vec<u32>> = seqs.iter().map(|s| s.strip_prefix(&[bos][..]).unwrap_or(s).to_vec()).collect();
     let seqs = seqs.as_slice();
@@ -120,21 +120,38 @@ pub fn causal_token_log_probs(
             o.push(log_prob_rows(&first, &[t0])?[0]);
         }
     }
-    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-    let phase = progress.phase("scoring", seqs.len() as u64, Unit::Items);
+    // Position p predicts token p + 1.
+    let reads: Vec<Vec<(usize, u32)>> =
+        seqs.iter().map(|s| (0..s.len().saturating_sub(1)).map(|p| (p, s[p + 1])).collect()).collect();
+    for (o, lp) in out.iter_mut().zip(read_log_probs(model, seqs, &reads, batch_size, progress)?) {
+        o.extend(lp);
+    }
+    Ok(out)
+}
+
+/// For each input sequence, the log-probabilities of the `(position, target)` reads given for
+/// it, in order: length-sorted right-padded batches, logits only at the read positions.
+/// Reports a "scoring" phase over the sequences.
+fn read_log_probs(
+    model: &LanguageModel,
+    inputs: &[Vec<u32>],
+    reads: &[Vec<(usize, u32)>],
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f64>>> {
+    let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
+    let mut out: Vec<Vec<f64>> = reads.iter().map(|r| Vec::with_capacity(r.len())).collect();
+    let phase = progress.phase("scoring", inputs.len() as u64, Unit::Items);
     let mut done = 0u64;
     for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
-        let batch = model.batch(group.iter().map(|&i| seqs[i].clone()).collect())?;
+        let batch = model.batch(group.iter().map(|&i| inputs[i].clone()).collect())?;
         let hidden = model.hidden(&batch, Exec::INFER)?;
-        // (row in batch, sequence index, position): position p predicts token p + 1.
-        let jobs: Vec<(usize, usize, usize)> = group
-            .iter()
-            .enumerate()
-            .flat_map(|(r, &i)| (0..seqs[i].len().saturating_sub(1)).map(move |p| (r, i, p)))
-            .collect();
+        // (row in batch, sequence, read).
+        let jobs: Vec<(usize, usize, usize)> =
+            group.iter().enumerate().flat_map(|(r, &i)| (0..reads[i].len()).map(move |k| (r, i, k))).collect();
         for chunk in jobs.chunks(LOGIT_ROWS) {
-            let positions: Vec<(usize, usize)> = chunk.iter().map(|&(r, _, p)| (r, p)).collect();
-            let targets: Vec<u32> = chunk.iter().map(|&(_, i, p)| seqs[i][p + 1]).collect();
+            let positions: Vec<(usize, usize)> = chunk.iter().map(|&(r, i, k)| (r, reads[i][k].0)).collect();
+            let targets: Vec<u32> = chunk.iter().map(|&(_, i, k)| reads[i][k].1).collect();
             let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
             for (&(_, i, _), v) in chunk.iter().zip(lp) {
                 out[i].push(v);
@@ -184,32 +201,12 @@ pub fn causal_continuation_log_probs(
         }
     }
     let inputs: Vec<Vec<u32>> = requests.iter().map(Continuation::input).collect();
-    let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
-    let mut out: Vec<Vec<f64>> = requests.iter().map(|r| Vec::with_capacity(r.continuation.len())).collect();
-    let phase = progress.phase("scoring", requests.len() as u64, Unit::Items);
-    let mut done = 0u64;
-    for group in plan_by_length(&lengths, batch_size.max(1), MAX_BATCH_TOKENS) {
-        let batch = model.batch(group.iter().map(|&i| inputs[i].clone()).collect())?;
-        let hidden = model.hidden(&batch, Exec::INFER)?;
-        // (row in batch, request, continuation token j).
-        let jobs: Vec<(usize, usize, usize)> = group
-            .iter()
-            .enumerate()
-            .flat_map(|(r, &i)| (0..requests[i].continuation.len()).map(move |j| (r, i, j)))
-            .collect();
-        for chunk in jobs.chunks(LOGIT_ROWS) {
-            let positions: Vec<(usize, usize)> =
-                chunk.iter().map(|&(r, i, j)| (r, requests[i].context.len() - 1 + j)).collect();
-            let targets: Vec<u32> = chunk.iter().map(|&(_, i, j)| requests[i].continuation[j]).collect();
-            let lp = log_prob_rows(&model.logits_at(&hidden, &positions, Exec::INFER)?, &targets)?;
-            for (&(_, i, _), v) in chunk.iter().zip(lp) {
-                out[i].push(v);
-            }
-        }
-        done += group.len() as u64;
-        phase.set(done);
-    }
-    Ok(out)
+    // Position len(context) - 1 + j predicts continuation token j.
+    let reads: Vec<Vec<(usize, u32)>> = requests
+        .iter()
+        .map(|r| r.continuation.iter().enumerate().map(|(j, &t)| (r.context.len() - 1 + j, t)).collect())
+        .collect();
+    read_log_probs(model, &inputs, &reads, batch_size, progress)
 }
 
 /// Python's `round(x, 3)`: the exact binary value rounded to 3 decimals (formatting does the
