@@ -166,6 +166,24 @@ fn untied_heads_are_the_classifier_and_take_the_regularizer_gradient_alone() {
     }
 }
 
+/// A GPT-NeoX checkpoint whose head is stored under transformers' in-memory name `lm_head`
+/// loads as the same model (`embed_out` on disk is the usual name).
+#[test]
+fn a_gpt_neox_head_stored_as_lm_head_loads_the_same() {
+    let tmp = copy_dir(&model_dir("gpt_neox"));
+    let path = tmp.path().join("model.safetensors");
+    let renamed: Vec<(String, Tensor)> = fairnc::model::weights::load_tensors(&path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (if n == "embed_out.weight" { "lm_head.weight".to_string() } else { n }, t))
+        .collect();
+    assert!(renamed.iter().any(|(n, _)| n == "lm_head.weight"));
+    fairnc::model::weights::save_tensors(&renamed, &path).unwrap();
+    let (a, b) = (load(&model_dir("gpt_neox")), load(tmp.path()));
+    assert_eq!(b.classifier_name(), "embed_out.weight");
+    assert_eq!(max_abs(a.classifier().as_tensor(), b.classifier().as_tensor()), 0.0);
+}
+
 #[test]
 fn decoder_special_tokens_come_from_the_checkpoint_files() {
     // (case, BOS the scorers start from, words looked up with a leading space)

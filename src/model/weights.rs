@@ -148,6 +148,7 @@ impl TensorFiles {
     fn has(&self, name: &str, family: Family) -> bool {
         self.tensors.contains_key(name)
             || name.strip_prefix(family.prefix()).is_some_and(|b| self.tensors.contains_key(b))
+            || alias(name, family).is_some_and(|a| self.tensors.contains_key(a))
     }
 
     /// The distinct layer numbers the remaining tensor names mention (`layer.3.`, `h.3.`).
@@ -174,9 +175,18 @@ impl TensorFiles {
         if let Some(t) = self.tensors.remove(name) {
             return Some(t);
         }
-        let bare = name.strip_prefix(family.prefix())?;
-        self.tensors.remove(bare)
+        if let Some(t) = name.strip_prefix(family.prefix()).and_then(|b| self.tensors.remove(b)) {
+            return Some(t);
+        }
+        self.tensors.remove(alias(name, family)?)
     }
+}
+
+/// Another name some writers give a parameter: transformers 5 calls GPT-NeoX's output head
+/// `lm_head` in memory and writes `embed_out`; a checkpoint saved from the in-memory names has
+/// `lm_head.weight`.
+fn alias(name: &str, family: Family) -> Option<&'static str> {
+    (family == Family::GptNeoX && name == "embed_out.weight").then_some("lm_head.weight")
 }
 /// The steps of `ParamStore::load`, in the order it runs them.
 impl TensorFiles {
