@@ -3,7 +3,7 @@
 use super::batch::Batch;
 use super::config::ModelConfig;
 use super::encoder::Norm;
-use super::layers::{Dropout, Exec, MASKED, activate, conv1d, self_attention};
+use super::layers::{Dropout, Exec, MASKED, activate, conv1d, embed_tokens, head_logits, self_attention};
 use super::layout::gpt2_layer_prefix;
 use super::weights::ParamStore;
 use anyhow::Result;
@@ -75,9 +75,7 @@ impl Gpt2 {
 
     /// Word-embedding rows of the batch's tokens, `[B, T, D]`.
     pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
-        let (b, t) = batch.input_ids.dims2()?;
-        let x = self.wte.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
-        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+        embed_tokens(&self.wte, &batch.input_ids)
     }
 
     /// Final hidden states (after `ln_f`) from the batch's word-embedding rows `[B, T, D]`.
@@ -104,6 +102,6 @@ impl Gpt2 {
 
     /// Vocabulary logits `[N, V]` of final hidden rows `[N, D]` (GPT-2's head has no bias).
     pub fn logits(&self, rows: &Tensor) -> Result<Tensor> {
-        Ok(rows.matmul(&self.wte.as_tensor().t()?)?)
+        head_logits(rows, &self.wte)
     }
 }

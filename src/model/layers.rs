@@ -107,6 +107,18 @@ pub fn activate(x: &Tensor, act: Activation, exec: Exec) -> Result<Tensor> {
     })
 }
 
+/// Rows of an embedding table for a batch's token ids `[B, T]`: `[B, T, width]`.
+pub fn embed_tokens(table: &Var, ids: &Tensor) -> Result<Tensor> {
+    let (b, t) = ids.dims2()?;
+    Ok(table.as_tensor().embedding(&ids.flatten_all()?)?.reshape((b, t, ()))?)
+}
+
+/// Vocabulary logits `[N, V]` of rows `[N, D]` against a bias-free head `W [V, D]` (the
+/// decoders' LM heads, tied or not).
+pub fn head_logits(rows: &Tensor, w: &Var) -> Result<Tensor> {
+    Ok(rows.matmul(&w.as_tensor().t()?)?)
+}
+
 /// Inverted dropout with masks drawn from a seeded generator, so that training runs are
 /// reproducible (candle's CPU random source cannot be seeded).
 pub struct Dropout {

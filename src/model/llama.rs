@@ -4,7 +4,7 @@
 
 use super::batch::Batch;
 use super::config::ModelConfig;
-use super::layers::{Dropout, Exec, linear, self_attention};
+use super::layers::{Dropout, Exec, embed_tokens, head_logits, linear, self_attention};
 use super::layout::ParamSpec;
 use super::rotary::RotaryTables;
 use super::weights::ParamStore;
@@ -164,9 +164,7 @@ impl Llama {
     }
 
     pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
-        let (b, t) = batch.input_ids.dims2()?;
-        let x = self.embed.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
-        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+        embed_tokens(&self.embed, &batch.input_ids)
     }
 
     /// Final hidden states (after the last RMSNorm) from the batch's embedding rows `[B, T, D]`.
@@ -204,6 +202,6 @@ impl Llama {
 
     /// Vocabulary logits `[N, V]` of final hidden rows `[N, D]` (no bias).
     pub fn logits(&self, rows: &Tensor) -> Result<Tensor> {
-        Ok(rows.matmul(&self.classifier().as_tensor().t()?)?)
+        head_logits(rows, self.classifier())
     }
 }

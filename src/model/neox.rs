@@ -5,7 +5,7 @@
 use super::batch::Batch;
 use super::config::ModelConfig;
 use super::encoder::{Linear, Norm};
-use super::layers::{Dropout, Exec, activate, self_attention};
+use super::layers::{Dropout, Exec, activate, embed_tokens, head_logits, self_attention};
 use super::layout::ParamSpec;
 use super::llama::causal_mask;
 use super::rotary::RotaryTables;
@@ -86,9 +86,7 @@ impl GptNeoX {
     }
 
     pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
-        let (b, t) = batch.input_ids.dims2()?;
-        let x = self.embed.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
-        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+        embed_tokens(&self.embed, &batch.input_ids)
     }
 
     /// Attention of one block: the fused projection's output is `[B, T, H, (q, k, v), dh]`,
@@ -142,6 +140,6 @@ impl GptNeoX {
     }
 
     pub fn logits(&self, rows: &Tensor) -> Result<Tensor> {
-        Ok(rows.matmul(&self.classifier().as_tensor().t()?)?)
+        head_logits(rows, self.classifier())
     }
 }

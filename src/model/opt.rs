@@ -6,7 +6,7 @@
 use super::batch::Batch;
 use super::config::ModelConfig;
 use super::encoder::Norm;
-use super::layers::{Dropout, Exec, activate, layer_norm, self_attention};
+use super::layers::{Dropout, Exec, activate, embed_tokens, head_logits, layer_norm, self_attention};
 use super::layout::ParamSpec;
 use super::llama::{Proj, causal_mask};
 use super::weights::ParamStore;
@@ -126,9 +126,7 @@ impl Opt {
 
     /// Word-embedding rows `[B, T, P]` (the embedding width, before `project_in`).
     pub fn word_embeddings(&self, batch: &Batch) -> Result<Tensor> {
-        let (b, t) = batch.input_ids.dims2()?;
-        let x = self.embed.as_tensor().embedding(&batch.input_ids.flatten_all()?)?;
-        Ok(x.reshape((b, t, ()))?)
+        embed_tokens(&self.embed, &batch.input_ids)
     }
 
     pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
@@ -172,6 +170,6 @@ impl Opt {
     }
 
     pub fn logits(&self, rows: &Tensor) -> Result<Tensor> {
-        Ok(rows.matmul(&self.classifier().as_tensor().t()?)?)
+        head_logits(rows, self.classifier())
     }
 }
