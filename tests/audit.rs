@@ -32,7 +32,21 @@ fn quick_audit_writes_a_complete_report() {
     assert!(a["collapse"]["metrics"]["duality_std"].as_f64().unwrap().is_finite());
     assert_eq!(a["eval"]["seat"].as_object().unwrap().len(), 7, "6 gender tests and the averages");
     assert!(a["eval"]["crows"]["overall"]["metric"].is_number() && a["eval"]["stereoset"]["overall"]["ss"].is_number());
-    assert!(a["skipped"].as_array().unwrap().is_empty());
+    let skipped = a["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "only SEAT race and religion, which need sent-bias's files: {skipped:?}");
+    assert!(skipped[0]["fix"].as_str().unwrap().contains("--seat-dir"), "{skipped:?}");
+    // Every 50-is-unbiased score also as its distance from 50.
+    let crows = a["eval"]["crows"]["overall"]["metric"].as_f64().unwrap();
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(csv.contains(&format!("crows,overall_from_50,{}\n", (crows - 50.0).abs())), "{csv}");
+    assert!(csv.contains("stereoset,ss_from_50,") && csv.contains("stereoset,ss_gender_from_50,"), "{csv}");
+    // The per-pair browser: the largest gaps, both sentences, largest |gap| first.
+    let gaps = a["largest_gaps"]["crows"].as_array().unwrap();
+    assert!(!gaps.is_empty() && gaps.len() <= fairnc::audit::GAP_ROWS);
+    let abs: Vec<f64> = gaps.iter().map(|g| g["gap"].as_f64().unwrap().abs()).collect();
+    assert!(abs.windows(2).all(|w| w[0] >= w[1]), "sorted by |gap|: {abs:?}");
+    assert!(!gaps[0]["stereotypical"].as_str().unwrap().is_empty() && gaps[0]["anti_stereotypical"].is_string());
+    assert!(!a["largest_gaps"]["stereoset"].as_array().unwrap().is_empty());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for section in [
         "## Headline",
@@ -42,12 +56,16 @@ fn quick_audit_writes_a_complete_report() {
         "## StereoSet (intrasentence)",
         "UNC3",
         "![SEAT effect sizes",
+        "## The pairs behind the scores",
+        "from 50)",
     ] {
         assert!(md.contains(section), "report lacks {section}:\n{md}");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 3, "three inlined plots");
     assert!(!html.contains("src=\""), "the page is self-contained");
+    assert_eq!(html.matches("<table class=\"sortable\">").count(), 2, "CrowS-Pairs and StereoSet browsers");
+    assert!(html.contains("<script>") && html.contains(&format!("<td>{}</td>", gaps[0]["id"].as_str().unwrap())));
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(
         csv.starts_with("part,metric,value\n")
@@ -82,7 +100,8 @@ fn bare_encoder_skips_the_lm_benchmarks_with_the_fix() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
     let skipped = a["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    let parts: Vec<&str> = skipped.iter().map(|s| s["part"].as_str().unwrap()).collect();
+    assert_eq!(parts, ["CrowS-Pairs", "StereoSet", "SEAT race and religion"], "{skipped:?}");
     assert!(skipped[0]["fix"].as_str().unwrap().contains("fairnc adapt"));
     assert!(a["eval"]["crows"].is_null() && a["eval"]["seat"].is_object());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -105,4 +124,40 @@ fn an_audit_loads_its_model_exactly_once() {
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("a/audit.json")).unwrap()).unwrap();
     assert_eq!(written, serde_json::to_value(&a).unwrap());
+}
+
+/// `--measures` chooses the benchmarks (NC is always measured); with sent-bias's files SEAT runs
+/// its race and religion tests too; a name that is not a benchmark is a one-line error naming
+/// the flag.
+#[test]
+fn measures_choose_the_benchmarks_and_seat_files_add_race_and_religion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("a");
+    let bert = model_dir("bert").display().to_string();
+    let seat = shared_data().join("seat");
+    let o = fairnc(&[
+        "audit",
+        "--model",
+        &bert,
+        "--quick",
+        "--measures",
+        "seat",
+        "--seat-dir",
+        seat.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    assert!(a["eval"]["crows"].is_null() && a["eval"]["stereoset"].is_null(), "not chosen");
+    assert!(a["skipped"].as_array().unwrap().is_empty(), "nothing chosen was skipped");
+    let avg = a["eval"]["seat"]["avg_abs_effect"].as_object().unwrap();
+    let types: Vec<&String> = avg.keys().collect();
+    assert_eq!(types, ["gender", "race", "religion"], "{avg:?}");
+    assert!(a["collapse"]["metrics"]["duality_std"].is_number(), "NC is always measured");
+
+    let o = fairnc(&["audit", "--model", &bert, "--measures", "seat,winobias", "--output", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--measures") && err.contains("winobias") && err.lines().count() == 1, "{err}");
 }

@@ -137,6 +137,7 @@ fn audit_shows_the_published_seat_figure_only_for_the_files() {
             corpus_texts: 1,
             collapse: no_collapse(),
             eval: fairnc::bench::EvalResults { seat: Some(seat), ..Default::default() },
+            largest_gaps: Default::default(),
             skipped: vec![],
             seconds: [("total".to_string(), 1.0)].into(),
             version: "0".into(),

@@ -3,9 +3,11 @@
 //! ([`crate::bench::evaluate`]) on one loaded model, joined into one [`Audit`]; the LM
 //! benchmarks are skipped, with the command that fixes it, where the model has no usable LM head.
 
+mod gaps;
 mod result;
 
-pub use result::{Audit, NC_METRICS, Skipped};
+pub use gaps::{GAP_ROWS, Gap, LargestGaps, largest_gaps};
+pub use result::{Audit, NC_METRICS, Skipped, from_50};
 
 use crate::bench::{BenchTask, EvalConfig};
 use crate::collapse::CollapseConfig;
@@ -41,6 +43,10 @@ pub struct AuditConfig {
     pub device: crate::util::device::DeviceSpec,
     #[serde(default)]
     pub dtype: crate::util::device::Dtype,
+    /// The benchmarks to run beside the NC statistics, which every audit measures (empty: the
+    /// defaults for the model's kind, [`default_measures`]).
+    #[serde(default)]
+    pub measures: Vec<BenchTask>,
 }
 
 impl Default for AuditConfig {
@@ -53,6 +59,7 @@ impl Default for AuditConfig {
             seat_dir: None,
             device: Default::default(),
             dtype: Default::default(),
+            measures: Vec::new(),
         }
     }
 }
@@ -86,9 +93,25 @@ impl AuditConfig {
             crows_limit: limit,
             stereoset_limit: limit,
             seat_dir: self.seat_dir.clone(),
+            seat_tests: self.seat_tests(),
             seed: self.seed,
             ..EvalConfig::default()
         }
+    }
+
+    /// sent-bias's files hold the race and religion tests too; without them only the gender
+    /// tests can be rebuilt (from WEAT word lists).
+    fn seat_tests(&self) -> Vec<String> {
+        let biases: &[&str] = if self.seat_dir.is_some() { &["gender", "race", "religion"] } else { &["gender"] };
+        biases.iter().flat_map(|b| crate::data::seat::tests_of(b)).map(String::from).collect()
+    }
+}
+
+/// The benchmarks an audit runs when none are chosen: every benchmark fairnc has for the
+/// model's kind (one that does not apply to it is skipped with a note, not run).
+pub fn default_measures(kind: ModelKind) -> Vec<BenchTask> {
+    match kind {
+        ModelKind::Masked | ModelKind::Causal => vec![BenchTask::Seat, BenchTask::Crows, BenchTask::StereoSet],
     }
 }
 
@@ -118,10 +141,14 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
     crate::report::collapse::write(&collapse_dir, &collapse).context("NC statistics")?;
     seconds.insert("collapse".to_string(), t.elapsed().as_secs_f64());
 
-    let skipped = lm_benchmarks_skipped(model);
-    let mut tasks = vec![BenchTask::Seat];
-    if skipped.is_empty() {
-        tasks.extend([BenchTask::Crows, BenchTask::StereoSet]);
+    let chosen = if cfg.measures.is_empty() { default_measures(model.kind()) } else { cfg.measures.clone() };
+    let (tasks, mut skipped) = runnable(model, &chosen);
+    if cfg.seat_dir.is_none() && tasks.contains(&BenchTask::Seat) {
+        skipped.push(Skipped {
+            part: "SEAT race and religion".into(),
+            reason: "their tests are sent-bias's files; only the gender tests can be rebuilt from WEAT word lists".into(),
+            fix: format!("fairnc audit --model {} --seat-dir DIR (DIR: sent-bias's tests/*.jsonl)", model.name),
+        });
     }
     let t = Instant::now();
     let evaluation = crate::bench::evaluate(model, &cfg.eval(tasks), progress).context("bias benchmarks")?;
@@ -140,6 +167,7 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
         words: cfg.words.clone(),
         corpus_texts: cfg.texts(),
         collapse,
+        largest_gaps: largest_gaps(&evaluation),
         eval: evaluation.results,
         skipped,
         seconds,
@@ -149,26 +177,37 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
     Ok(audit)
 }
 
-/// CrowS-Pairs and StereoSet score sentences by the LM's token probabilities: a model without a
-/// pretrained LM head (or a masked LM without a mask token) skips them, with the fix.
-fn lm_benchmarks_skipped(model: &LanguageModel) -> Vec<Skipped> {
+/// The chosen benchmarks the model can run, and the others as skipped parts with the fix.
+fn runnable(model: &LanguageModel, chosen: &[BenchTask]) -> (Vec<BenchTask>, Vec<Skipped>) {
+    let no_head = lm_benchmarks_skipped(model);
+    let mut skipped = Vec::new();
+    let mut tasks = Vec::new();
+    for &t in chosen {
+        match no_head.iter().find(|_| t.reads_lm_head()) {
+            Some(why) => skipped.push(Skipped { part: t.title().into(), reason: why.0.clone(), fix: why.1.clone() }),
+            None => tasks.push(t),
+        }
+    }
+    (tasks, skipped)
+}
+
+/// The benchmarks that score sentences by the LM's token probabilities cannot run on a model
+/// without a pretrained LM head (or a masked LM without a mask token): the reason and the fix.
+fn lm_benchmarks_skipped(model: &LanguageModel) -> Option<(String, String)> {
     let name = &model.name;
     let reason = if model.params.new_head {
         format!(
-            "{name} has no pretrained LM head (a sentence encoder): CrowS-Pairs and StereoSet score sentences by the LM's token probabilities, which a new head does not have"
+            "{name} has no pretrained LM head (a sentence encoder): the benchmark scores sentences by the LM's token probabilities, which a new head does not have"
         )
     } else if model.kind() == ModelKind::Masked && model.tokenizer.mask.is_none() {
         format!("{name} is a masked-LM family but its tokenizer has no mask token")
     } else {
-        return Vec::new();
+        return None;
     };
     let fix = if name == crate::registry::DEFAULT_MODEL {
         format!("fairnc audit --model {}", crate::registry::DEFAULT_MASKED_LM)
     } else {
         format!("fairnc adapt --model {name} --output DIR, then fairnc audit --model DIR/model")
     };
-    ["CrowS-Pairs", "StereoSet"]
-        .into_iter()
-        .map(|part| Skipped { part: part.into(), reason: reason.clone(), fix: fix.clone() })
-        .collect()
+    Some((reason, fix))
 }

@@ -31,6 +31,9 @@ pub struct Audit {
     /// The NC statistics, as `collapse/collapse.json` holds them.
     pub collapse: CollapseResult,
     pub eval: EvalResults,
+    /// The CrowS-Pairs pairs and StereoSet clusters the model scores furthest apart.
+    #[serde(default)]
+    pub largest_gaps: super::LargestGaps,
     pub skipped: Vec<Skipped>,
     /// Seconds of `collapse`, `eval` and the `total`.
     pub seconds: BTreeMap<String, f64>,
@@ -74,21 +77,29 @@ impl Audit {
             }
         }
         if let Some(c) = &self.eval.crows {
-            for (t, v) in &c.by_type {
+            for (t, v) in c.by_type.iter().chain(std::iter::once((&"overall".to_string(), &c.overall))) {
                 rows.push(("crows".into(), t.clone(), v.metric));
+                rows.push(("crows".into(), format!("{t}_from_50"), from_50(v.metric)));
             }
-            rows.push(("crows".into(), "overall".into(), c.overall.metric));
         }
         if let Some(s) = &self.eval.stereoset {
             for (d, v) in &s.by_domain {
                 rows.push(("stereoset".into(), format!("ss_{d}"), v.ss));
+                rows.push(("stereoset".into(), format!("ss_{d}_from_50"), from_50(v.ss)));
             }
             rows.push(("stereoset".into(), "ss".into(), s.overall.ss));
+            rows.push(("stereoset".into(), "ss_from_50".into(), from_50(s.overall.ss)));
             rows.push(("stereoset".into(), "lms".into(), s.overall.lms));
             rows.push(("stereoset".into(), "icat".into(), s.overall.icat));
         }
         rows
     }
+}
+
+/// How far a score on which 50 is unbiased lies from 50, in either direction: a model that
+/// prefers anti-stereotypes as often as another prefers stereotypes is as far from unbiased.
+pub fn from_50(score: f64) -> f64 {
+    (score - 50.0).abs()
 }
 
 fn tied_by_default() -> bool {

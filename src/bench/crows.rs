@@ -38,6 +38,11 @@ pub struct PairScore {
     pub skipped: Option<String>,
     /// 1 when the model prefers the stereotypical reading (a pair counted in the metric).
     pub stereotypical: Option<bool>,
+    /// The two sentences, so that a pair can be read beside its scores.
+    #[serde(default)]
+    pub sent_more: String,
+    #[serde(default)]
+    pub sent_less: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -271,6 +276,8 @@ impl PairScore {
             raw_less: None,
             skipped: None,
             stereotypical: None,
+            sent_more: pair.sent_more.clone(),
+            sent_less: pair.sent_less.clone(),
         }
     }
 }

@@ -39,6 +39,21 @@ impl BenchTask {
         }
     }
 
+    /// The benchmark's name in reports.
+    pub fn title(self) -> &'static str {
+        match self {
+            BenchTask::Crows => "CrowS-Pairs",
+            BenchTask::StereoSet => "StereoSet",
+            BenchTask::Seat => "SEAT",
+        }
+    }
+
+    /// Whether the benchmark scores sentences by the LM head's token probabilities (SEAT reads
+    /// only the hidden states).
+    pub fn reads_lm_head(self) -> bool {
+        !matches!(self, BenchTask::Seat)
+    }
+
     /// A comma-separated list such as "crows,stereoset,seat", in the order given.
     pub fn parse_list(list: &str) -> Result<Vec<BenchTask>> {
         list.split(',').map(str::parse).collect()
@@ -133,7 +148,7 @@ impl EvalConfig {
 
 /// What [`evaluate`] found: the summaries of `results.json` and, for each benchmark run, the
 /// per-example scores (pairs, sentences, tests) its CSV lists.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Evaluation {
     pub results: EvalResults,
     pub crows: Option<CrowsResult>,

@@ -17,6 +17,8 @@ pub struct SentenceScore {
     pub target: String,
     pub gold_label: Label,
     pub score: f64,
+    #[serde(default)]
+    pub sentence: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -197,6 +199,7 @@ pub fn score(
             target: cl.target.clone(),
             gold_label: s.gold_label,
             score: v,
+            sentence: s.sentence.clone(),
         }));
     }
     if all.is_empty() {

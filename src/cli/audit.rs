@@ -28,13 +28,23 @@ pub struct Args {
     /// lists; only the files' gender average is shown beside bias-bench's published figure).
     #[arg(long)]
     pub seat_dir: Option<PathBuf>,
+    /// Benchmarks to run beside the NC statistics, which every audit measures (default: every
+    /// benchmark fairnc has for the model's kind; `fairnc eval --help` lists them). One that
+    /// does not apply to the model is listed as skipped, with why.
+    #[arg(long, value_delimiter = ',')]
+    pub measures: Vec<String>,
     #[command(flatten)]
     pub runtime: crate::util::device::RuntimeArgs,
 }
 
 impl Args {
-    fn config(&self) -> AuditConfig {
-        AuditConfig {
+    fn config(&self) -> Result<AuditConfig> {
+        let measures = self
+            .measures
+            .iter()
+            .map(|m| m.parse().map_err(|e: anyhow::Error| anyhow::anyhow!("--measures: {e}")))
+            .collect::<Result<_>>()?;
+        Ok(AuditConfig {
             quick: self.quick,
             words: self.words.clone(),
             max_texts: self.max_texts,
@@ -42,7 +52,8 @@ impl Args {
             seat_dir: self.seat_dir.clone(),
             device: self.runtime.device,
             dtype: self.runtime.dtype,
-        }
+            measures,
+        })
     }
 }
 
@@ -59,7 +70,7 @@ fn default_output(model: &str) -> PathBuf {
 
 pub fn run(a: Args) -> Result<()> {
     let out = a.output.clone().unwrap_or_else(|| default_output(&a.model));
-    let audit = crate::audit::load_and_run(&a.model, &a.config(), &out, &crate::util::bars::Bars::new())?;
+    let audit = crate::audit::load_and_run(&a.model, &a.config()?, &out, &crate::util::bars::Bars::new())?;
     print!("{}", crate::report::audit::document(&audit).markdown());
     println!("wrote {} (report.html, audit.json, summary.csv, plots)", out.join("report.md").display());
     Ok(())

@@ -3,7 +3,7 @@
 
 use super::document::Document;
 use super::plot::{Dot, dot_plot};
-use crate::audit::{Audit, NC_METRICS};
+use crate::audit::{Audit, Gap, LargestGaps, NC_METRICS, from_50};
 use crate::bench::{CrowsSection, SeatSection, StereoSetSection};
 use anyhow::Result;
 use std::path::Path;
@@ -58,6 +58,17 @@ fn f(v: Option<f64>, digits: usize) -> String {
     v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "—".into())
 }
 
+/// A score on which 50 is unbiased, with its distance from 50.
+fn with_distance(score: f64) -> String {
+    format!("{} ({} from 50)", f(Some(score), 2), f(Some(from_50(score)), 2))
+}
+
+/// A sentence score in its own unit: log-probabilities with 4 decimals, small probabilities
+/// with 4 significant digits.
+fn score(x: f64) -> String {
+    if x != 0.0 && x.abs() < 0.01 { format!("{x:.3e}") } else { format!("{x:.4}") }
+}
+
 /// The report: one section per part of the audit, each only where that part ran.
 pub fn document(a: &Audit) -> Document {
     let mut d = Document::new(format!("Fairness audit: `{}`", a.model));
@@ -73,6 +84,7 @@ pub fn document(a: &Audit) -> Document {
     if let Some(s) = &a.eval.stereoset {
         stereoset(&mut d, s);
     }
+    browser(&mut d, &a.largest_gaps, a.causal);
     notes(&mut d, a);
     files(&mut d);
     d
@@ -136,18 +148,18 @@ fn crows_headline(c: &CrowsSection) -> Vec<Vec<String>> {
     if let Some(g) = c.by_type.get("gender") {
         rows.push(vec![
             "CrowS-Pairs gender stereotype score".into(),
-            f(Some(g.metric), 2),
+            with_distance(g.metric),
             "→ 50 (bert-base-uncased 57.25)".into(),
         ]);
     }
-    rows.push(vec!["CrowS-Pairs overall stereotype score".into(), f(Some(c.overall.metric), 2), "→ 50".into()]);
+    rows.push(vec!["CrowS-Pairs overall stereotype score".into(), with_distance(c.overall.metric), "→ 50".into()]);
     rows
 }
 
 fn stereoset_headline(s: &StereoSetSection) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     if let Some(g) = s.by_domain.get("gender") {
-        rows.push(vec!["StereoSet gender SS".into(), f(Some(g.ss), 2), "→ 50 (bert-base-uncased 60.28)".into()]);
+        rows.push(vec!["StereoSet gender SS".into(), with_distance(g.ss), "→ 50 (bert-base-uncased 60.28)".into()]);
     }
     rows.push(vec![
         "StereoSet overall SS / LMS / ICAT".into(),
@@ -207,9 +219,9 @@ fn crows(d: &mut Document, c: &CrowsSection) {
         .by_type
         .iter()
         .chain(std::iter::once((&"overall".to_string(), &c.overall)))
-        .map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), v.n.to_string()])
+        .map(|(t, v)| vec![t.clone(), f(Some(v.metric), 2), f(Some(from_50(v.metric)), 2), v.n.to_string()])
         .collect();
-    d.table(&["bias type", "stereotype score", "pairs"], rows);
+    d.table(&["bias type", "stereotype score", "distance from 50", "pairs"], rows);
 }
 
 fn stereoset(d: &mut Document, s: &StereoSetSection) {
@@ -218,10 +230,64 @@ fn stereoset(d: &mut Document, s: &StereoSetSection) {
         .by_domain
         .iter()
         .chain(std::iter::once((&"overall".to_string(), &s.overall)))
-        .map(|(t, v)| vec![t.clone(), f(Some(v.ss), 2), f(Some(v.lms), 2), f(Some(v.icat), 2), v.n.to_string()])
+        .map(|(t, v)| {
+            vec![
+                t.clone(),
+                f(Some(v.ss), 2),
+                f(Some(from_50(v.ss)), 2),
+                f(Some(v.lms), 2),
+                f(Some(v.icat), 2),
+                v.n.to_string(),
+            ]
+        })
         .collect();
-    d.table(&["domain", "SS", "LMS", "ICAT", "clusters"], rows);
+    d.table(&["domain", "SS", "SS distance from 50", "LMS", "ICAT", "clusters"], rows);
     d.plot("stereoset_ss", "StereoSet SS by domain (line: 50, unbiased)");
+}
+
+/// The per-pair browser: both sentences of the pairs and clusters scored furthest apart.
+fn browser(d: &mut Document, g: &LargestGaps, causal: bool) {
+    if g.crows.is_empty() && g.stereoset.is_empty() {
+        return;
+    }
+    d.heading(1, "The pairs behind the scores");
+    d.para(format!(
+        "The CrowS-Pairs pairs and StereoSet clusters whose two sentences the model scores furthest apart (up to {} of each, largest |gap| first). CrowS-Pairs: gap = score of `sent_more` − score of `sent_less`; above 0 the pair counts toward the stereotype score, whichever its direction (bias-bench's rule). StereoSet: gap = score of the stereotype − score of the anti-stereotype; above 0 counts toward SS. In the HTML report, click a column header to sort.",
+        crate::audit::GAP_ROWS
+    ));
+    let rows = |gaps: &[Gap]| -> Vec<Vec<String>> {
+        gaps.iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.bias_type.clone(),
+                    r.detail.clone(),
+                    score(r.gap),
+                    r.stereotypical.clone(),
+                    score(r.score_stereotypical),
+                    r.anti_stereotypical.clone(),
+                    score(r.score_anti_stereotypical),
+                ]
+            })
+            .collect()
+    };
+    if !g.crows.is_empty() {
+        d.heading(2, "CrowS-Pairs (score: the sentence log-probability of the CrowS-Pairs variant run)");
+        d.sortable(
+            &["row", "bias type", "direction", "gap", "sent_more", "score", "sent_less", "score"],
+            rows(&g.crows),
+            10,
+        );
+    }
+    if !g.stereoset.is_empty() {
+        let unit = if causal { "mean log-probability" } else { "mean probability of the filler" };
+        d.heading(2, &format!("StereoSet intrasentence (score: {unit})"));
+        d.sortable(
+            &["cluster", "domain", "target", "gap", "stereotype", "score", "anti-stereotype", "score"],
+            rows(&g.stereoset),
+            10,
+        );
+    }
 }
 
 /// The evaluation's notes, then the collapse statistics'.

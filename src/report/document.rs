@@ -13,6 +13,9 @@ pub enum Block {
     /// A plot by its path stem relative to the report (`<stem>.png` and `<stem>.svg` exist).
     Plot(String, String),
     List(Vec<String>),
+    /// A table the HTML page can sort by any column (click its header); Markdown shows its
+    /// first `shown` rows and says how many more the HTML page has.
+    Sortable { header: Vec<String>, rows: Vec<Vec<String>>, shown: usize },
 }
 
 #[derive(Default)]
@@ -42,6 +45,10 @@ impl Document {
         self.blocks.push(Block::Plot(stem.into(), caption.into()));
     }
 
+    pub fn sortable(&mut self, header: &[&str], rows: Vec<Vec<String>>, shown: usize) {
+        self.blocks.push(Block::Sortable { header: header.iter().map(|s| s.to_string()).collect(), rows, shown });
+    }
+
     pub fn list(&mut self, items: Vec<String>) {
         if !items.is_empty() {
             self.blocks.push(Block::List(items));
@@ -58,17 +65,12 @@ impl Document {
                 Block::Para(t) => {
                     let _ = writeln!(s, "{t}\n");
                 }
-                Block::Table(h, rows) => {
-                    let _ = writeln!(s, "| {} |", h.join(" | "));
-                    let _ = writeln!(s, "|{}", " --- |".repeat(h.len()));
-                    for r in rows {
-                        let _ = writeln!(
-                            s,
-                            "| {} |",
-                            r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | ")
-                        );
+                Block::Table(h, rows) => markdown_table(&mut s, h, rows),
+                Block::Sortable { header, rows, shown } => {
+                    markdown_table(&mut s, header, &rows[..rows.len().min(*shown)]);
+                    if rows.len() > *shown {
+                        let _ = writeln!(s, "({} more rows, sortable, in the HTML report.)\n", rows.len() - shown);
                     }
-                    s.push('\n');
                 }
                 Block::Plot(stem, caption) => {
                     let _ = writeln!(s, "![{caption}]({stem}.png)\n");
@@ -91,7 +93,7 @@ impl Document {
             s,
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title><style>\
              body{{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}\
-             table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}\
+             table{{border-collapse:collapse}}.box{{overflow-x:auto;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}}\
              th{{background:#f3f3f3}}code{{background:#f3f3f3;padding:0 3px}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}\
              </style></head><body>\n<h1>{}</h1>\n",
             escape(&self.title),
@@ -105,21 +107,8 @@ impl Document {
                 Block::Para(t) => {
                     let _ = writeln!(s, "<p>{}</p>", inline(t));
                 }
-                Block::Table(h, rows) => {
-                    s.push_str("<table><tr>");
-                    for c in h {
-                        let _ = write!(s, "<th>{}</th>", inline(c));
-                    }
-                    s.push_str("</tr>\n");
-                    for r in rows {
-                        s.push_str("<tr>");
-                        for c in r {
-                            let _ = write!(s, "<td>{}</td>", inline(c));
-                        }
-                        s.push_str("</tr>\n");
-                    }
-                    s.push_str("</table>\n");
-                }
+                Block::Table(h, rows) => html_table(&mut s, h, rows, false),
+                Block::Sortable { header, rows, .. } => html_table(&mut s, header, rows, true),
                 Block::Plot(stem, caption) => {
                     let path = dir.join(format!("{stem}.svg"));
                     let svg = std::fs::read_to_string(&path)
@@ -136,6 +125,9 @@ impl Document {
                 }
             }
         }
+        if self.blocks.iter().any(|b| matches!(b, Block::Sortable { .. })) {
+            s.push_str(SORT_SCRIPT);
+        }
         s.push_str("</body></html>\n");
         Ok(s)
     }
@@ -146,6 +138,42 @@ impl Document {
         crate::util::fs::write_atomic(&dir.join(format!("{name}.html")), self.html(dir)?.as_bytes())
     }
 }
+
+fn markdown_table(s: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let _ = writeln!(s, "| {} |", header.join(" | "));
+    let _ = writeln!(s, "|{}", " --- |".repeat(header.len()));
+    for r in rows {
+        let _ = writeln!(s, "| {} |", r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
+    }
+    s.push('\n');
+}
+
+/// A table in its own scrolling box, so that a wide one never widens the page.
+fn html_table(s: &mut String, header: &[String], rows: &[Vec<String>], sortable: bool) {
+    s.push_str(if sortable { "<div class=\"box\"><table class=\"sortable\"><thead><tr>" } else { "<div class=\"box\"><table><thead><tr>" });
+    for c in header {
+        let _ = write!(s, "<th>{}</th>", inline(c));
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    for r in rows {
+        s.push_str("<tr>");
+        for c in r {
+            let _ = write!(s, "<td>{}</td>", inline(c));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody></table></div>\n");
+}
+
+/// Click a header of a sortable table to sort by that column (numbers as numbers; again to
+/// reverse). No external script: the page stays self-contained.
+const SORT_SCRIPT: &str = "<script>\
+document.querySelectorAll('table.sortable th').forEach(function(th,col){th.style.cursor='pointer';th.title='sort';\
+th.addEventListener('click',function(){var body=th.closest('table').tBodies[0];var rows=Array.from(body.rows);\
+var dir=th.dataset.dir==='asc'?-1:1;th.dataset.dir=dir===1?'asc':'desc';\
+var key=function(r){var t=r.cells[col].textContent.trim();var n=parseFloat(t.replace('\\u2212','-'));return isNaN(n)?t.toLowerCase():n;};\
+rows.sort(function(a,b){var x=key(a),y=key(b);return (x<y?-1:x>y?1:0)*dir;});rows.forEach(function(r){body.appendChild(r);});});});\
+</script>\n";
 
 fn escape(t: &str) -> String {
     t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")

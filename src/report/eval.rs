@@ -43,6 +43,8 @@ fn crows_csv(path: &Path, r: &CrowsResult) -> Result<()> {
         "raw_less",
         "stereotypical",
         "skipped",
+        "sent_more",
+        "sent_less",
     ])?;
     for p in &r.pairs {
         w.write_record([
@@ -55,6 +57,8 @@ fn crows_csv(path: &Path, r: &CrowsResult) -> Result<()> {
             opt(p.raw_less),
             p.stereotypical.map(|b| (b as u8).to_string()).unwrap_or_default(),
             p.skipped.clone().unwrap_or_default(),
+            p.sent_more.clone(),
+            p.sent_less.clone(),
         ])?;
     }
     crate::util::fs::write_atomic(path, &w.into_inner()?)
@@ -62,7 +66,7 @@ fn crows_csv(path: &Path, r: &CrowsResult) -> Result<()> {
 
 fn stereoset_csv(path: &Path, r: &StereoSetResult) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["id", "cluster", "domain", "target", "gold_label", "score"])?;
+    w.write_record(["id", "cluster", "domain", "target", "gold_label", "score", "sentence"])?;
     for s in &r.sentences {
         let label = serde_json::to_value(s.gold_label)?.as_str().unwrap_or_default().to_string();
         w.write_record([
@@ -72,6 +76,7 @@ fn stereoset_csv(path: &Path, r: &StereoSetResult) -> Result<()> {
             s.target.clone(),
             label,
             s.score.to_string(),
+            s.sentence.clone(),
         ])?;
     }
     crate::util::fs::write_atomic(path, &w.into_inner()?)
