@@ -106,7 +106,8 @@ def audit(
 ) -> Audit:
     """Neural collapse and the bias benchmarks in one report: ``fairnc audit``. ``quick``: a
     smaller run (1,500 texts, the first 300 CrowS-Pairs pairs and StereoSet clusters). Options:
-    ``words``, ``max_texts``, ``seat_dir``. With ``output``, the report (Markdown, HTML, JSON,
+    ``words``, ``max_texts``, ``seat_dir``, ``measures`` (benchmark names, as ``fairnc audit
+    --measures``; default: every benchmark for the model's kind). With ``output``, the report (Markdown, HTML, JSON,
     CSV, plots) is written there."""
     m = _model(model, progress)
     raw = _fairnc.audit(m._native, _options(dict(quick=quick, **options)), _path(output), progress)

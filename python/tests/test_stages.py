@@ -80,6 +80,16 @@ def test_audit_equals_the_cli(tmp_path, bert):
     assert len(a.to_pandas()) == len(a.headline) > 3
 
 
+def test_audit_measures_equal_the_cli(tmp_path, bert):
+    run_cli("audit", "--model", str(BERT), "--quick", "--max-texts", "300", "--measures", "seat", "--output", str(tmp_path / "cli"))
+    a = fairnc.audit(bert, quick=True, output=tmp_path / "py", max_texts=300, measures=["seat"], progress=False)
+    assert without(a.to_dict(), "seconds") == without(read_json(tmp_path / "cli" / "audit.json"), "seconds")
+    assert "crows" not in a.eval and "seat" in a.eval
+    assert not a.to_dict()["largest_gaps"]["crows"], "CrowS-Pairs was not chosen"
+    with pytest.raises(fairnc.InputError, match="winobias"):
+        fairnc.audit(bert, quick=True, measures=["winobias"], progress=False)
+
+
 def test_audit_refuses_a_seed_other_than_the_models(bert):
     with pytest.raises(fairnc.InputError, match="load the model with seed=3"):
         fairnc.audit(bert, quick=True, seed=3, progress=False)

@@ -93,7 +93,7 @@ impl Document {
             s,
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title><style>\
              body{{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}\
-             table{{border-collapse:collapse}}.box{{overflow-x:auto;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}}\
+             table{{border-collapse:collapse}}.box{{overflow-x:auto;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}}th{{white-space:nowrap}}\
              th{{background:#f3f3f3}}code{{background:#f3f3f3;padding:0 3px}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}\
              </style></head><body>\n<h1>{}</h1>\n",
             escape(&self.title),
