@@ -28,6 +28,10 @@ pub struct Args {
     /// lists; only the files' gender average is shown beside bias-bench's published figure).
     #[arg(long)]
     pub seat_dir: Option<PathBuf>,
+    /// A projection file (SentenceDebias / INLP) applied to the last-layer hidden states, in
+    /// place of the model directory's own projection.safetensors.
+    #[arg(long)]
+    pub projection: Option<PathBuf>,
     #[command(flatten)]
     pub runtime: crate::util::device::RuntimeArgs,
 }
@@ -42,6 +46,7 @@ impl Args {
             seat_dir: self.seat_dir.clone(),
             device: self.runtime.device,
             dtype: self.runtime.dtype,
+            projection: self.projection.clone(),
         }
     }
 }

@@ -292,6 +292,13 @@ fn load_for(model_name: &str, cfg: &DebiasConfig) -> Result<LanguageModel> {
     };
     let mut model = crate::util::device::load(&dir, &opts)?;
     model.name = model_name.to_string();
+    if let Some(p) = model.projection() {
+        bail!(
+            "{model_name}: carries a {} projection ({}), which is not a trainable part; fine-tune the base model and project the result",
+            p.method,
+            p.file
+        );
+    }
     Ok(model)
 }
 
