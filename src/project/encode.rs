@@ -2,7 +2,7 @@
 //! hidden states averaged over the sentence's tokens (special tokens included, padding not),
 //! optionally L2-normalised (SentenceDebias normalises, INLP does not). Batched by length.
 
-use crate::model::{Exec, LanguageModel, Overflow, plan_by_length};
+use crate::model::{Exec, LanguageModel, plan_by_length};
 use crate::util::progress::{Progress, Unit};
 use anyhow::{Result, bail};
 
