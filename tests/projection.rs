@@ -43,8 +43,11 @@ fn tsv(name: &str) -> Vec<Vec<String>> {
 /// A copy of a fixture model with the generator's INLP projection beside it.
 fn projected(family: &str) -> tempfile::TempDir {
     let tmp = copy_dir(&model_dir(family));
-    std::fs::copy(fixture(&format!("projection/{family}/projection.safetensors")), tmp.path().join("projection.safetensors"))
-        .unwrap();
+    std::fs::copy(
+        fixture(&format!("projection/{family}/projection.safetensors")),
+        tmp.path().join("projection.safetensors"),
+    )
+    .unwrap();
     tmp
 }
 
@@ -87,7 +90,12 @@ fn inlp_projection_formula_matches_bias_bench_for_the_same_weights() {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|w| w.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()))
+            .flat_map(|w| {
+                w.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+            })
             .collect();
         let p = inlp::nullspace_projection(&ws, d);
         let diff = max_diff(&p, &flat(&t["inlp_projection"]));
@@ -104,12 +112,22 @@ fn inlp_features_classifier_and_projection_against_sklearn() {
         let (json, t) = expected(family);
         let m = load(&model_dir(family));
         let d = m.feature_width();
-        let x = fairnc::project::encode::pooled(&m, &sentences, m.max_len(), false, 8, "inlp", &fairnc::util::progress::Silent)
-            .unwrap();
+        let x = fairnc::project::encode::pooled(
+            &m,
+            &sentences,
+            m.max_len(),
+            false,
+            8,
+            "inlp",
+            &fairnc::util::progress::Silent,
+        )
+        .unwrap();
         let dx = max_diff(&x, &flat(&t["inlp_features"]));
         assert!(dx < 1e-5, "{family}: features differ by {dx:e}");
         let y: Vec<i64> = json["inlp_labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-        let idx = |k: &str| -> Vec<usize> { json[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect() };
+        let idx = |k: &str| -> Vec<usize> {
+            json[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+        };
         let (tr, dv) = (idx("inlp_train"), idx("inlp_dev"));
         let pick = |ids: &[usize]| -> (Vec<f64>, Vec<i64>) {
             (ids.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect(), ids.iter().map(|&i| y[i]).collect())
@@ -120,13 +138,15 @@ fn inlp_features_classifier_and_projection_against_sklearn() {
         // converges further, so the weights agree to the solver tolerance.
         let svc = svm::LinearSvc::fit(&linalg::Rows { data: &xtr, d }, &ytr);
         let w0 = rows(&t["inlp_w0"]);
-        let num: f64 = svc.rows.iter().zip(&w0).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>()).sum();
+        let num: f64 =
+            svc.rows.iter().zip(&w0).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>()).sum();
         let den: f64 = w0.iter().flatten().map(|x| x * x).sum();
         let rel = (num / den).sqrt();
         eprintln!("{family}: first classifier ‖W − W_sklearn‖/‖W_sklearn‖ = {rel:e}");
         assert!(rel < 1e-2, "{family}: {rel:e}");
         let run = inlp::run((&xtr, &ytr), (&xdv, &ydv), d, 4, &fairnc::util::progress::Silent);
-        let want: Vec<f64> = json["inlp_dev_accuracy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let want: Vec<f64> =
+            json["inlp_dev_accuracy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         eprintln!("{family}: dev accuracy ours {:?}, sklearn {want:?}", run.dev_accuracy);
         assert_eq!(run.dev_accuracy[0], want[0], "{family}: the first classifier's dev accuracy");
         assert_eq!(run.basis.len(), json["inlp_removed"].as_u64().unwrap() as usize, "{family}: removed rank");
@@ -174,8 +194,9 @@ fn projected_hidden_states_match_the_forward_hook() {
 #[test]
 fn the_projection_flag_overrides_and_bad_files_are_one_line_errors() {
     let file = fixture("projection/bert/projection.safetensors");
-    let m = LanguageModel::load(&model_dir("bert"), &LoadOptions { projection: Some(file.clone()), ..Default::default() })
-        .unwrap();
+    let m =
+        LanguageModel::load(&model_dir("bert"), &LoadOptions { projection: Some(file.clone()), ..Default::default() })
+            .unwrap();
     assert_eq!(m.projection().unwrap().file, file.display().to_string());
     // Wrong width: gpt2's is 32 wide too, so build a 16-wide one.
     let tmp = tempfile::tempdir().unwrap();
@@ -184,7 +205,14 @@ fn the_projection_flag_overrides_and_bad_files_are_one_line_errors() {
     let save = |path: &Path, m: &[f64], w: usize| {
         fairnc::model::projection::save(
             path,
-            &fairnc::model::projection::ToSave { matrix: m, width: w, basis: &[], method: "inlp", bias: "gender", rank: 0 },
+            &fairnc::model::projection::ToSave {
+                matrix: m,
+                width: w,
+                basis: &[],
+                method: "inlp",
+                bias: "gender",
+                rank: 0,
+            },
             Default::default(),
         )
     };
@@ -201,8 +229,11 @@ fn the_projection_flag_overrides_and_bad_files_are_one_line_errors() {
     let nan = tmp.path().join("nan2.safetensors");
     let mut v = vec![0f32; 32 * 32];
     v[33] = f32::INFINITY;
-    fairnc::model::weights::save_tensors(&[("projection".into(), Tensor::from_vec(v, (32, 32), &Device::Cpu).unwrap())], &nan)
-        .unwrap();
+    fairnc::model::weights::save_tensors(
+        &[("projection".into(), Tensor::from_vec(v, (32, 32), &Device::Cpu).unwrap())],
+        &nan,
+    )
+    .unwrap();
     let o = fairnc(&["info", "--model", &bert, "--projection", nan.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("nan2.safetensors") && err.contains("not finite"), "{err}");
@@ -298,7 +329,17 @@ fn eval_and_quick_audit_run_on_a_projected_model() {
     let model = dir.path().display().to_string();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("eval");
-    let o = fairnc(&["eval", "--model", &model, "--tasks", "crows", "--crows-limit", "20", "--output", out.to_str().unwrap()]);
+    let o = fairnc(&[
+        "eval",
+        "--model",
+        &model,
+        "--tasks",
+        "crows",
+        "--crows-limit",
+        "20",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = tmp.path().join("audit");
     let o = fairnc(&["audit", "--model", &model, "--quick", "--max-texts", "200", "--output", out.to_str().unwrap()]);

@@ -111,7 +111,10 @@ impl Args {
     /// The flags of a projection method as a validated config.
     fn projection_config(&self, method: ProjectionMethod) -> Result<ProjectConfig> {
         if self.nc3.is_some_and(|l| l != 0.0) {
-            anyhow::bail!("--nc3: {} is a projection, not a fine-tune; the NC3 regularizer needs training", method.name());
+            anyhow::bail!(
+                "--nc3: {} is a projection, not a fine-tune; the NC3 regularizer needs training",
+                method.name()
+            );
         }
         if self.resume {
             anyhow::bail!("--resume: {} is a projection, computed in one go; rerun it with --overwrite", method.name());
@@ -216,7 +219,10 @@ fn prepare_projection_output(out: &std::path::Path, overwrite: bool) -> Result<(
         return Ok(());
     }
     if !out.join("projection.json").is_file() {
-        anyhow::bail!("--output {}: holds files that are not a projection run; choose an empty or new directory", out.display());
+        anyhow::bail!(
+            "--output {}: holds files that are not a projection run; choose an empty or new directory",
+            out.display()
+        );
     }
     if !overwrite {
         anyhow::bail!("--output {}: holds a projection run; pass --overwrite to replace it", out.display());

@@ -30,8 +30,8 @@ pub mod weights;
 pub use batch::{Batch, plan_by_length};
 pub use config::{Family, ModelConfig, ModelKind};
 pub use info::ModelInfo;
-pub use projection::{Projection, ProjectionInfo};
 pub use layers::Exec;
+pub use projection::{Projection, ProjectionInfo};
 pub use tokenizer::{Encoded, TextTokenizer};
 
 use anyhow::{Context, Result, bail};

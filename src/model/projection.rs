@@ -103,7 +103,7 @@ pub struct ToSave<'a> {
 /// `extra`; a non-finite entry is refused.
 pub fn save(path: &Path, p: &ToSave, extra: HashMap<String, String>) -> Result<()> {
     let width = p.width;
-    if p.matrix.len() != width * width || p.basis.len() % width.max(1) != 0 {
+    if p.matrix.len() != width * width || !p.basis.len().is_multiple_of(width.max(1)) {
         bail!("{}: projection has {} entries, not {width}×{width}", path.display(), p.matrix.len());
     }
     if p.matrix.iter().chain(p.basis).any(|x| !x.is_finite()) {

@@ -43,7 +43,7 @@ pub fn extend_basis(basis: &mut Vec<Vec<f64>>, vectors: &[Vec<f64>]) -> usize {
     let before = basis.len();
     for v in vectors {
         let len = norm(v);
-        if !(len > 0.0) {
+        if len.is_nan() || len <= 0.0 {
             continue;
         }
         let mut r = v.clone();
@@ -102,9 +102,8 @@ pub fn principal_components(x: &Rows, k: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
         out
     };
     // A deterministic start that is not orthogonal to any data direction in practice.
-    let mut vs: Vec<Vec<f64>> = (0..k)
-        .map(|j| (0..d).map(|i| 1.0 + ((i * 7919 + j * 104_729) % 1000) as f64 / 1000.0).collect())
-        .collect();
+    let mut vs: Vec<Vec<f64>> =
+        (0..k).map(|j| (0..d).map(|i| 1.0 + ((i * 7919 + j * 104_729) % 1000) as f64 / 1000.0).collect()).collect();
     let mut basis = Vec::new();
     extend_basis(&mut basis, &vs);
     vs = basis;

@@ -237,10 +237,7 @@ pub fn project(model_name: &str, cfg: &ProjectConfig, out: &Path, progress: &dyn
     let mut model = crate::util::device::load(&dir, &LoadOptions { projection: None, ..opts })?;
     model.name = model_name.to_string();
     if let Some(p) = model.projection() {
-        bail!(
-            "{model_name}: already carries a projection ({}); project the base model instead",
-            p.file
-        );
+        bail!("{model_name}: already carries a projection ({}); project the base model instead", p.file);
     }
     let set = WordSet::load(&cfg.words())?;
     if set.tuples.is_empty() && cfg.method == ProjectionMethod::SentenceDebias {
@@ -327,7 +324,9 @@ pub fn project(model_name: &str, cfg: &ProjectConfig, out: &Path, progress: &dyn
             // A fresh classifier on the test split, before and after: what the projection hid.
             let p = linalg::removing(&run.basis, d);
             let proj = |x: &[f64]| -> Vec<f64> {
-                x.chunks(d).flat_map(|r| (0..d).map(|i| linalg::dot(&p[i * d..(i + 1) * d], r)).collect::<Vec<_>>()).collect()
+                x.chunks(d)
+                    .flat_map(|r| (0..d).map(|i| linalg::dot(&p[i * d..(i + 1) * d], r)).collect::<Vec<_>>())
+                    .collect()
             };
             let before = svm::LinearSvc::fit(&linalg::Rows { data: &xtr, d }, &ytr)
                 .accuracy(&linalg::Rows { data: &xte, d }, &yte);

@@ -23,12 +23,12 @@ fn objective(x: &Rows, y: &[f64], w: &[f64]) -> (f64, Vec<f64>, Vec<usize>) {
     let mut f = 0.5 * dot(w, w);
     let mut g = w.to_vec();
     let mut active = Vec::new();
-    for i in 0..x.n() {
+    for (i, &yi) in y.iter().enumerate().take(x.n()) {
         let r = x.row(i);
-        let margin = 1.0 - y[i] * dot(r, w);
+        let margin = 1.0 - yi * dot(r, w);
         if margin > 0.0 {
             f += C * margin * margin;
-            let s = -2.0 * C * y[i] * margin;
+            let s = -2.0 * C * yi * margin;
             g.iter_mut().zip(r).for_each(|(gj, xj)| *gj += s * xj);
             active.push(i);
         }
