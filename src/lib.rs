@@ -46,6 +46,7 @@ pub mod collapse;
 pub mod data;
 pub mod experiment;
 pub mod model;
+pub mod project;
 pub mod registry;
 pub mod report;
 pub mod train;

@@ -132,6 +132,7 @@ fn audit_shows_the_published_seat_figure_only_for_the_files() {
             classifier: "bert.embeddings.word_embeddings.weight".into(),
             tied_head: true,
             causal: false,
+            projection: None,
             quick: true,
             words: "gender".into(),
             corpus_texts: 1,

@@ -47,6 +47,9 @@ pub struct AuditConfig {
     /// defaults for the model's kind, [`default_measures`]).
     #[serde(default)]
     pub measures: Vec<BenchTask>,
+    /// A projection file applied to the model's last-layer hidden states (`--projection`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -60,6 +63,7 @@ impl Default for AuditConfig {
             device: Default::default(),
             dtype: Default::default(),
             measures: Vec::new(),
+            projection: None,
         }
     }
 }
@@ -118,7 +122,11 @@ pub fn default_measures(kind: ModelKind) -> Vec<BenchTask> {
 /// Loads the model named `name` once (with the config's seed) and audits it into `dir`.
 pub fn load_and_run(name: &str, cfg: &AuditConfig, dir: &Path, progress: &dyn Progress) -> Result<Audit> {
     cfg.validate()?;
-    let model = crate::registry::load(name, &crate::util::device::load_options(cfg.device, cfg.dtype, cfg.seed)?)?;
+    let opts = crate::model::LoadOptions {
+        projection: cfg.projection.clone(),
+        ..crate::util::device::load_options(cfg.device, cfg.dtype, cfg.seed)?
+    };
+    let model = crate::registry::load(name, &opts)?;
     run(&model, cfg, dir, progress)
 }
 
@@ -163,6 +171,7 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
         classifier: model.classifier_name(),
         tied_head: model.config.tied_head(),
         causal: model.kind() == ModelKind::Causal,
+        projection: model.projection().cloned(),
         quick: cfg.quick,
         words: cfg.words.clone(),
         corpus_texts: cfg.texts(),

@@ -25,6 +25,9 @@ pub struct Audit {
     #[serde(default = "tied_by_default")]
     pub tied_head: bool,
     pub causal: bool,
+    /// The projection of the last-layer hidden states the audited model carries (SentenceDebias, INLP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<crate::model::ProjectionInfo>,
     pub quick: bool,
     pub words: String,
     pub corpus_texts: usize,

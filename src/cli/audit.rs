@@ -33,6 +33,10 @@ pub struct Args {
     /// does not apply to the model is listed as skipped, with why.
     #[arg(long, value_delimiter = ',')]
     pub measures: Vec<String>,
+    /// A projection file (SentenceDebias / INLP) applied to the last-layer hidden states, in
+    /// place of the model directory's own projection.safetensors.
+    #[arg(long)]
+    pub projection: Option<PathBuf>,
     #[command(flatten)]
     pub runtime: crate::util::device::RuntimeArgs,
 }
@@ -53,6 +57,7 @@ impl Args {
             device: self.runtime.device,
             dtype: self.runtime.dtype,
             measures,
+            projection: self.projection.clone(),
         })
     }
 }

@@ -1,5 +1,6 @@
 use super::{ModelArgs, validate};
 use crate::collapse::Target;
+use crate::project::{Bias, ProjectConfig, ProjectionMethod};
 use crate::train::debias::{DebiasConfig, Method, OutputMode, Scope, debias};
 use crate::train::nc3::Nc3Variant;
 use crate::words::Policy;
@@ -10,8 +11,25 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    /// A fine-tuning method (cda, dropout, bec, ase, contrastive) or a projection
+    /// (sentence-debias, inlp: no training; writes the base checkpoint + projection.safetensors).
     #[arg(long, value_enum)]
-    method: Method,
+    method: AnyMethod,
+    /// Projection methods: the bias whose attribute words build the sentences.
+    #[arg(long, value_enum, default_value = "gender")]
+    bias: Bias,
+    /// SentenceDebias: principal components removed (bias-bench: 1).
+    #[arg(long, default_value_t = 1, value_parser = validate::positive_usize, allow_negative_numbers = true)]
+    components: usize,
+    /// INLP: classifiers trained (bias-bench: 80).
+    #[arg(long, default_value_t = 80, value_parser = validate::positive_usize, allow_negative_numbers = true)]
+    iterations: usize,
+    /// INLP: sentences kept per class (bias-bench: 10,000).
+    #[arg(long, default_value_t = 10_000, value_parser = validate::positive_usize, allow_negative_numbers = true)]
+    per_class: usize,
+    /// SentenceDebias: leave out the last partial batch of sentence tuples, as bias-bench does.
+    #[arg(long)]
+    drop_last_batch: bool,
     /// λ of the NC3 regularizer (0 or absent: none).
     #[arg(long, value_parser = validate::non_negative_f64, allow_hyphen_values = true)]
     nc3: Option<f64>,
@@ -64,14 +82,73 @@ pub struct Args {
     output: PathBuf,
 }
 
+/// Every value of `--method`: the fine-tunes and the projections.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum AnyMethod {
+    Cda,
+    Dropout,
+    Bec,
+    Ase,
+    Contrastive,
+    SentenceDebias,
+    Inlp,
+}
+
+impl AnyMethod {
+    fn fine_tune(self) -> Option<Method> {
+        Some(match self {
+            AnyMethod::Cda => Method::Cda,
+            AnyMethod::Dropout => Method::Dropout,
+            AnyMethod::Bec => Method::Bec,
+            AnyMethod::Ase => Method::Ase,
+            AnyMethod::Contrastive => Method::Contrastive,
+            AnyMethod::SentenceDebias | AnyMethod::Inlp => return None,
+        })
+    }
+}
+
 impl Args {
+    /// The flags of a projection method as a validated config.
+    fn projection_config(&self, method: ProjectionMethod) -> Result<ProjectConfig> {
+        if self.nc3.is_some_and(|l| l != 0.0) {
+            anyhow::bail!(
+                "--nc3: {} is a projection, not a fine-tune; the NC3 regularizer needs training",
+                method.name()
+            );
+        }
+        if self.resume {
+            anyhow::bail!("--resume: {} is a projection, computed in one go; rerun it with --overwrite", method.name());
+        }
+        let cfg = ProjectConfig {
+            method,
+            bias: self.bias,
+            words: (self.words != "gender").then(|| self.words.clone()),
+            corpus: self.corpus.clone().unwrap_or_else(|| ProjectConfig::default().corpus),
+            max_texts: self.max_texts,
+            components: self.components,
+            iterations: self.iterations,
+            per_class: self.per_class,
+            max_len: self.max_len,
+            batch_size: self.batch_size,
+            seed: self.model.seed,
+            drop_last_batch: self.drop_last_batch,
+            device: self.model.runtime.device,
+            dtype: self.model.runtime.dtype,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// The flags as a validated config.
     fn config(&self) -> Result<DebiasConfig> {
+        let Some(method) = self.method.fine_tune() else {
+            anyhow::bail!("--method: not a fine-tuning method");
+        };
         // Checked here first so that the message names the flags.
         validate::check_warmup(self.warmup, self.steps)?;
         let cfg = DebiasConfig {
             seed: self.model.seed,
-            method: self.method,
+            method,
             nc3: self.nc3,
             nc3_variant: self.nc3_variant,
             words: self.words.clone(),
@@ -106,9 +183,58 @@ impl Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(p) = &a.model.projection {
+        anyhow::bail!(
+            "--projection {}: debias starts from an unprojected model (a projection is not a trainable part, and a projection is computed from the base model's states)",
+            p.display()
+        );
+    }
+    let projection = match a.method {
+        AnyMethod::SentenceDebias => Some(ProjectionMethod::SentenceDebias),
+        AnyMethod::Inlp => Some(ProjectionMethod::Inlp),
+        _ => None,
+    };
+    if let Some(method) = projection {
+        let cfg = a.projection_config(method)?;
+        prepare_projection_output(&a.output, a.overwrite)?;
+        let r = crate::project::project(&a.model.model, &cfg, &a.output, &crate::util::bars::Bars::new())?;
+        println!(
+            "wrote {} (base checkpoint + projection.safetensors: {} direction(s) removed), projection.json, projection.md",
+            r.model_dir.display(),
+            r.rank
+        );
+        return Ok(());
+    }
     let cfg = a.config()?;
     let r = debias(&a.model.model, &cfg, &a.output, a.output_mode(), &crate::util::bars::Bars::new())?;
     println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png, nc3.png", r.model_dir.display());
+    Ok(())
+}
+
+/// A projection run's output directory: new or empty, or one holding a projection run that
+/// `--overwrite` replaces.
+fn prepare_projection_output(out: &std::path::Path, overwrite: bool) -> Result<()> {
+    let busy = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if !busy {
+        return Ok(());
+    }
+    if !out.join("projection.json").is_file() {
+        anyhow::bail!(
+            "--output {}: holds files that are not a projection run; choose an empty or new directory",
+            out.display()
+        );
+    }
+    if !overwrite {
+        anyhow::bail!("--output {}: holds a projection run; pass --overwrite to replace it", out.display());
+    }
+    for name in ["model", "projection.json", "projection.md"] {
+        let p = out.join(name);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)?;
+        } else if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+    }
     Ok(())
 }
 

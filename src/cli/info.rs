@@ -32,6 +32,12 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(t) = &info.mask_token {
         println!("mask token   {t}");
     }
+    if let Some(p) = &info.projection {
+        println!(
+            "projection   {} ({} bias): {} direction(s) removed from the last hidden states, {}",
+            p.method, p.bias, p.rank, p.file
+        );
+    }
     for n in &info.notes {
         println!("note         {n}");
     }

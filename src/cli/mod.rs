@@ -64,6 +64,11 @@ pub struct ModelArgs {
     /// Seed for a newly created LM head and for dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A projection file (SentenceDebias / INLP, `fairnc debias --method sentence-debias|inlp`)
+    /// applied to the last-layer hidden states, in place of the model directory's own
+    /// projection.safetensors.
+    #[arg(long)]
+    pub projection: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub runtime: crate::util::device::RuntimeArgs,
 }
@@ -73,7 +78,10 @@ impl ModelArgs {
         self.load_with(crate::util::device::load_options(self.runtime.device, self.runtime.dtype, self.seed)?)
     }
 
-    pub fn load_with(&self, opts: crate::model::LoadOptions) -> Result<crate::model::LanguageModel> {
+    pub fn load_with(&self, mut opts: crate::model::LoadOptions) -> Result<crate::model::LanguageModel> {
+        if opts.projection.is_none() {
+            opts.projection = self.projection.clone();
+        }
         crate::registry::load(&self.model, &opts)
     }
 }

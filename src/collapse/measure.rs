@@ -152,6 +152,7 @@ impl CollapseConfig {
             min_count: self.min_count,
             heldout: self.heldout,
             max_len: self.max_len,
+            projection: None,
         };
         let opts = RunOptions {
             target,
@@ -241,7 +242,8 @@ struct Inputs {
 impl Inputs {
     fn load(model: &LanguageModel, cfg: &CollapseConfig) -> Result<Self> {
         cfg.validate()?;
-        let Resolved { settings, opts } = cfg.resolve(&model.name, model.kind());
+        let Resolved { mut settings, opts } = cfg.resolve(&model.name, model.kind());
+        settings.projection = model.projection().cloned();
         let classes = if cfg.words == "vocabulary" {
             ClassSet::vocabulary(&model.tokenizer)
         } else {

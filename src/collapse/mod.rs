@@ -60,6 +60,9 @@ pub struct Settings {
     pub min_count: u64,
     pub heldout: f64,
     pub max_len: usize,
+    /// The projection of the last-layer hidden states the measured model carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<crate::model::ProjectionInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -107,6 +107,10 @@ pub struct Collector<'a> {
 fn model_fingerprint(model: &LanguageModel, w: &[f32]) -> String {
     let mut bytes = model.config.raw.to_string().into_bytes();
     bytes.extend(w.iter().flat_map(|x| x.to_le_bytes()));
+    // A projected model computes other features: its statistics are not the base model's.
+    if let Some(p) = model.projection() {
+        bytes.extend(p.sha256.as_bytes());
+    }
     crate::util::hash::hex_digest(&bytes)
 }
 

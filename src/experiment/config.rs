@@ -302,6 +302,7 @@ impl Config {
             device: self.device,
             dtype: self.dtype,
             measures: Vec::new(),
+            projection: None,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct ModelInfo {
     pub mask_token: Option<String>,
     /// What loading had to decide or repair.
     pub notes: Vec<String>,
+    /// The projection applied to the last-layer hidden states (SentenceDebias, INLP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projection: Option<super::ProjectionInfo>,
 }
 
 impl LanguageModel {
@@ -64,6 +67,7 @@ impl LanguageModel {
             classifier,
             mask_token: self.tokenizer.mask.as_ref().map(|(t, _)| t.clone()),
             notes: self.params.notes.clone(),
+            projection: self.projection().cloned(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub(crate) mod llama;
 pub(crate) mod neox;
 pub(crate) mod opt;
 pub(crate) mod pickle;
+pub mod projection;
 pub(crate) mod rotary;
 pub(crate) mod tensor_data;
 pub(crate) mod tokenizer;
@@ -30,6 +31,7 @@ pub use batch::{Batch, plan_by_length};
 pub use config::{Family, ModelConfig, ModelKind};
 pub use info::ModelInfo;
 pub use layers::Exec;
+pub use projection::{Projection, ProjectionInfo};
 pub use tokenizer::{Encoded, TextTokenizer};
 
 use anyhow::{Context, Result, bail};
@@ -67,11 +69,14 @@ pub struct LoadOptions {
     /// states and logits by at most 3% of their largest |value| in f32 (measured 0.7–2.85% on
     /// the tiny fixtures and MiniLM), f16 by at most 0.5% (0.09–0.27%): tests/formats.rs.
     pub dtype: DType,
+    /// A projection file applied to the last-layer hidden states (`--projection`), in place of
+    /// the `projection.safetensors` the model directory may hold.
+    pub projection: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, seed: 0, dropout: None, dtype: DType::F32 }
+        LoadOptions { device: Device::Cpu, seed: 0, dropout: None, dtype: DType::F32, projection: None }
     }
 }
 
@@ -85,6 +90,8 @@ pub struct LanguageModel {
     pub dir: PathBuf,
     pub device: Device,
     arch: Arch,
+    /// SentenceDebias / INLP projection of the last-layer hidden states, if any.
+    projection: Option<Projection>,
     dropout: Dropout,
     warned_truncation: std::sync::atomic::AtomicBool,
 }
@@ -149,6 +156,15 @@ impl LanguageModel {
                 Arch::Encoder(encoder::Encoder::new(&config, &params))
             }
         };
+        let projection_file = opts.projection.clone().or_else(|| {
+            let p = dir.join(projection::FILE);
+            p.is_file().then_some(p)
+        });
+        let width = match &arch {
+            Arch::Opt(m) => m.classifier().as_tensor().dims()[1],
+            _ => config.hidden_size,
+        };
+        let projection = projection_file.map(|f| Projection::load(&f, width, &opts.device)).transpose()?;
         LOADS.with(|n| n.set(n.get() + 1));
         Ok(LanguageModel {
             name: dir.display().to_string(),
@@ -158,6 +174,7 @@ impl LanguageModel {
             dir: dir.to_path_buf(),
             device: opts.device.clone(),
             arch,
+            projection,
             dropout: Dropout::new(opts.seed ^ 0x000D_500D),
             warned_truncation: false.into(),
         })
@@ -265,7 +282,8 @@ impl LanguageModel {
         Ok(words.to_dtype(DType::F32)?)
     }
 
-    /// Last-layer hidden states from given word-embedding rows `[B, T, D]`.
+    /// Last-layer hidden states from given word-embedding rows `[B, T, D]`, projected when the
+    /// model carries a projection ([`Self::projection`]).
     pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, exec: Exec) -> Result<Tensor> {
         let words = &words.to_dtype(self.dtype())?;
         let hidden = match &self.arch {
@@ -275,7 +293,15 @@ impl LanguageModel {
             Arch::NeoX(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
             Arch::Opt(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
         }?;
-        Ok(hidden.to_dtype(DType::F32)?)
+        match &self.projection {
+            Some(p) => p.apply(&hidden),
+            None => Ok(hidden.to_dtype(DType::F32)?),
+        }
+    }
+
+    /// The projection applied to the last-layer hidden states (SentenceDebias, INLP), if any.
+    pub fn projection(&self) -> Option<&ProjectionInfo> {
+        self.projection.as_ref().map(|p| &p.info)
     }
 
     /// The classifier `W [V, D]`: the LM head's decoder. Tied heads share the word-embedding
@@ -373,6 +399,15 @@ impl LanguageModel {
             let src = self.dir.join(name);
             let dst = out.join(name);
             if src.exists() && src != dst {
+                let bytes = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
+                crate::util::fs::write_atomic(&dst, &bytes)?;
+            }
+        }
+        // A projected model stays projected.
+        if let Some(p) = &self.projection {
+            let src = PathBuf::from(&p.info.file);
+            let dst = out.join(projection::FILE);
+            if src != dst {
                 let bytes = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
                 crate::util::fs::write_atomic(&dst, &bytes)?;
             }

@@ -254,6 +254,14 @@ pub fn debias(
     progress: &dyn Progress,
 ) -> Result<DebiasResult> {
     cfg.validate()?;
+    // Refused before the output directory is touched.
+    let projection = crate::registry::resolve(model_name)?.join(crate::model::projection::FILE);
+    if projection.is_file() {
+        bail!(
+            "{model_name}: carries a projection ({}), which is not a trainable part; fine-tune the base model and project the result",
+            projection.display()
+        );
+    }
     let settings = run_settings(model_name, cfg);
     super::run_dir::prepare(out, &settings, mode)?;
     crate::util::fs::write_atomic(
@@ -292,6 +300,13 @@ fn load_for(model_name: &str, cfg: &DebiasConfig) -> Result<LanguageModel> {
     };
     let mut model = crate::util::device::load(&dir, &opts)?;
     model.name = model_name.to_string();
+    if let Some(p) = model.projection() {
+        bail!(
+            "{model_name}: carries a {} projection ({}), which is not a trainable part; fine-tune the base model and project the result",
+            p.method,
+            p.file
+        );
+    }
     Ok(model)
 }
 
