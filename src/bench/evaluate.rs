@@ -1,17 +1,18 @@
 //! The bias-benchmark stage (`fairnc eval` as a library call): CrowS-Pairs, StereoSet
-//! intrasentence and SEAT on an already loaded model, from a typed [`EvalConfig`], into an
+//! intrasentence and intersentence, SEAT and BEC-Pro on an already loaded model, from a typed [`EvalConfig`], into an
 //! [`Evaluation`] — the summaries of `results.json` and the per-example detail its CSVs hold.
 //! Nothing is written here; `report::eval::write` writes the files.
 
+use super::becpro::{BecProMasking, BecProResult};
 use super::crows::{CrowsResult, CrowsVariant};
 use super::seat::SeatScore;
 use super::stereoset::StereoSetResult;
-use super::{CrowsSection, EvalResults, SeatSection, StereoSetSection};
+use super::{BecProSection, CrowsSection, EvalResults, SeatSection, StereoSetInterSection, StereoSetSection};
 use crate::data::crows::CrowsPair;
 use crate::data::seat::SeatTest;
 use crate::data::stereoset::Cluster;
-use crate::data::{crows, seat, stereoset};
-use crate::model::LanguageModel;
+use crate::data::{becpro, crows, seat, stereoset};
+use crate::model::{LanguageModel, ModelKind};
 use crate::util::progress::Progress;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -25,10 +26,16 @@ pub enum BenchTask {
     Crows,
     StereoSet,
     Seat,
+    #[serde(rename = "stereoset-inter")]
+    StereoSetInter,
+    BecPro,
 }
 
 impl BenchTask {
-    pub const ALL: [BenchTask; 3] = [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat];
+    pub const ALL: [BenchTask; 5] =
+        [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat, BenchTask::StereoSetInter, BenchTask::BecPro];
+    /// What `fairnc eval` runs unless told otherwise.
+    pub const DEFAULT: [BenchTask; 3] = [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat];
 
     /// The name on the command line and in `results.json`'s settings.
     pub fn name(self) -> &'static str {
@@ -36,6 +43,8 @@ impl BenchTask {
             BenchTask::Crows => "crows",
             BenchTask::StereoSet => "stereoset",
             BenchTask::Seat => "seat",
+            BenchTask::StereoSetInter => "stereoset-inter",
+            BenchTask::BecPro => "becpro",
         }
     }
 
@@ -66,7 +75,10 @@ impl std::str::FromStr for BenchTask {
     fn from_str(s: &str) -> Result<Self> {
         match BenchTask::ALL.into_iter().find(|t| t.name() == s) {
             Some(t) => Ok(t),
-            None => bail!("unknown task \"{s}\" (crows, stereoset, seat)"),
+            None => {
+                let names: Vec<&str> = BenchTask::ALL.iter().map(|t| t.name()).collect();
+                bail!("unknown task \"{s}\" ({})", names.join(", "))
+            }
         }
     }
 }
@@ -89,7 +101,7 @@ pub struct EvalConfig {
     pub stereoset_split: String,
     /// StereoSet JSON file (overrides `stereoset_split`).
     pub stereoset_file: Option<PathBuf>,
-    /// Score only the first N StereoSet intrasentence clusters.
+    /// Score only the first N StereoSet clusters (of each part run).
     pub stereoset_limit: Option<usize>,
     /// Directory of SEAT tests in the sent-bias layout (None: the WEAT-based tests rebuilt from
     /// the weat bundle).
@@ -99,12 +111,20 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// Seed of SEAT's random splits (tests too large to enumerate every split).
     pub seed: u64,
+    /// BEC-Pro TSV (None: the benchmark bundle's BEC-Pro_EN.tsv).
+    #[serde(default)]
+    pub becpro_file: Option<PathBuf>,
+    /// Score only the first N BEC-Pro rows.
+    #[serde(default)]
+    pub becpro_limit: Option<usize>,
+    #[serde(default)]
+    pub becpro_masking: BecProMasking,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
-            tasks: BenchTask::ALL.to_vec(),
+            tasks: BenchTask::DEFAULT.to_vec(),
             bias: Vec::new(),
             crows_variant: CrowsVariant::BiasBench,
             crows_file: None,
@@ -116,6 +136,9 @@ impl Default for EvalConfig {
             seat_tests: Vec::new(),
             batch_size: 64,
             seed: 0,
+            becpro_file: None,
+            becpro_limit: None,
+            becpro_masking: BecProMasking::Subword,
         }
     }
 }
@@ -131,8 +154,11 @@ impl EvalConfig {
         if self.stereoset_limit == Some(0) {
             bail!("eval config: stereoset_limit must be at least 1");
         }
+        if self.becpro_limit == Some(0) {
+            bail!("eval config: becpro_limit must be at least 1");
+        }
         // The bundle has these two splits; a file given instead makes the split unused.
-        if self.runs(BenchTask::StereoSet)
+        if (self.runs(BenchTask::StereoSet) || self.runs(BenchTask::StereoSetInter))
             && self.stereoset_file.is_none()
             && !["test", "dev"].contains(&self.stereoset_split.as_str())
         {
@@ -154,6 +180,8 @@ pub struct Evaluation {
     pub crows: Option<CrowsResult>,
     pub stereoset: Option<StereoSetResult>,
     pub seat: Option<Vec<(String, SeatScore)>>,
+    pub stereoset_inter: Option<StereoSetResult>,
+    pub becpro: Option<BecProResult>,
 }
 
 /// Runs the benchmarks of `cfg` on `model`. The notes of `results.json` say what was skipped
@@ -171,16 +199,25 @@ pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress
     let stereoset =
         cfg.runs(BenchTask::StereoSet).then(|| run_stereoset(model, cfg, &mut notes, progress)).transpose()?;
     let seat = cfg.runs(BenchTask::Seat).then(|| run_seat(model, cfg, &mut notes, progress)).transpose()?;
+    let stereoset_inter =
+        if cfg.runs(BenchTask::StereoSetInter) { run_stereoset_inter(model, cfg, &mut notes, progress)? } else { None };
+    let becpro = if cfg.runs(BenchTask::BecPro) { run_becpro(model, cfg, &mut notes, progress)? } else { None };
     let results = EvalResults {
         crows: crows.as_ref().map(|r| CrowsSection { by_type: r.by_type.clone(), overall: r.overall.clone() }),
         stereoset: stereoset
             .as_ref()
             .map(|r| StereoSetSection { by_domain: r.by_domain.clone(), overall: r.overall.clone() }),
         seat: seat.as_deref().map(SeatSection::new),
+        stereoset_intersentence: stereoset_inter.as_ref().map(|r| StereoSetInterSection {
+            by_domain: r.by_domain.clone(),
+            overall: r.overall.clone(),
+            combined: stereoset.as_ref().map(|intra| super::stereoset::pooled(&[intra, r])),
+        }),
+        becpro: becpro.as_ref().map(|r| BecProSection { by_group: r.by_group.clone(), overall: r.overall.clone() }),
         notes,
         settings: settings(model, cfg, crows.as_ref().map(|r| r.variant.as_str())),
     };
-    Ok(Evaluation { results, crows, stereoset, seat })
+    Ok(Evaluation { results, crows, stereoset, seat, stereoset_inter, becpro })
 }
 
 /// `results.json`'s record of what was run.
@@ -192,7 +229,7 @@ fn settings(model: &LanguageModel, cfg: &EvalConfig, crows_scoring: Option<&str>
         "model": model.name, "family": model.family(), "kind": model.kind(), "lm_head": lm_head,
         "tasks": cfg.tasks, "bias": cfg.bias, "crows_variant": cfg.crows_variant, "crows_scoring": crows_scoring,
         "stereoset_split": cfg.stereoset_split, "crows_limit": cfg.crows_limit, "stereoset_limit": cfg.stereoset_limit,
-        "seat_source": seat_source,
+        "seat_source": seat_source, "becpro_limit": cfg.becpro_limit, "becpro_masking": cfg.becpro_masking,
     })
 }
 
@@ -254,13 +291,13 @@ fn run_crows(
     Ok(r)
 }
 
-/// The StereoSet clusters to score: of the chosen domains, cut to the limit.
-fn stereoset_clusters(cfg: &EvalConfig, notes: &mut Vec<String>) -> Result<Vec<Cluster>> {
+/// The StereoSet clusters of one part to score: of the chosen domains, cut to the limit.
+fn stereoset_clusters(cfg: &EvalConfig, notes: &mut Vec<String>, part: stereoset::Part) -> Result<Vec<Cluster>> {
     let path = match &cfg.stereoset_file {
         Some(p) => p.clone(),
         None => stereoset::default_path(&cfg.stereoset_split)?,
     };
-    let data = stereoset::read(&path)?;
+    let data = stereoset::read_part(&path, part)?;
     notes.extend(malformed_note(&path, "clusters", &data.malformed));
     let mut clusters: Vec<Cluster> =
         data.clusters.into_iter().filter(|c| cfg.bias.is_empty() || cfg.bias.contains(&c.bias_type)).collect();
@@ -279,7 +316,7 @@ fn run_stereoset(
     notes: &mut Vec<String>,
     progress: &dyn Progress,
 ) -> Result<StereoSetResult> {
-    let clusters = stereoset_clusters(cfg, notes)?;
+    let clusters = stereoset_clusters(cfg, notes, stereoset::Part::Intrasentence)?;
     let r = super::stereoset::score(model, &clusters, cfg.batch_size, progress)?;
     if r.skipped > 0 {
         notes.push(format!(
@@ -289,6 +326,75 @@ fn run_stereoset(
         ));
     }
     Ok(r)
+}
+
+/// StereoSet intersentence; None (with a note) for a masked LM without a next-sentence head.
+fn run_stereoset_inter(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Option<StereoSetResult>> {
+    if model.kind() == ModelKind::Masked && !model.has_next_sentence_head() {
+        notes.push(format!(
+            "StereoSet intersentence skipped: {} is a masked LM without a next-sentence head (cls.seq_relationship, as BertForPreTraining checkpoints hold)",
+            model.name
+        ));
+        return Ok(None);
+    }
+    let clusters = stereoset_clusters(cfg, notes, stereoset::Part::Intersentence)?;
+    let r = super::stereoset_inter::score(model, &clusters, cfg.batch_size, progress)?;
+    if r.skipped > 0 {
+        notes.push(format!(
+            "StereoSet intersentence: {} clusters skipped (a context and sentence longer than the model's {} positions)",
+            r.skipped,
+            model.max_len()
+        ));
+    }
+    Ok(Some(r))
+}
+
+/// BEC-Pro; None (with a note) for a causal LM or bias types without gender.
+fn run_becpro(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Option<BecProResult>> {
+    if model.kind() == ModelKind::Causal {
+        notes.push(format!(
+            "BEC-Pro skipped: {} is a causal LM; the association needs masked-token probabilities",
+            model.name
+        ));
+        return Ok(None);
+    }
+    if !cfg.bias.is_empty() && !cfg.bias.iter().any(|b| b == "gender") {
+        notes.push("BEC-Pro skipped: it measures gender only, and the bias types chosen do not include gender".into());
+        return Ok(None);
+    }
+    let path = match &cfg.becpro_file {
+        Some(p) => p.clone(),
+        None => becpro::default_path()?,
+    };
+    let mut data = becpro::read(&path)?;
+    notes.extend(malformed_note(&path, "rows", &data.malformed));
+    if let Some(n) = cfg.becpro_limit {
+        data.rows.truncate(n);
+    }
+    let r = super::becpro::score(model, &data.rows, cfg.becpro_masking, false, cfg.batch_size, progress)?;
+    if r.skipped > 0 {
+        notes.push(format!(
+            "BEC-Pro: {} rows skipped (longer than the model's positions, or a word not found among the tokens)",
+            r.skipped
+        ));
+    }
+    if r.unpaired > 0 {
+        notes.push(format!(
+            "BEC-Pro: {} scored rows have no partner of the other gender and are left out of the Wilcoxon tests",
+            r.unpaired
+        ));
+    }
+    Ok(Some(r))
 }
 
 /// The SEAT tests to run: the named ones or the standard tests of the bias types, read from
@@ -360,8 +466,15 @@ mod tests {
         );
         assert_eq!(BenchTask::parse_list("crows,stereoset,seat").unwrap(), EvalConfig::default().tasks);
         let e = BenchTask::parse_list("crows,winobias").unwrap_err();
-        assert_eq!(e.to_string(), "unknown task \"winobias\" (crows, stereoset, seat)");
-        assert_eq!(serde_json::to_value(BenchTask::ALL).unwrap(), serde_json::json!(["crows", "stereoset", "seat"]));
+        assert_eq!(e.to_string(), "unknown task \"winobias\" (crows, stereoset, seat, stereoset-inter, becpro)");
+        assert_eq!(
+            serde_json::to_value(BenchTask::ALL).unwrap(),
+            serde_json::json!(["crows", "stereoset", "seat", "stereoset-inter", "becpro"])
+        );
+        assert_eq!(
+            BenchTask::parse_list("stereoset-inter,becpro").unwrap(),
+            vec![BenchTask::StereoSetInter, BenchTask::BecPro]
+        );
     }
 
     #[test]
@@ -374,6 +487,7 @@ mod tests {
         );
         assert!(bad(EvalConfig { crows_limit: Some(0), ..Default::default() }).contains("crows_limit"));
         assert!(bad(EvalConfig { stereoset_limit: Some(0), ..Default::default() }).contains("stereoset_limit"));
+        assert!(bad(EvalConfig { becpro_limit: Some(0), ..Default::default() }).contains("becpro_limit"));
         assert!(bad(EvalConfig { stereoset_split: "train".into(), ..Default::default() }).contains("stereoset_split"));
         let file =
             EvalConfig { stereoset_split: "train".into(), stereoset_file: Some("x.json".into()), ..Default::default() };

@@ -1,7 +1,8 @@
-//! Bias benchmarks: CrowS-Pairs, StereoSet intrasentence and SEAT. Datasets + model →
+//! Bias benchmarks: CrowS-Pairs, StereoSet intra- and intersentence, SEAT and BEC-Pro. Datasets + model →
 //! per-example scores → summaries; every scorer plans batches of variants, never one
 //! forward pass per masked token.
 
+pub mod becpro;
 pub mod crows;
 pub mod crows_lmeval;
 pub(crate) mod difflib;
@@ -11,6 +12,7 @@ mod results;
 pub(crate) mod scoring;
 pub mod seat;
 pub(crate) mod stereoset;
+pub(crate) mod stereoset_inter;
 
 pub use evaluate::{BenchTask, EvalConfig, Evaluation, evaluate};
-pub use results::{CrowsSection, EvalResults, SeatSection, StereoSetSection};
+pub use results::{BecProSection, CrowsSection, EvalResults, SeatSection, StereoSetInterSection, StereoSetSection};

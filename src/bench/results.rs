@@ -1,6 +1,6 @@
 //! The summaries `fairnc eval` writes to `results.json`.
 
-use super::{crows, seat, stereoset};
+use super::{becpro, crows, seat, stereoset};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,10 @@ pub struct EvalResults {
     pub stereoset: Option<StereoSetSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seat: Option<SeatSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stereoset_intersentence: Option<StereoSetInterSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub becpro: Option<BecProSection>,
     /// What was run, skipped or could not be read.
     pub notes: Vec<String>,
     pub settings: serde_json::Value,
@@ -32,6 +36,26 @@ pub struct StereoSetSection {
     #[serde(flatten)]
     pub by_domain: BTreeMap<String, stereoset::StereoSetSummary>,
     pub overall: stereoset::StereoSetSummary,
+}
+
+/// StereoSet intersentence per domain and overall, and `combined`: intrasentence and
+/// intersentence clusters pooled per target term (StereoSet's leaderboard "overall"), when both
+/// parts ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StereoSetInterSection {
+    #[serde(flatten)]
+    pub by_domain: BTreeMap<String, stereoset::StereoSetSummary>,
+    pub overall: stereoset::StereoSetSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined: Option<stereoset::StereoSetSummary>,
+}
+
+/// BEC-Pro per profession group (male, female, balanced) and overall.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BecProSection {
+    #[serde(flatten)]
+    pub by_group: BTreeMap<String, becpro::BecProSummary>,
+    pub overall: becpro::BecProSummary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

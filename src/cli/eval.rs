@@ -1,6 +1,7 @@
 //! `fairnc eval`: flags → [`EvalConfig`] → [`evaluate`] → the files of `report::eval`.
 
 use super::{ModelArgs, validate};
+use crate::bench::becpro::BecProMasking;
 use crate::bench::crows::CrowsVariant;
 use crate::bench::evaluate::{EvalConfig, evaluate};
 use anyhow::Result;
@@ -10,7 +11,9 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Benchmarks to run.
+    /// Benchmarks to run: crows, stereoset (intrasentence), seat, stereoset-inter (StereoSet
+    /// intersentence: next-sentence head of masked LMs, conditional likelihood of causal LMs;
+    /// docs/stereoset-intersentence.md), becpro (BEC-Pro association, masked LMs; docs/becpro.md).
     #[arg(long, value_delimiter = ',', default_value = "crows,stereoset,seat")]
     tasks: Vec<String>,
     /// Bias types (gender, race, religion, or any CrowS type; default: every type for
@@ -35,7 +38,7 @@ pub struct Args {
     /// StereoSet JSON file (overrides --stereoset-split).
     #[arg(long)]
     stereoset_file: Option<PathBuf>,
-    /// Score only the first N StereoSet intrasentence clusters.
+    /// Score only the first N StereoSet clusters (of each part run).
     #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     stereoset_limit: Option<usize>,
     /// Directory of SEAT tests in the sent-bias layout (default: the WEAT-based tests rebuilt
@@ -45,6 +48,17 @@ pub struct Args {
     /// SEAT tests by name (default: the standard tests of the chosen bias types).
     #[arg(long, value_delimiter = ',')]
     seat_tests: Vec<String>,
+    /// BEC-Pro TSV (default: the benchmark bundle's BEC-Pro_EN.tsv).
+    #[arg(long)]
+    becpro_file: Option<PathBuf>,
+    /// Score only the first N BEC-Pro rows.
+    #[arg(long, value_parser = validate::positive_usize, allow_negative_numbers = true)]
+    becpro_limit: Option<usize>,
+    /// BEC-Pro masking: subword (one mask per subword of the person word and the profession)
+    /// or bartl (gender-bias-BERT's: the file's one mask per word, sequences padded with
+    /// attended masks), to match that code's numbers.
+    #[arg(long, value_enum, default_value = "subword")]
+    becpro_masking: BecProMasking,
     #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
     #[arg(long)]
@@ -67,6 +81,9 @@ impl Args {
             seat_tests: self.seat_tests.clone(),
             batch_size: self.batch_size,
             seed: self.model.seed,
+            becpro_file: self.becpro_file.clone(),
+            becpro_limit: self.becpro_limit,
+            becpro_masking: self.becpro_masking,
         };
         cfg.validate()?;
         Ok(cfg)

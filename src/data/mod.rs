@@ -1,5 +1,6 @@
 //! Data provisioning: the cache, the pinned bundles, and typed readers of the datasets in them.
 
+pub mod becpro;
 pub(crate) mod bundle;
 pub mod corpus;
 pub mod crows;

@@ -4,7 +4,7 @@
 use super::batch::Batch;
 use super::config::{Activation, Family, ModelConfig};
 use super::layers::{Dropout, Exec, MASKED, activate, layer_norm, linear, self_attention};
-use super::layout::{encoder_layer_names, encoder_names};
+use super::layout::{encoder_layer_names, encoder_names, nsp_names};
 use super::weights::ParamStore;
 use anyhow::Result;
 use candle_core::{Tensor, Var};
@@ -50,6 +50,30 @@ struct Layer {
     ln_out: Norm,
 }
 
+/// BERT's next-sentence head: tanh pooler over the first token, then a 2-way classifier
+/// (logit 0: "is next", 1: "is random"). Plain tensors: not trained.
+struct NspHead {
+    pool_w: Tensor,
+    pool_b: Tensor,
+    w: Tensor,
+    b: Tensor,
+}
+
+impl NspHead {
+    /// The head when the checkpoint holds all four tensors with the expected shapes.
+    fn from(cfg: &ModelConfig, store: &ParamStore) -> Option<Self> {
+        let n = nsp_names(cfg.family)?;
+        let d = cfg.hidden_size;
+        let get = |name: String, shape: &[usize]| store.extras.get(&name).filter(|t| t.dims() == shape).cloned();
+        Some(NspHead {
+            pool_w: get(format!("{}.weight", n.pooler), &[d, d])?,
+            pool_b: get(format!("{}.bias", n.pooler), &[d])?,
+            w: get(format!("{}.weight", n.classifier), &[2, d])?,
+            b: get(format!("{}.bias", n.classifier), &[2])?,
+        })
+    }
+}
+
 pub struct Encoder {
     cfg: ModelConfig,
     pub word: Var,
@@ -61,6 +85,7 @@ pub struct Encoder {
     head_ln: Norm,
     head_bias: Var,
     head_activation: Activation,
+    nsp: Option<NspHead>,
 }
 
 impl Encoder {
@@ -93,6 +118,7 @@ impl Encoder {
             head_bias: store.var(n.head_bias).clone(),
             // RoBERTa's LM head hard-codes exact GELU; BERT and DistilBERT follow the config.
             head_activation: if cfg.family == Family::Roberta { Activation::GeluErf } else { cfg.activation },
+            nsp: NspHead::from(cfg, store),
         }
     }
 
@@ -177,5 +203,21 @@ impl Encoder {
     pub fn logits(&self, rows: &Tensor, exec: Exec) -> Result<Tensor> {
         let feats = self.head_transform(rows, exec)?;
         linear(&feats, self.word.as_tensor(), self.head_bias.as_tensor(), exec)
+    }
+
+    pub fn has_next_sentence_head(&self) -> bool {
+        self.nsp.is_some()
+    }
+
+    /// Next-sentence logits `[B, 2]` from last-layer hidden states `[B, T, D]` (the pooler
+    /// reads the first token); None without a next-sentence head.
+    pub fn next_sentence_logits(&self, hidden: &Tensor) -> Option<Result<Tensor>> {
+        let nsp = self.nsp.as_ref()?;
+        let run = || -> Result<Tensor> {
+            let first = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+            let pooled = linear(&first, &nsp.pool_w, &nsp.pool_b, Exec::INFER)?.tanh()?;
+            linear(&pooled, &nsp.w, &nsp.b, Exec::INFER)
+        };
+        Some(run())
     }
 }

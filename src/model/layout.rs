@@ -134,6 +134,19 @@ pub fn encoder_names(family: Family) -> EncoderNames {
     }
 }
 
+/// BERT's next-sentence head and the pooler it reads, held by `BertForPreTraining` checkpoints
+/// (`{pooler,classifier}.{weight,bias}`). Optional: loaded when both are present (as the
+/// checkpoint's tolerated extras, saved back unchanged, not trained), absent otherwise.
+pub struct NspNames {
+    pub pooler: &'static str,
+    pub classifier: &'static str,
+}
+
+/// The next-sentence head's names; None for families that have none.
+pub fn nsp_names(family: Family) -> Option<NspNames> {
+    (family == Family::Bert).then_some(NspNames { pooler: "bert.pooler.dense", classifier: "cls.seq_relationship" })
+}
+
 /// Parameters of the LM head proper (its transform and bias), not the tied decoder.
 pub fn is_head_param(name: &str) -> bool {
     name.starts_with("cls.") || name.starts_with("lm_head.") || name.starts_with("vocab_")

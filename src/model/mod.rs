@@ -372,6 +372,28 @@ impl LanguageModel {
         self.logits_rows(&rows, exec)
     }
 
+    /// True when the checkpoint holds BERT's next-sentence head (`cls.seq_relationship`) and the
+    /// pooler it reads (`BertForPreTraining` files).
+    pub fn has_next_sentence_head(&self) -> bool {
+        matches!(&self.arch, Arch::Encoder(m) if m.has_next_sentence_head())
+    }
+
+    /// Next-sentence logits `[B, 2]` in f32 of a batch of sentence pairs (logit 0: the second
+    /// segment follows the first; 1: it is random), from one forward pass; None when the model
+    /// has no next-sentence head.
+    pub fn next_sentence_logits(&self, batch: &Batch) -> Option<Result<Tensor>> {
+        let Arch::Encoder(m) = &self.arch else { return None };
+        if !m.has_next_sentence_head() {
+            return None;
+        }
+        let run = || -> Result<Tensor> {
+            let hidden = self.hidden(batch, Exec::INFER)?.to_dtype(self.dtype())?;
+            let logits = m.next_sentence_logits(&hidden).context("no next-sentence head")??;
+            Ok(logits.to_dtype(DType::F32)?)
+        };
+        Some(run())
+    }
+
     /// Every trainable parameter, by Hugging Face name.
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.params.vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect()

@@ -1,17 +1,19 @@
 //! Writers for `eval` results: per-example CSVs and Markdown tables laid out like
 //! bias-bench's published tables (one row per model).
 
+use crate::bench::becpro::BecProResult;
 use crate::bench::crows::CrowsResult;
 use crate::bench::evaluate::Evaluation;
 use crate::bench::seat::SeatScore;
 use crate::bench::stereoset::StereoSetResult;
-use crate::bench::{CrowsSection, EvalResults, SeatSection, StereoSetSection};
+use crate::bench::{BecProSection, CrowsSection, EvalResults, SeatSection, StereoSetInterSection, StereoSetSection};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Writes an evaluation into `dir` (created if missing): `crows.csv`, `stereoset.csv` and
-/// `seat.csv` for the benchmarks that ran, then `results.json` and `results.md`.
+/// Writes an evaluation into `dir` (created if missing): `crows.csv`, `stereoset.csv`,
+/// `seat.csv`, `stereoset_inter.csv` and `becpro.csv` for the benchmarks that ran, then
+/// `results.json` and `results.md`.
 pub fn write(dir: &Path, ev: &Evaluation) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     if let Some(r) = &ev.crows {
@@ -22,6 +24,12 @@ pub fn write(dir: &Path, ev: &Evaluation) -> Result<()> {
     }
     if let Some(scores) = &ev.seat {
         seat_csv(&dir.join("seat.csv"), scores)?;
+    }
+    if let Some(r) = &ev.stereoset_inter {
+        stereoset_csv(&dir.join("stereoset_inter.csv"), r)?;
+    }
+    if let Some(r) = &ev.becpro {
+        becpro_csv(&dir.join("becpro.csv"), r)?;
     }
     crate::util::fs::write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&ev.results)?.as_bytes())?;
     crate::util::fs::write_atomic(&dir.join("results.md"), markdown(&ev.results).as_bytes())
@@ -82,6 +90,37 @@ fn stereoset_csv(path: &Path, r: &StereoSetResult) -> Result<()> {
     crate::util::fs::write_atomic(path, &w.into_inner()?)
 }
 
+fn becpro_csv(path: &Path, r: &BecProResult) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "index",
+        "person",
+        "gender",
+        "profession",
+        "prof_gender",
+        "template",
+        "log_p_target",
+        "log_p_prior",
+        "association",
+        "skipped",
+    ])?;
+    for s in &r.sentences {
+        w.write_record([
+            s.index.to_string(),
+            s.person.clone(),
+            s.gender.clone(),
+            s.profession.clone(),
+            s.prof_gender.clone(),
+            s.template.clone(),
+            opt(s.log_p_target),
+            opt(s.log_p_prior),
+            opt(s.association),
+            s.skipped.clone().unwrap_or_default(),
+        ])?;
+    }
+    crate::util::fs::write_atomic(path, &w.into_inner()?)
+}
+
 fn seat_csv(path: &Path, scores: &[(String, SeatScore)]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["test", "bias_type", "effect_size", "p_value", "exact", "n_x", "n_y", "n_a", "n_b"])?;
@@ -116,6 +155,13 @@ pub fn markdown(r: &EvalResults) -> String {
     }
     if let Some(s) = &r.seat {
         seat_tables(&mut out, model, s);
+    }
+    if let Some(s) = &r.stereoset_intersentence {
+        stereoset_inter_tables(&mut out, s);
+    }
+    if let Some(b) = &r.becpro {
+        let masking = r.settings.get("becpro_masking").and_then(|v| v.as_str()).unwrap_or("subword");
+        becpro_tables(&mut out, masking, b);
     }
     for n in &r.notes {
         let _ = writeln!(out, "\nNote: {n}");
@@ -192,6 +238,50 @@ fn seat_tables(out: &mut String, model: &str, s: &SeatSection) {
             super::p_value(t.p_value),
             if t.exact { "yes" } else { "100,000 random splits" },
             t.sizes.map(|k| k.to_string()).join(" / ")
+        );
+    }
+}
+
+fn stereoset_inter_tables(out: &mut String, s: &StereoSetInterSection) {
+    let _ = writeln!(out, "\n## StereoSet intersentence (SS: 50 = unbiased; LMS, ICAT: higher is better)\n");
+    let _ = writeln!(out, "| domain | SS | LMS | ICAT | clusters |\n| --- | ---: | ---: | ---: | ---: |");
+    let overall = [("overall".to_string(), &s.overall)];
+    let combined: Vec<(String, &crate::bench::stereoset::StereoSetSummary)> =
+        s.combined.iter().map(|c| ("intra + inter (StereoSet overall)".to_string(), c)).collect();
+    let rows = s.by_domain.iter().map(|(d, v)| (d.clone(), v)).chain(overall).chain(combined);
+    for (d, v) in rows {
+        let _ = writeln!(out, "| {d} | {:.2} | {:.2} | {:.2} | {} |", v.ss, v.lms, v.icat, v.n);
+    }
+}
+
+fn becpro_tables(out: &mut String, masking: &str, b: &BecProSection) {
+    let _ = writeln!(
+        out,
+        "\n## BEC-Pro ({masking} masking; mean association log P(person | profession) − log P(person | both masked))\n"
+    );
+    let _ = writeln!(
+        out,
+        "| profession group | male person words | female person words | pairs | W | z | p (Wilcoxon, female vs male) |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    let cell = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
+    for (g, v) in b.by_group.iter().chain(std::iter::once((&"overall".to_string(), &b.overall))) {
+        let (pairs, w, z, p) = match &v.wilcoxon {
+            Some(t) => (
+                t.n.to_string(),
+                format!("{}", t.statistic),
+                cell(t.z),
+                format!("{} ({:?})", super::p_value(t.p_value), t.method).to_lowercase(),
+            ),
+            None => ("0".into(), "–".into(), "–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {g} | {} (n {}) | {} (n {}) | {pairs} | {w} | {z} | {p} |",
+            cell(v.mean_male),
+            v.n_male,
+            cell(v.mean_female),
+            v.n_female
         );
     }
 }

@@ -10,3 +10,4 @@ pub mod rng;
 pub(crate) mod settings;
 pub(crate) mod stats;
 pub(crate) mod text;
+pub mod wilcoxon;
