@@ -175,7 +175,9 @@ fn mean_of(sentences: &[&BecProSentence], gender: &str) -> (Option<f64>, usize) 
 /// of the same template and profession (the file's order, as gender-bias-BERT pairs them), both
 /// scored; and how many scored rows found no partner.
 fn paired_differences(sentences: &[&BecProSentence]) -> (Vec<f64>, usize) {
-    let mut by_key: BTreeMap<(&str, &str), (Vec<Option<f64>>, Vec<Option<f64>>)> = BTreeMap::new();
+    /// The associations (None: not scored) of the male and of the female rows, in file order.
+    type Sides = (Vec<Option<f64>>, Vec<Option<f64>>);
+    let mut by_key: BTreeMap<(&str, &str), Sides> = BTreeMap::new();
     for s in sentences {
         let e = by_key.entry((&s.template, &s.profession)).or_default();
         if s.gender == "male" { e.0.push(s.association) } else { e.1.push(s.association) }

@@ -39,7 +39,7 @@ pub struct BecProData {
 }
 
 pub fn default_path() -> Result<PathBuf> {
-    Ok(Bundle::Benchmarks.ensure()?.join("BEC-Pro/BEC-Pro_EN.tsv"))
+    Ok(Bundle::Benchmarks.ensure()?.join("BEC-Pro/data/BEC-Pro_EN.tsv"))
 }
 
 /// Where the person word and the profession sit in the sentence: the person word where
