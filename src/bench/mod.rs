@@ -10,6 +10,7 @@ pub mod glue;
 mod results;
 pub(crate) mod scoring;
 pub mod seat;
+pub mod self_debias;
 pub(crate) mod stereoset;
 
 pub use evaluate::{BenchTask, EvalConfig, Evaluation, evaluate};
