@@ -41,6 +41,10 @@ pub struct AuditConfig {
     pub device: crate::util::device::DeviceSpec,
     #[serde(default)]
     pub dtype: crate::util::device::Dtype,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias. It changes the output distribution
+    /// only, so the NC statistics and SEAT stay the base model's (the report's notes say so).
+    #[serde(default)]
+    pub self_debias: Option<crate::bench::self_debias::SelfDebias>,
 }
 
 impl Default for AuditConfig {
@@ -53,6 +57,7 @@ impl Default for AuditConfig {
             seat_dir: None,
             device: Default::default(),
             dtype: Default::default(),
+            self_debias: None,
         }
     }
 }
@@ -87,6 +92,7 @@ impl AuditConfig {
             stereoset_limit: limit,
             seat_dir: self.seat_dir.clone(),
             seed: self.seed,
+            self_debias: self.self_debias,
             ..EvalConfig::default()
         }
     }

@@ -5,6 +5,7 @@
 
 use super::crows::{CrowsResult, CrowsVariant};
 use super::seat::SeatScore;
+use super::self_debias::SelfDebias;
 use super::stereoset::StereoSetResult;
 use super::{CrowsSection, EvalResults, SeatSection, StereoSetSection};
 use crate::data::crows::CrowsPair;
@@ -84,6 +85,10 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// Seed of SEAT's random splits (tests too large to enumerate every split).
     pub seed: u64,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias (bias-bench's prefixes; see
+    /// docs/self-debias.md). SEAT and NC statistics read the features, which it leaves alone.
+    #[serde(default)]
+    pub self_debias: Option<SelfDebias>,
 }
 
 impl Default for EvalConfig {
@@ -101,6 +106,7 @@ impl Default for EvalConfig {
             seat_tests: Vec::new(),
             batch_size: 64,
             seed: 0,
+            self_debias: None,
         }
     }
 }
@@ -115,6 +121,9 @@ impl EvalConfig {
         }
         if self.stereoset_limit == Some(0) {
             bail!("eval config: stereoset_limit must be at least 1");
+        }
+        if self.self_debias.is_some() && self.runs(BenchTask::Crows) && self.crows_variant == CrowsVariant::LmEval {
+            bail!("eval config: --self-debias has no lm-eval CrowS-Pairs scoring (use --crows-variant bias-bench)");
         }
         // The bundle has these two splits; a file given instead makes the split unused.
         if self.runs(BenchTask::StereoSet)
@@ -152,6 +161,7 @@ pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress
             model.name
         ));
     }
+    notes.extend(self_debias_note(cfg));
     let crows = cfg.runs(BenchTask::Crows).then(|| run_crows(model, cfg, &mut notes, progress)).transpose()?;
     let stereoset =
         cfg.runs(BenchTask::StereoSet).then(|| run_stereoset(model, cfg, &mut notes, progress)).transpose()?;
@@ -177,8 +187,19 @@ fn settings(model: &LanguageModel, cfg: &EvalConfig, crows_scoring: Option<&str>
         "model": model.name, "family": model.family(), "kind": model.kind(), "lm_head": lm_head,
         "tasks": cfg.tasks, "bias": cfg.bias, "crows_variant": cfg.crows_variant, "crows_scoring": crows_scoring,
         "stereoset_split": cfg.stereoset_split, "crows_limit": cfg.crows_limit, "stereoset_limit": cfg.stereoset_limit,
-        "seat_source": seat_source,
+        "seat_source": seat_source, "self_debias": cfg.self_debias,
     })
+}
+
+/// What Self-Debias changes and what it cannot.
+fn self_debias_note(cfg: &EvalConfig) -> Option<String> {
+    let sd = cfg.self_debias?;
+    Some(format!(
+        "Self-Debias ({}): CrowS-Pairs and StereoSet are scored from the self-debiased output distribution (decay {}, epsilon {}); it changes no feature, so SEAT and NC statistics are the base model's",
+        sd.name(),
+        super::self_debias::DECAY,
+        super::self_debias::EPSILON
+    ))
 }
 
 /// The note for rows or clusters a data file holds but that could not be read.
@@ -227,7 +248,7 @@ fn run_crows(
     progress: &dyn Progress,
 ) -> Result<CrowsResult> {
     let pairs = crows_pairs(cfg, notes)?;
-    let r = super::crows::score(model, &pairs, cfg.crows_variant, cfg.batch_size, progress)?;
+    let r = super::crows::score_with(model, &pairs, cfg.crows_variant, cfg.self_debias, cfg.batch_size, progress)?;
     if r.skipped > 0 {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
         for why in r.pairs.iter().filter_map(|p| p.skipped.as_deref()) {
@@ -265,10 +286,11 @@ fn run_stereoset(
     progress: &dyn Progress,
 ) -> Result<StereoSetResult> {
     let clusters = stereoset_clusters(cfg, notes)?;
-    let r = super::stereoset::score(model, &clusters, cfg.batch_size, progress)?;
+    let r = super::stereoset::score(model, &clusters, cfg.self_debias, cfg.batch_size, progress)?;
     if r.skipped > 0 {
+        let with = if cfg.self_debias.is_some() { " with its Self-Debias prefix" } else { "" };
         notes.push(format!(
-            "StereoSet: {} clusters skipped (a sentence longer than the model's {} positions)",
+            "StereoSet: {} clusters skipped (a sentence longer than the model's {} positions{with})",
             r.skipped,
             model.max_len()
         ));

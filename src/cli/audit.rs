@@ -28,6 +28,11 @@ pub struct Args {
     /// lists; only the files' gender average is shown beside bias-bench's published figure).
     #[arg(long)]
     pub seat_dir: Option<PathBuf>,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias (gender, race, religion, auto, all; see
+    /// `fairnc eval --self-debias`). The NC statistics and SEAT are the base model's: Self-Debias
+    /// changes the output distribution, not the features.
+    #[arg(long, value_enum)]
+    pub self_debias: Option<crate::bench::self_debias::SelfDebias>,
     #[command(flatten)]
     pub runtime: crate::util::device::RuntimeArgs,
 }
@@ -42,6 +47,7 @@ impl Args {
             seat_dir: self.seat_dir.clone(),
             device: self.runtime.device,
             dtype: self.runtime.dtype,
+            self_debias: self.self_debias,
         }
     }
 }

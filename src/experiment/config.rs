@@ -301,6 +301,7 @@ impl Config {
             seat_dir: None,
             device: self.device,
             dtype: self.dtype,
+            self_debias: None,
         }
     }
 
