@@ -50,6 +50,10 @@ pub struct AuditConfig {
     /// A projection file applied to the model's last-layer hidden states (`--projection`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<PathBuf>,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias. It changes the output distribution
+    /// only, so the NC statistics and SEAT stay the base model's (the report's notes say so).
+    #[serde(default)]
+    pub self_debias: Option<crate::bench::self_debias::SelfDebias>,
 }
 
 impl Default for AuditConfig {
@@ -64,6 +68,7 @@ impl Default for AuditConfig {
             dtype: Default::default(),
             measures: Vec::new(),
             projection: None,
+            self_debias: None,
         }
     }
 }
@@ -99,6 +104,7 @@ impl AuditConfig {
             seat_dir: self.seat_dir.clone(),
             seat_tests: self.seat_tests(),
             seed: self.seed,
+            self_debias: self.self_debias,
             ..EvalConfig::default()
         }
     }
@@ -154,7 +160,8 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
     if cfg.seat_dir.is_none() && tasks.contains(&BenchTask::Seat) {
         skipped.push(Skipped {
             part: "SEAT race and religion".into(),
-            reason: "their tests are sent-bias's files; only the gender tests can be rebuilt from WEAT word lists".into(),
+            reason: "their tests are sent-bias's files; only the gender tests can be rebuilt from WEAT word lists"
+                .into(),
             fix: format!("fairnc audit --model {} --seat-dir DIR (DIR: sent-bias's tests/*.jsonl)", model.name),
         });
     }

@@ -2,6 +2,7 @@
 
 use super::difflib::spans;
 use super::scoring::{Query, causal_token_log_probs, masked_log_probs, round3};
+use super::self_debias::{self, PrefixIds, SelfDebias};
 use crate::data::crows::CrowsPair;
 use crate::model::{LanguageModel, ModelKind};
 use crate::util::progress::Progress;
@@ -99,7 +100,24 @@ pub fn score(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<CrowsResult> {
+    score_with(model, pairs, variant, None, batch_size, progress)
+}
+
+/// [`score`], optionally with Self-Debias (bias-bench and Nangia variants, masked and causal
+/// LMs): each pair's prefixes come from `self_debias` and the pair's bias type; a pair whose
+/// prefixed sequences would not fit the position table is skipped.
+pub fn score_with(
+    model: &LanguageModel,
+    pairs: &[CrowsPair],
+    variant: CrowsVariant,
+    self_debias: Option<SelfDebias>,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<CrowsResult> {
     if variant == CrowsVariant::LmEval {
+        if self_debias.is_some() {
+            bail!("--self-debias: the lm-eval CrowS-Pairs variant has no Self-Debias scoring (use bias-bench)");
+        }
         return super::crows_lmeval::score(model, pairs, batch_size, progress);
     }
     let texts: Vec<&str> = pairs
@@ -111,11 +129,27 @@ pub fn score(
         .collect();
     let enc = model.encode_quiet(&texts, model.max_len())?;
     // A pair with a sentence longer than the position table is skipped, not truncated.
-    let too_long: Vec<bool> = enc.chunks(2).map(|e| e[0].truncated || e[1].truncated).collect();
+    let mut too_long: Vec<bool> = enc.chunks(2).map(|e| e[0].truncated || e[1].truncated).collect();
     let ids: Vec<Vec<u32>> = enc.into_iter().map(|e| e.ids).collect();
+    // Self-Debias: the prefix ids of each pair, and pairs too long once prefixed.
+    let debias = match self_debias {
+        None => None,
+        Some(sd) => {
+            let mut cache = PrefixIds::new(model);
+            let pre = pairs.iter().map(|p| cache.for_row(model, sd, &p.bias_type)).collect::<Result<Vec<_>>>()?;
+            let bos = model.tokenizer.bos_id.filter(|_| model.kind() == ModelKind::Causal);
+            for ((long, pair_ids), pre) in too_long.iter_mut().zip(ids.chunks(2)).zip(&pre) {
+                let extra = pre.iter().map(Vec::len).max().unwrap_or(0);
+                let len = |s: &Vec<u32>| s.len() - usize::from(bos.is_some() && s.first() == bos.as_ref());
+                *long |= pair_ids.iter().any(|s| len(s) + extra > model.max_len());
+            }
+            Some(pre)
+        }
+    };
+    let debias = debias.as_deref();
     let scores = match model.kind() {
-        ModelKind::Masked => masked_scores(model, &ids, &too_long, variant, batch_size, progress)?,
-        ModelKind::Causal => causal_scores(model, &ids, &too_long, batch_size, progress)?,
+        ModelKind::Masked => masked_scores(model, &ids, &too_long, variant, debias, batch_size, progress)?,
+        ModelKind::Causal => causal_scores(model, &ids, &too_long, debias, batch_size, progress)?,
     };
     let tally = tally(pairs, scores, model.kind() == ModelKind::Masked)?;
     let variant = match (model.kind(), variant) {
@@ -133,8 +167,9 @@ pub fn score(
     })
 }
 
-fn too_long_reason(model: &LanguageModel) -> String {
-    format!("longer than the model's {} positions", model.max_len())
+fn too_long_reason(model: &LanguageModel, self_debias: bool) -> String {
+    let with = if self_debias { " with its Self-Debias prefix" } else { "" };
+    format!("longer than the model's {} positions{with}", model.max_len())
 }
 
 /// The masked variants of one pair: for each of its two sentences, one query per scored
@@ -164,6 +199,7 @@ fn masked_scores(
     ids: &[Vec<u32>],
     too_long: &[bool],
     variant: CrowsVariant,
+    debias: Option<&[Vec<Vec<u32>>]>,
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<PairOutcome>> {
@@ -176,7 +212,7 @@ fn masked_scores(
     let mut plans: Vec<Result<[usize; 2], String>> = Vec::with_capacity(too_long.len());
     for (p, pair_ids) in ids.chunks(2).enumerate() {
         if too_long[p] {
-            plans.push(Err(too_long_reason(model)));
+            plans.push(Err(too_long_reason(model, debias.is_some())));
             continue;
         }
         match pair_queries([&pair_ids[0], &pair_ids[1]], variant, mask) {
@@ -192,7 +228,13 @@ fn masked_scores(
             }
         }
     }
-    let lp = masked_log_probs(model, &queries, batch_size, progress)?;
+    let lp = match debias {
+        None => masked_log_probs(model, &queries, batch_size, progress)?,
+        Some(pre) => {
+            let per_query: Vec<Vec<Vec<u32>>> = owners.iter().map(|&(p, _)| pre[p].clone()).collect();
+            self_debias::masked_log_probs(model, &queries, &per_query, batch_size, progress)?
+        }
+    };
     let mut sums = vec![[0f64; 2]; plans.len()];
     for (&(p, side), v) in owners.iter().zip(&lp) {
         sums[p][side] += v;
@@ -215,10 +257,19 @@ fn causal_scores(
     model: &LanguageModel,
     ids: &[Vec<u32>],
     too_long: &[bool],
+    debias: Option<&[Vec<Vec<u32>>]>,
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<PairOutcome>> {
-    let lp = causal_token_log_probs(model, ids, batch_size, progress)?;
+    let lp = match debias {
+        None => causal_token_log_probs(model, ids, batch_size, progress)?,
+        Some(pre) => {
+            // Pairs too long with the prefix are scored without it (cheaply) and skipped below.
+            let per_seq: Vec<Vec<Vec<u32>>> =
+                (0..ids.len()).map(|i| if too_long[i / 2] { Vec::new() } else { pre[i / 2].clone() }).collect();
+            self_debias::causal_token_log_probs(model, ids, &per_seq, batch_size, progress)?
+        }
+    };
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
     Ok(lp
         .chunks(2)
@@ -226,7 +277,7 @@ fn causal_scores(
         .zip(too_long)
         .map(|((l, i), &long)| {
             if long {
-                Err(too_long_reason(model))
+                Err(too_long_reason(model, debias.is_some()))
             } else if i[0] == i[1] {
                 // bias-bench's causal runner scores such a pair like any other: equal
                 // scores, a neutral pair counted in N. One score for both makes the tie

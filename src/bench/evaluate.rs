@@ -6,6 +6,7 @@
 use super::becpro::{BecProMasking, BecProResult};
 use super::crows::{CrowsResult, CrowsVariant};
 use super::seat::SeatScore;
+use super::self_debias::SelfDebias;
 use super::stereoset::StereoSetResult;
 use super::{BecProSection, CrowsSection, EvalResults, SeatSection, StereoSetInterSection, StereoSetSection};
 use crate::data::crows::CrowsPair;
@@ -54,6 +55,8 @@ impl BenchTask {
             BenchTask::Crows => "CrowS-Pairs",
             BenchTask::StereoSet => "StereoSet",
             BenchTask::Seat => "SEAT",
+            BenchTask::StereoSetInter => "StereoSet intersentence",
+            BenchTask::BecPro => "BEC-Pro",
         }
     }
 
@@ -119,6 +122,10 @@ pub struct EvalConfig {
     pub becpro_limit: Option<usize>,
     #[serde(default)]
     pub becpro_masking: BecProMasking,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias (bias-bench's prefixes; see
+    /// docs/self-debias.md). SEAT and NC statistics read the features, which it leaves alone.
+    #[serde(default)]
+    pub self_debias: Option<SelfDebias>,
 }
 
 impl Default for EvalConfig {
@@ -139,6 +146,7 @@ impl Default for EvalConfig {
             becpro_file: None,
             becpro_limit: None,
             becpro_masking: BecProMasking::Subword,
+            self_debias: None,
         }
     }
 }
@@ -156,6 +164,9 @@ impl EvalConfig {
         }
         if self.becpro_limit == Some(0) {
             bail!("eval config: becpro_limit must be at least 1");
+        }
+        if self.self_debias.is_some() && self.runs(BenchTask::Crows) && self.crows_variant == CrowsVariant::LmEval {
+            bail!("eval config: --self-debias has no lm-eval CrowS-Pairs scoring (use --crows-variant bias-bench)");
         }
         // The bundle has these two splits; a file given instead makes the split unused.
         if (self.runs(BenchTask::StereoSet) || self.runs(BenchTask::StereoSetInter))
@@ -195,6 +206,7 @@ pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress
             model.name
         ));
     }
+    notes.extend(self_debias_note(cfg));
     let crows = cfg.runs(BenchTask::Crows).then(|| run_crows(model, cfg, &mut notes, progress)).transpose()?;
     let stereoset =
         cfg.runs(BenchTask::StereoSet).then(|| run_stereoset(model, cfg, &mut notes, progress)).transpose()?;
@@ -229,8 +241,19 @@ fn settings(model: &LanguageModel, cfg: &EvalConfig, crows_scoring: Option<&str>
         "model": model.name, "family": model.family(), "kind": model.kind(), "lm_head": lm_head,
         "tasks": cfg.tasks, "bias": cfg.bias, "crows_variant": cfg.crows_variant, "crows_scoring": crows_scoring,
         "stereoset_split": cfg.stereoset_split, "crows_limit": cfg.crows_limit, "stereoset_limit": cfg.stereoset_limit,
-        "seat_source": seat_source, "becpro_limit": cfg.becpro_limit, "becpro_masking": cfg.becpro_masking,
+        "seat_source": seat_source, "becpro_limit": cfg.becpro_limit, "becpro_masking": cfg.becpro_masking, "self_debias": cfg.self_debias,
     })
+}
+
+/// What Self-Debias changes and what it cannot.
+fn self_debias_note(cfg: &EvalConfig) -> Option<String> {
+    let sd = cfg.self_debias?;
+    Some(format!(
+        "Self-Debias ({}): CrowS-Pairs and StereoSet are scored from the self-debiased output distribution (decay {}, epsilon {}); it changes no feature, so SEAT and NC statistics are the base model's",
+        sd.name(),
+        super::self_debias::DECAY,
+        super::self_debias::EPSILON
+    ))
 }
 
 /// The note for rows or clusters a data file holds but that could not be read.
@@ -279,7 +302,7 @@ fn run_crows(
     progress: &dyn Progress,
 ) -> Result<CrowsResult> {
     let pairs = crows_pairs(cfg, notes)?;
-    let r = super::crows::score(model, &pairs, cfg.crows_variant, cfg.batch_size, progress)?;
+    let r = super::crows::score_with(model, &pairs, cfg.crows_variant, cfg.self_debias, cfg.batch_size, progress)?;
     if r.skipped > 0 {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
         for why in r.pairs.iter().filter_map(|p| p.skipped.as_deref()) {
@@ -317,10 +340,11 @@ fn run_stereoset(
     progress: &dyn Progress,
 ) -> Result<StereoSetResult> {
     let clusters = stereoset_clusters(cfg, notes, stereoset::Part::Intrasentence)?;
-    let r = super::stereoset::score(model, &clusters, cfg.batch_size, progress)?;
+    let r = super::stereoset::score(model, &clusters, cfg.self_debias, cfg.batch_size, progress)?;
     if r.skipped > 0 {
+        let with = if cfg.self_debias.is_some() { " with its Self-Debias prefix" } else { "" };
         notes.push(format!(
-            "StereoSet: {} clusters skipped (a sentence longer than the model's {} positions)",
+            "StereoSet: {} clusters skipped (a sentence longer than the model's {} positions{with})",
             r.skipped,
             model.max_len()
         ));

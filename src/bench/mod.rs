@@ -11,6 +11,7 @@ pub mod glue;
 mod results;
 pub(crate) mod scoring;
 pub mod seat;
+pub mod self_debias;
 pub(crate) mod stereoset;
 pub(crate) mod stereoset_inter;
 

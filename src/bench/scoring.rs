@@ -18,9 +18,9 @@ pub struct Query {
 }
 
 /// Most padded tokens per forward pass.
-const MAX_BATCH_TOKENS: usize = 64 * 128;
+pub(super) const MAX_BATCH_TOKENS: usize = 64 * 128;
 /// Rows of logits materialised at once (rows × vocabulary floats).
-const LOGIT_ROWS: usize = 256;
+pub(super) const LOGIT_ROWS: usize = 256;
 
 /// `log softmax(logits)[target]` for each row, with the log-sum-exp in f64.
 fn log_prob_rows(logits: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {

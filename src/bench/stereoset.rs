@@ -2,6 +2,7 @@
 //! and does it prefer meaningful fillers at all (METHOD §6)?
 
 use super::scoring::{Query, causal_token_log_probs, masked_log_probs};
+use super::self_debias::{self, PrefixIds, SelfDebias};
 use crate::data::stereoset::{Cluster, Label};
 use crate::model::{Family, LanguageModel, ModelKind};
 use crate::util::progress::Progress;
@@ -53,6 +54,7 @@ pub fn filler(context: &str, sentence: &str) -> Option<String> {
 fn masked_scores(
     model: &LanguageModel,
     clusters: &[Cluster],
+    debias: Option<&[Vec<Vec<u32>>]>,
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<Option<f64>>>> {
@@ -83,7 +85,10 @@ fn masked_scores(
     // A variant longer than the position table is not truncated: its sentence is not scored.
     let mut lost: Vec<Vec<bool>> = clusters.iter().map(|c| vec![false; c.sentences.len()]).collect();
     for ((e, &t), &(c, s)) in enc.into_iter().zip(&targets).zip(&owners) {
-        match e.ids.iter().position(|&i| i == mask).filter(|_| !e.truncated) {
+        // With Self-Debias, the prefixed variant must fit too.
+        let extra = debias.map_or(0, |d| d[c].iter().map(Vec::len).max().unwrap_or(0));
+        let fits = !e.truncated && e.ids.len() + extra <= model.max_len();
+        match e.ids.iter().position(|&i| i == mask).filter(|_| fits) {
             Some(position) => {
                 queries.push(Query { ids: e.ids, position, target: t });
                 kept.push((c, s));
@@ -91,7 +96,13 @@ fn masked_scores(
             None => lost[c][s] = true,
         }
     }
-    let lp = masked_log_probs(model, &queries, batch_size, progress)?;
+    let lp = match debias {
+        None => masked_log_probs(model, &queries, batch_size, progress)?,
+        Some(pre) => {
+            let per_query: Vec<Vec<Vec<u32>>> = kept.iter().map(|&(c, _)| pre[c].clone()).collect();
+            self_debias::masked_log_probs(model, &queries, &per_query, batch_size, progress)?
+        }
+    };
     let mut probs: Vec<Vec<Vec<f64>>> = clusters.iter().map(|c| vec![Vec::new(); c.sentences.len()]).collect();
     for (&(c, s), v) in kept.iter().zip(&lp) {
         probs[c][s].push(v.exp());
@@ -113,14 +124,31 @@ fn masked_scores(
 fn causal_scores(
     model: &LanguageModel,
     clusters: &[Cluster],
+    debias: Option<&[Vec<Vec<u32>>]>,
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<Option<f64>>>> {
     let texts: Vec<&str> = clusters.iter().flat_map(|c| c.sentences.iter().map(|s| s.sentence.as_str())).collect();
+    let owner: Vec<usize> =
+        clusters.iter().enumerate().flat_map(|(c, cl)| cl.sentences.iter().map(move |_| c)).collect();
     let enc = model.encode_quiet(&texts, model.max_len())?;
-    let long: Vec<bool> = enc.iter().map(|e| e.truncated).collect();
+    let bos = model.tokenizer.bos_id;
+    let mut long: Vec<bool> = enc.iter().map(|e| e.truncated).collect();
     let ids: Vec<Vec<u32>> = enc.into_iter().map(|e| e.ids).collect();
-    let lp = causal_token_log_probs(model, &ids, batch_size, progress)?;
+    let lp = match debias {
+        None => causal_token_log_probs(model, &ids, batch_size, progress)?,
+        Some(pre) => {
+            // A sentence too long once prefixed is scored without the prefix and not used.
+            let mut per_seq = Vec::with_capacity(ids.len());
+            for ((s, &c), long) in ids.iter().zip(&owner).zip(long.iter_mut()) {
+                let extra = pre[c].iter().map(Vec::len).max().unwrap_or(0);
+                let len = s.len() - usize::from(bos.is_some() && s.first() == bos.as_ref());
+                *long |= len + extra > model.max_len();
+                per_seq.push(if *long { Vec::new() } else { pre[c].clone() });
+            }
+            self_debias::causal_token_log_probs(model, &ids, &per_seq, batch_size, progress)?
+        }
+    };
     let mut it = lp.into_iter().zip(long);
     Ok(clusters
         .iter()
@@ -167,16 +195,27 @@ pub(crate) fn count(counts: &mut BTreeMap<String, TermCounts>, target: &str, pro
 }
 
 /// Scores every cluster's three sentences and summarises per domain and overall; a cluster
-/// with a sentence that could not be scored is skipped.
+/// with a sentence that could not be scored is skipped. With Self-Debias, each cluster's
+/// prefixes come from `self_debias` and the cluster's domain, and a cluster with a sentence too
+/// long once prefixed is skipped too.
 pub fn score(
     model: &LanguageModel,
     clusters: &[Cluster],
+    self_debias: Option<SelfDebias>,
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<StereoSetResult> {
+    let debias = match self_debias {
+        None => None,
+        Some(sd) => {
+            let mut cache = PrefixIds::new(model);
+            Some(clusters.iter().map(|c| cache.for_row(model, sd, &c.bias_type)).collect::<Result<Vec<_>>>()?)
+        }
+    };
+    let debias = debias.as_deref();
     let scores = match model.kind() {
-        ModelKind::Masked => masked_scores(model, clusters, batch_size, progress)?,
-        ModelKind::Causal => causal_scores(model, clusters, batch_size, progress)?,
+        ModelKind::Masked => masked_scores(model, clusters, debias, batch_size, progress)?,
+        ModelKind::Causal => causal_scores(model, clusters, debias, batch_size, progress)?,
     };
     tally(clusters, &scores)
 }

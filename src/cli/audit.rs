@@ -37,6 +37,11 @@ pub struct Args {
     /// place of the model directory's own projection.safetensors.
     #[arg(long)]
     pub projection: Option<PathBuf>,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias (gender, race, religion, auto, all; see
+    /// `fairnc eval --self-debias`). The NC statistics and SEAT are the base model's: Self-Debias
+    /// changes the output distribution, not the features.
+    #[arg(long, value_enum)]
+    pub self_debias: Option<crate::bench::self_debias::SelfDebias>,
     #[command(flatten)]
     pub runtime: crate::util::device::RuntimeArgs,
 }
@@ -58,6 +63,7 @@ impl Args {
             dtype: self.runtime.dtype,
             measures,
             projection: self.projection.clone(),
+            self_debias: self.self_debias,
         })
     }
 }

@@ -4,6 +4,7 @@ use super::{ModelArgs, validate};
 use crate::bench::becpro::BecProMasking;
 use crate::bench::crows::CrowsVariant;
 use crate::bench::evaluate::{EvalConfig, evaluate};
+use crate::bench::self_debias::SelfDebias;
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -61,6 +62,12 @@ pub struct Args {
     becpro_masking: BecProMasking,
     #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
+    /// Score CrowS-Pairs and StereoSet with Self-Debias (bias-bench's debiasing prefixes,
+    /// decay 50, epsilon 0.01): the prefix of gender, race or religion for every row, auto for
+    /// each row's own bias type, or all three at once. SEAT is unchanged by it (see
+    /// docs/self-debias.md).
+    #[arg(long, value_enum)]
+    self_debias: Option<SelfDebias>,
     #[arg(long)]
     output: PathBuf,
 }
@@ -84,6 +91,7 @@ impl Args {
             becpro_file: self.becpro_file.clone(),
             becpro_limit: self.becpro_limit,
             becpro_masking: self.becpro_masking,
+            self_debias: self.self_debias,
         };
         cfg.validate()?;
         Ok(cfg)

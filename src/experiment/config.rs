@@ -303,6 +303,7 @@ impl Config {
             dtype: self.dtype,
             measures: Vec::new(),
             projection: None,
+            self_debias: None,
         }
     }
 

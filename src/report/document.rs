@@ -15,7 +15,11 @@ pub enum Block {
     List(Vec<String>),
     /// A table the HTML page can sort by any column (click its header); Markdown shows its
     /// first `shown` rows and says how many more the HTML page has.
-    Sortable { header: Vec<String>, rows: Vec<Vec<String>>, shown: usize },
+    Sortable {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+        shown: usize,
+    },
 }
 
 #[derive(Default)]
@@ -150,7 +154,11 @@ fn markdown_table(s: &mut String, header: &[String], rows: &[Vec<String>]) {
 
 /// A table in its own scrolling box, so that a wide one never widens the page.
 fn html_table(s: &mut String, header: &[String], rows: &[Vec<String>], sortable: bool) {
-    s.push_str(if sortable { "<div class=\"box\"><table class=\"sortable\"><thead><tr>" } else { "<div class=\"box\"><table><thead><tr>" });
+    s.push_str(if sortable {
+        "<div class=\"box\"><table class=\"sortable\"><thead><tr>"
+    } else {
+        "<div class=\"box\"><table><thead><tr>"
+    });
     for c in header {
         let _ = write!(s, "<th>{}</th>", inline(c));
     }

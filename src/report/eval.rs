@@ -146,12 +146,17 @@ pub fn markdown(r: &EvalResults) -> String {
     let model = r.settings.get("model").and_then(|m| m.as_str()).unwrap_or("model");
     let mut out = String::new();
     let _ = writeln!(out, "# Bias benchmarks: `{model}`");
+    // Self-Debias changes the CrowS-Pairs and StereoSet scores only (SEAT reads the features).
+    let scored = match r.settings.get("self_debias").and_then(|v| v.as_str()) {
+        Some(sd) => format!("{model} + Self-Debias ({sd})"),
+        None => model.to_string(),
+    };
     if let Some(c) = &r.crows {
         let scoring = r.settings.get("crows_scoring").and_then(|v| v.as_str()).unwrap_or("bias-bench");
-        crows_table(&mut out, model, scoring, c);
+        crows_table(&mut out, &scored, scoring, c);
     }
     if let Some(s) = &r.stereoset {
-        stereoset_tables(&mut out, model, s);
+        stereoset_tables(&mut out, &scored, s);
     }
     if let Some(s) = &r.seat {
         seat_tables(&mut out, model, s);
