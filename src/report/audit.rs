@@ -281,7 +281,7 @@ fn browser(d: &mut Document, g: &LargestGaps, causal: bool) {
     }
     if !g.stereoset.is_empty() {
         let unit = if causal { "mean log-probability" } else { "mean probability of the filler" };
-        d.heading(2, &format!("StereoSet intrasentence (score: {unit})"));
+        d.heading(2, format!("StereoSet intrasentence (score: {unit})"));
         d.sortable(
             &["cluster", "domain", "target", "gap", "stereotype", "score", "anti-stereotype", "score"],
             rows(&g.stereoset),
