@@ -110,9 +110,16 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 
 /// Ranks from 1, ties sharing their average rank (as scipy.stats.rankdata).
 pub fn ranks(x: &[f64]) -> Vec<f64> {
+    ranks_with_ties(x).0
+}
+
+/// [`ranks`] and the sizes of the tie groups, in ascending order of value (the tie
+/// correction of rank tests needs them).
+pub fn ranks_with_ties(x: &[f64]) -> (Vec<f64>, Vec<usize>) {
     let mut order: Vec<usize> = (0..x.len()).collect();
     order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
     let mut r = vec![0.0; x.len()];
+    let mut groups = Vec::new();
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
@@ -123,9 +130,10 @@ pub fn ranks(x: &[f64]) -> Vec<f64> {
         for &k in &order[i..=j] {
             r[k] = avg;
         }
+        groups.push(j - i + 1);
         i = j + 1;
     }
-    r
+    (r, groups)
 }
 
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {

@@ -40,28 +40,6 @@ pub struct Wilcoxon {
     pub method: WilcoxonMethod,
 }
 
-/// Average ranks (1-based) of `x` and the sizes of its tie groups.
-fn ranks_with_ties(x: &[f64]) -> (Vec<f64>, Vec<usize>) {
-    let mut order: Vec<usize> = (0..x.len()).collect();
-    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
-    let mut ranks = vec![0.0; x.len()];
-    let mut groups = Vec::new();
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = avg;
-        }
-        groups.push(j - i + 1);
-        i = j + 1;
-    }
-    (ranks, groups)
-}
-
 /// P(R+ = k) for k = 0..=n(n+1)/2 under the null (no ties).
 fn exact_pmf(n: usize) -> Vec<f64> {
     let max = n * (n + 1) / 2;
@@ -107,7 +85,7 @@ pub fn wilcoxon(d: &[f64], correction: bool) -> Result<Wilcoxon> {
         bail!("Wilcoxon test: no non-zero difference among {n} pairs");
     }
     let abs: Vec<f64> = nonzero.iter().map(|x| x.abs()).collect();
-    let (ranks, groups) = ranks_with_ties(&abs);
+    let (ranks, groups) = super::stats::ranks_with_ties(&abs);
     let r_plus: f64 = nonzero.iter().zip(&ranks).filter(|(x, _)| **x > 0.0).map(|(_, r)| r).sum();
     let r_minus: f64 = nonzero.iter().zip(&ranks).filter(|(x, _)| **x < 0.0).map(|(_, r)| r).sum();
     let ties = groups.iter().any(|&g| g > 1);
