@@ -25,10 +25,17 @@ pub enum BenchTask {
     Crows,
     StereoSet,
     Seat,
+    /// AUL and AULA (Kaneko & Bollegala) on CrowS-Pairs and StereoSet; docs/aul.md.
+    Aul,
+    /// mlm-bias's CRR, CRRA, ΔP, ΔPA on CrowS-Pairs and StereoSet; docs/mlm-bias.md.
+    #[serde(rename = "mlm-bias")]
+    MlmBias,
 }
 
 impl BenchTask {
     pub const ALL: [BenchTask; 3] = [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat];
+    /// The peer measures, run only when asked for (not in the default task list).
+    pub const PEER: [BenchTask; 2] = [BenchTask::Aul, BenchTask::MlmBias];
 
     /// The name on the command line and in `results.json`'s settings.
     pub fn name(self) -> &'static str {
@@ -36,6 +43,8 @@ impl BenchTask {
             BenchTask::Crows => "crows",
             BenchTask::StereoSet => "stereoset",
             BenchTask::Seat => "seat",
+            BenchTask::Aul => "aul",
+            BenchTask::MlmBias => "mlm-bias",
         }
     }
 
@@ -49,9 +58,9 @@ impl std::str::FromStr for BenchTask {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match BenchTask::ALL.into_iter().find(|t| t.name() == s) {
+        match BenchTask::ALL.into_iter().chain(BenchTask::PEER).find(|t| t.name() == s) {
             Some(t) => Ok(t),
-            None => bail!("unknown task \"{s}\" (crows, stereoset, seat)"),
+            None => bail!("unknown task \"{s}\" (crows, stereoset, seat, aul, mlm-bias)"),
         }
     }
 }
@@ -84,6 +93,9 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// Seed of SEAT's random splits (tests too large to enumerate every split).
     pub seed: u64,
+    /// AUL: which CrowS-Pairs sentence is the stereotypical one.
+    #[serde(default)]
+    pub aul_direction: super::aul::AulDirection,
 }
 
 impl Default for EvalConfig {
@@ -101,6 +113,7 @@ impl Default for EvalConfig {
             seat_tests: Vec::new(),
             batch_size: 64,
             seed: 0,
+            aul_direction: Default::default(),
         }
     }
 }
@@ -139,6 +152,10 @@ pub struct Evaluation {
     pub crows: Option<CrowsResult>,
     pub stereoset: Option<StereoSetResult>,
     pub seat: Option<Vec<(String, SeatScore)>>,
+    #[serde(default)]
+    pub aul: Option<super::aul::AulResult>,
+    #[serde(default)]
+    pub mlm_bias: Option<super::mlm_bias::MlmBiasResult>,
 }
 
 /// Runs the benchmarks of `cfg` on `model`. The notes of `results.json` say what was skipped
@@ -146,7 +163,9 @@ pub struct Evaluation {
 pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress) -> Result<Evaluation> {
     cfg.validate()?;
     let mut notes = Vec::new();
-    if model.params.new_head && (cfg.runs(BenchTask::Crows) || cfg.runs(BenchTask::StereoSet)) {
+    if model.params.new_head
+        && [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Aul, BenchTask::MlmBias].iter().any(|&t| cfg.runs(t))
+    {
         notes.push(format!(
             "{} has no pretrained LM head: CrowS-Pairs and StereoSet scores come from an untrained head",
             model.name
@@ -156,16 +175,21 @@ pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress
     let stereoset =
         cfg.runs(BenchTask::StereoSet).then(|| run_stereoset(model, cfg, &mut notes, progress)).transpose()?;
     let seat = cfg.runs(BenchTask::Seat).then(|| run_seat(model, cfg, &mut notes, progress)).transpose()?;
+    let aul = cfg.runs(BenchTask::Aul).then(|| run_aul(model, cfg, &mut notes, progress)).transpose()?.flatten();
+    let mlm_bias =
+        cfg.runs(BenchTask::MlmBias).then(|| run_mlm_bias(model, cfg, &mut notes, progress)).transpose()?.flatten();
     let results = EvalResults {
         crows: crows.as_ref().map(|r| CrowsSection { by_type: r.by_type.clone(), overall: r.overall.clone() }),
         stereoset: stereoset
             .as_ref()
             .map(|r| StereoSetSection { by_domain: r.by_domain.clone(), overall: r.overall.clone() }),
         seat: seat.as_deref().map(SeatSection::new),
+        aul: aul.as_ref().map(|r| r.section.clone()),
+        mlm_bias: mlm_bias.as_ref().map(|r| r.section.clone()),
         notes,
         settings: settings(model, cfg, crows.as_ref().map(|r| r.variant.as_str())),
     };
-    Ok(Evaluation { results, crows, stereoset, seat })
+    Ok(Evaluation { results, crows, stereoset, seat, aul, mlm_bias })
 }
 
 /// `results.json`'s record of what was run.
@@ -276,6 +300,76 @@ fn run_stereoset(
     Ok(r)
 }
 
+/// The CrowS-Pairs rows and StereoSet clusters of the peer measures as sentence pairs (the
+/// files' notes added once, though CrowS-Pairs or StereoSet may have read them too).
+fn peer_pairs(
+    cfg: &EvalConfig,
+    order: super::sentence_pairs::CrowsOrder,
+    notes: &mut Vec<String>,
+) -> Result<Vec<super::sentence_pairs::SentencePair>> {
+    let mut read = Vec::new();
+    let mut pairs = super::sentence_pairs::from_crows(&crows_pairs(cfg, &mut read)?, order);
+    pairs.extend(super::sentence_pairs::from_stereoset(&stereoset_clusters(cfg, &mut read)?));
+    for n in read {
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    }
+    Ok(pairs)
+}
+
+/// The note for pairs a peer measure skipped, by reason.
+fn peer_skip_note(what: &str, reasons: impl Iterator<Item = String>) -> Option<String> {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reasons {
+        *by.entry(r).or_default() += 1;
+    }
+    let total: usize = by.values().sum();
+    (total > 0).then(|| {
+        let why: Vec<String> = by.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        format!("{what}: {total} pairs skipped and left out of N ({})", why.join("; "))
+    })
+}
+
+fn run_aul(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Option<super::aul::AulResult>> {
+    if model.kind() != crate::model::ModelKind::Masked {
+        notes.push(format!("AUL skipped: {} is a causal LM; AUL/AULA are defined for masked LMs", model.name));
+        return Ok(None);
+    }
+    let order = match cfg.aul_direction {
+        super::aul::AulDirection::BiasBench => super::sentence_pairs::CrowsOrder::Stereotypical,
+        super::aul::AulDirection::SentMore => super::sentence_pairs::CrowsOrder::SentMore,
+    };
+    let pairs = peer_pairs(cfg, order, notes)?;
+    let r = super::aul::score(model, &pairs, cfg.aul_direction, cfg.batch_size, progress)?;
+    notes.extend(peer_skip_note("AUL", r.pairs.iter().filter_map(|p| p.skipped.clone())));
+    Ok(Some(r))
+}
+
+fn run_mlm_bias(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Option<super::mlm_bias::MlmBiasResult>> {
+    if model.kind() != crate::model::ModelKind::Masked {
+        notes.push(format!(
+            "mlm-bias skipped: {} is a causal LM; CRR/CRRA/ΔP/ΔPA are defined for masked LMs",
+            model.name
+        ));
+        return Ok(None);
+    }
+    let pairs = peer_pairs(cfg, super::sentence_pairs::CrowsOrder::SentMore, notes)?;
+    let r = super::mlm_bias::score(model, &pairs, cfg.batch_size, progress)?;
+    notes.extend(peer_skip_note("mlm-bias", r.pairs.iter().filter_map(|p| p.skipped.clone())));
+    Ok(Some(r))
+}
+
 /// The SEAT tests to run: the named ones or the standard tests of the bias types, read from
 /// `seat_dir` or rebuilt from WEAT word lists.
 fn seat_tests(cfg: &EvalConfig) -> Result<Vec<SeatTest>> {
@@ -345,7 +439,9 @@ mod tests {
         );
         assert_eq!(BenchTask::parse_list("crows,stereoset,seat").unwrap(), EvalConfig::default().tasks);
         let e = BenchTask::parse_list("crows,winobias").unwrap_err();
-        assert_eq!(e.to_string(), "unknown task \"winobias\" (crows, stereoset, seat)");
+        assert_eq!(e.to_string(), "unknown task \"winobias\" (crows, stereoset, seat, aul, mlm-bias)");
+        assert_eq!(BenchTask::parse_list("aul,mlm-bias").unwrap(), BenchTask::PEER.to_vec());
+        assert_eq!(serde_json::to_value(BenchTask::PEER).unwrap(), serde_json::json!(["aul", "mlm-bias"]));
         assert_eq!(serde_json::to_value(BenchTask::ALL).unwrap(), serde_json::json!(["crows", "stereoset", "seat"]));
     }
 

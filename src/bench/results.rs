@@ -13,6 +13,10 @@ pub struct EvalResults {
     pub stereoset: Option<StereoSetSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seat: Option<SeatSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aul: Option<super::aul::AulSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlm_bias: Option<super::mlm_bias::MlmBiasSection>,
     /// What was run, skipped or could not be read.
     pub notes: Vec<String>,
     pub settings: serde_json::Value,

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Benchmarks to run.
+    /// Benchmarks to run: crows, stereoset, seat, and the peer measures aul (AUL/AULA,
+    /// docs/aul.md) and mlm-bias (CRR/CRRA/ΔP/ΔPA, docs/mlm-bias.md), which score both
+    /// CrowS-Pairs and StereoSet.
     #[arg(long, value_delimiter = ',', default_value = "crows,stereoset,seat")]
     tasks: Vec<String>,
     /// Bias types (gender, race, religion, or any CrowS type; default: every type for
@@ -45,6 +47,10 @@ pub struct Args {
     /// SEAT tests by name (default: the standard tests of the chosen bias types).
     #[arg(long, value_delimiter = ',')]
     seat_tests: Vec<String>,
+    /// AUL: the stereotypical CrowS-Pairs sentence by bias-bench's rule (bias-bench) or always
+    /// sent_more, as the AUL authors' code does (sent-more).
+    #[arg(long, value_enum, default_value = "bias-bench")]
+    aul_direction: crate::bench::aul::AulDirection,
     #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
     #[arg(long)]
@@ -67,6 +73,7 @@ impl Args {
             seat_tests: self.seat_tests.clone(),
             batch_size: self.batch_size,
             seed: self.model.seed,
+            aul_direction: self.aul_direction,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Writes an evaluation into `dir` (created if missing): `crows.csv`, `stereoset.csv` and
-/// `seat.csv` for the benchmarks that ran, then `results.json` and `results.md`.
+/// Writes an evaluation into `dir` (created if missing): `crows.csv`, `stereoset.csv`,
+/// `seat.csv`, `aul.csv` and `mlm-bias.csv` for the benchmarks that ran, then `results.json` and `results.md`.
 pub fn write(dir: &Path, ev: &Evaluation) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     if let Some(r) = &ev.crows {
@@ -22,6 +22,12 @@ pub fn write(dir: &Path, ev: &Evaluation) -> Result<()> {
     }
     if let Some(scores) = &ev.seat {
         seat_csv(&dir.join("seat.csv"), scores)?;
+    }
+    if let Some(r) = &ev.aul {
+        super::peer_measures::aul_csv(&dir.join("aul.csv"), r)?;
+    }
+    if let Some(r) = &ev.mlm_bias {
+        super::peer_measures::mlm_bias_csv(&dir.join("mlm-bias.csv"), r)?;
     }
     crate::util::fs::write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&ev.results)?.as_bytes())?;
     crate::util::fs::write_atomic(&dir.join("results.md"), markdown(&ev.results).as_bytes())
@@ -111,6 +117,12 @@ pub fn markdown(r: &EvalResults) -> String {
     }
     if let Some(s) = &r.seat {
         seat_tables(&mut out, model, s);
+    }
+    if let Some(s) = &r.aul {
+        super::peer_measures::aul_markdown(&mut out, s);
+    }
+    if let Some(s) = &r.mlm_bias {
+        super::peer_measures::mlm_bias_markdown(&mut out, s);
     }
     for n in &r.notes {
         let _ = writeln!(out, "\nNote: {n}");
