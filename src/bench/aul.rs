@@ -148,9 +148,7 @@ fn summarise<'a>(pairs: impl Iterator<Item = &'a AulPair>) -> AulSummary {
 /// Summaries of the scored pairs of one dataset (None when it has none).
 fn groups(pairs: &[AulPair], source: Source) -> Option<AulGroups> {
     let of = || pairs.iter().filter(move |p| p.dataset == source && p.skipped.is_none());
-    if of().next().is_none() {
-        return None;
-    }
+    of().next()?;
     let mut names: Vec<&str> = of().map(|p| p.group.as_str()).collect();
     names.sort();
     names.dedup();

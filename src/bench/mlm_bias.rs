@@ -187,9 +187,7 @@ fn summarise<'a>(pairs: impl Iterator<Item = &'a MlmBiasPair>) -> MlmBiasSummary
 
 fn groups(pairs: &[MlmBiasPair], source: Source) -> Option<MlmBiasGroups> {
     let of = || pairs.iter().filter(move |p| p.dataset == source && p.skipped.is_none());
-    if of().next().is_none() {
-        return None;
-    }
+    of().next()?;
     let mut names: Vec<&str> = of().map(|p| p.group.as_str()).collect();
     names.sort();
     names.dedup();
