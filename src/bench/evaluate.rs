@@ -30,11 +30,23 @@ pub enum BenchTask {
     #[serde(rename = "stereoset-inter")]
     StereoSetInter,
     BecPro,
+    /// AUL and AULA (Kaneko & Bollegala) on CrowS-Pairs and StereoSet; docs/aul.md.
+    Aul,
+    /// mlm-bias's CRR, CRRA, ΔP, ΔPA on CrowS-Pairs and StereoSet; docs/mlm-bias.md.
+    #[serde(rename = "mlm-bias")]
+    MlmBias,
 }
 
 impl BenchTask {
-    pub const ALL: [BenchTask; 5] =
-        [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat, BenchTask::StereoSetInter, BenchTask::BecPro];
+    pub const ALL: [BenchTask; 7] = [
+        BenchTask::Crows,
+        BenchTask::StereoSet,
+        BenchTask::Seat,
+        BenchTask::StereoSetInter,
+        BenchTask::BecPro,
+        BenchTask::Aul,
+        BenchTask::MlmBias,
+    ];
     /// What `fairnc eval` runs unless told otherwise.
     pub const DEFAULT: [BenchTask; 3] = [BenchTask::Crows, BenchTask::StereoSet, BenchTask::Seat];
 
@@ -46,6 +58,8 @@ impl BenchTask {
             BenchTask::Seat => "seat",
             BenchTask::StereoSetInter => "stereoset-inter",
             BenchTask::BecPro => "becpro",
+            BenchTask::Aul => "aul",
+            BenchTask::MlmBias => "mlm-bias",
         }
     }
 
@@ -57,6 +71,8 @@ impl BenchTask {
             BenchTask::Seat => "SEAT",
             BenchTask::StereoSetInter => "StereoSet intersentence",
             BenchTask::BecPro => "BEC-Pro",
+            BenchTask::Aul => "AUL/AULA",
+            BenchTask::MlmBias => "mlm-bias (CRR/ΔP)",
         }
     }
 
@@ -126,6 +142,9 @@ pub struct EvalConfig {
     /// docs/self-debias.md). SEAT and NC statistics read the features, which it leaves alone.
     #[serde(default)]
     pub self_debias: Option<SelfDebias>,
+    /// AUL: which CrowS-Pairs sentence is the stereotypical one.
+    #[serde(default)]
+    pub aul_direction: super::aul::AulDirection,
 }
 
 impl Default for EvalConfig {
@@ -147,6 +166,7 @@ impl Default for EvalConfig {
             becpro_limit: None,
             becpro_masking: BecProMasking::Subword,
             self_debias: None,
+            aul_direction: Default::default(),
         }
     }
 }
@@ -193,6 +213,10 @@ pub struct Evaluation {
     pub seat: Option<Vec<(String, SeatScore)>>,
     pub stereoset_inter: Option<StereoSetResult>,
     pub becpro: Option<BecProResult>,
+    #[serde(default)]
+    pub aul: Option<super::aul::AulResult>,
+    #[serde(default)]
+    pub mlm_bias: Option<super::mlm_bias::MlmBiasResult>,
 }
 
 /// Runs the benchmarks of `cfg` on `model`. The notes of `results.json` say what was skipped
@@ -200,10 +224,12 @@ pub struct Evaluation {
 pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress) -> Result<Evaluation> {
     cfg.validate()?;
     let mut notes = Vec::new();
-    if model.params.new_head && (cfg.runs(BenchTask::Crows) || cfg.runs(BenchTask::StereoSet)) {
+    let head_tasks: Vec<&str> = cfg.tasks.iter().filter(|t| t.reads_lm_head()).map(|t| t.title()).collect();
+    if model.params.new_head && !head_tasks.is_empty() {
         notes.push(format!(
-            "{} has no pretrained LM head: CrowS-Pairs and StereoSet scores come from an untrained head",
-            model.name
+            "{} has no pretrained LM head: the {} scores come from an untrained head",
+            model.name,
+            head_tasks.join(", ")
         ));
     }
     notes.extend(self_debias_note(cfg));
@@ -214,6 +240,9 @@ pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress
     let stereoset_inter =
         if cfg.runs(BenchTask::StereoSetInter) { run_stereoset_inter(model, cfg, &mut notes, progress)? } else { None };
     let becpro = if cfg.runs(BenchTask::BecPro) { run_becpro(model, cfg, &mut notes, progress)? } else { None };
+    let aul = cfg.runs(BenchTask::Aul).then(|| run_aul(model, cfg, &mut notes, progress)).transpose()?.flatten();
+    let mlm_bias =
+        cfg.runs(BenchTask::MlmBias).then(|| run_mlm_bias(model, cfg, &mut notes, progress)).transpose()?.flatten();
     let results = EvalResults {
         crows: crows.as_ref().map(|r| CrowsSection { by_type: r.by_type.clone(), overall: r.overall.clone() }),
         stereoset: stereoset
@@ -226,10 +255,12 @@ pub fn evaluate(model: &LanguageModel, cfg: &EvalConfig, progress: &dyn Progress
             combined: stereoset.as_ref().map(|intra| super::stereoset::pooled(&[intra, r])),
         }),
         becpro: becpro.as_ref().map(|r| BecProSection { by_group: r.by_group.clone(), overall: r.overall.clone() }),
+        aul: aul.as_ref().map(|r| r.section.clone()),
+        mlm_bias: mlm_bias.as_ref().map(|r| r.section.clone()),
         notes,
         settings: settings(model, cfg, crows.as_ref().map(|r| r.variant.as_str())),
     };
-    Ok(Evaluation { results, crows, stereoset, seat, stereoset_inter, becpro })
+    Ok(Evaluation { results, crows, stereoset, seat, stereoset_inter, becpro, aul, mlm_bias })
 }
 
 /// `results.json`'s record of what was run.
@@ -421,6 +452,80 @@ fn run_becpro(
     Ok(Some(r))
 }
 
+/// The CrowS-Pairs rows and StereoSet clusters of the peer measures as sentence pairs (the
+/// files' notes added once, though CrowS-Pairs or StereoSet may have read them too).
+fn peer_pairs(
+    cfg: &EvalConfig,
+    order: super::sentence_pairs::CrowsOrder,
+    notes: &mut Vec<String>,
+) -> Result<Vec<super::sentence_pairs::SentencePair>> {
+    let mut read = Vec::new();
+    let mut pairs = super::sentence_pairs::from_crows(&crows_pairs(cfg, &mut read)?, order);
+    pairs.extend(super::sentence_pairs::from_stereoset(&stereoset_clusters(
+        cfg,
+        &mut read,
+        stereoset::Part::Intrasentence,
+    )?));
+    for n in read {
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    }
+    Ok(pairs)
+}
+
+/// The note for pairs a peer measure skipped, by reason.
+fn peer_skip_note(what: &str, reasons: impl Iterator<Item = String>) -> Option<String> {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reasons {
+        *by.entry(r).or_default() += 1;
+    }
+    let total: usize = by.values().sum();
+    (total > 0).then(|| {
+        let why: Vec<String> = by.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        format!("{what}: {total} pairs skipped and left out of N ({})", why.join("; "))
+    })
+}
+
+fn run_aul(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Option<super::aul::AulResult>> {
+    if model.kind() != crate::model::ModelKind::Masked {
+        notes.push(format!("AUL skipped: {} is a causal LM; AUL/AULA are defined for masked LMs", model.name));
+        return Ok(None);
+    }
+    let order = match cfg.aul_direction {
+        super::aul::AulDirection::BiasBench => super::sentence_pairs::CrowsOrder::Stereotypical,
+        super::aul::AulDirection::SentMore => super::sentence_pairs::CrowsOrder::SentMore,
+    };
+    let pairs = peer_pairs(cfg, order, notes)?;
+    let r = super::aul::score(model, &pairs, cfg.aul_direction, cfg.batch_size, progress)?;
+    notes.extend(peer_skip_note("AUL", r.pairs.iter().filter_map(|p| p.skipped.clone())));
+    Ok(Some(r))
+}
+
+fn run_mlm_bias(
+    model: &LanguageModel,
+    cfg: &EvalConfig,
+    notes: &mut Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Option<super::mlm_bias::MlmBiasResult>> {
+    if model.kind() != crate::model::ModelKind::Masked {
+        notes.push(format!(
+            "mlm-bias skipped: {} is a causal LM; CRR/CRRA/ΔP/ΔPA are defined for masked LMs",
+            model.name
+        ));
+        return Ok(None);
+    }
+    let pairs = peer_pairs(cfg, super::sentence_pairs::CrowsOrder::SentMore, notes)?;
+    let r = super::mlm_bias::score(model, &pairs, cfg.batch_size, progress)?;
+    notes.extend(peer_skip_note("mlm-bias", r.pairs.iter().filter_map(|p| p.skipped.clone())));
+    Ok(Some(r))
+}
+
 /// The SEAT tests to run: the named ones or the standard tests of the bias types, read from
 /// `seat_dir` or rebuilt from WEAT word lists.
 fn seat_tests(cfg: &EvalConfig) -> Result<Vec<SeatTest>> {
@@ -490,15 +595,19 @@ mod tests {
         );
         assert_eq!(BenchTask::parse_list("crows,stereoset,seat").unwrap(), EvalConfig::default().tasks);
         let e = BenchTask::parse_list("crows,winobias").unwrap_err();
-        assert_eq!(e.to_string(), "unknown task \"winobias\" (crows, stereoset, seat, stereoset-inter, becpro)");
+        assert_eq!(
+            e.to_string(),
+            "unknown task \"winobias\" (crows, stereoset, seat, stereoset-inter, becpro, aul, mlm-bias)"
+        );
         assert_eq!(
             serde_json::to_value(BenchTask::ALL).unwrap(),
-            serde_json::json!(["crows", "stereoset", "seat", "stereoset-inter", "becpro"])
+            serde_json::json!(["crows", "stereoset", "seat", "stereoset-inter", "becpro", "aul", "mlm-bias"])
         );
         assert_eq!(
             BenchTask::parse_list("stereoset-inter,becpro").unwrap(),
             vec![BenchTask::StereoSetInter, BenchTask::BecPro]
         );
+        assert_eq!(BenchTask::parse_list("aul,mlm-bias").unwrap(), vec![BenchTask::Aul, BenchTask::MlmBias]);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct EvalResults {
     pub stereoset_intersentence: Option<StereoSetInterSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub becpro: Option<BecProSection>,
+    pub aul: Option<super::aul::AulSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlm_bias: Option<super::mlm_bias::MlmBiasSection>,
     /// What was run, skipped or could not be read.
     pub notes: Vec<String>,
     pub settings: serde_json::Value,

@@ -14,7 +14,9 @@ pub struct Args {
     model: ModelArgs,
     /// Benchmarks to run: crows, stereoset (intrasentence), seat, stereoset-inter (StereoSet
     /// intersentence: next-sentence head of masked LMs, conditional likelihood of causal LMs;
-    /// docs/stereoset-intersentence.md), becpro (BEC-Pro association, masked LMs; docs/becpro.md).
+    /// docs/stereoset-intersentence.md), becpro (BEC-Pro association, masked LMs; docs/becpro.md),
+    /// and the peer measures aul (AUL/AULA, docs/aul.md) and mlm-bias (CRR/CRRA/ΔP/ΔPA,
+    /// docs/mlm-bias.md), which score both CrowS-Pairs and StereoSet.
     #[arg(long, value_delimiter = ',', default_value = "crows,stereoset,seat")]
     tasks: Vec<String>,
     /// Bias types (gender, race, religion, or any CrowS type; default: every type for
@@ -60,6 +62,10 @@ pub struct Args {
     /// attended masks), to match that code's numbers.
     #[arg(long, value_enum, default_value = "subword")]
     becpro_masking: BecProMasking,
+    /// AUL: the stereotypical CrowS-Pairs sentence by bias-bench's rule (bias-bench) or always
+    /// sent_more, as the AUL authors' code does (sent-more).
+    #[arg(long, value_enum, default_value = "bias-bench")]
+    aul_direction: crate::bench::aul::AulDirection,
     #[arg(long, default_value_t = 64, value_parser = validate::positive_usize, allow_negative_numbers = true)]
     batch_size: usize,
     /// Score CrowS-Pairs and StereoSet with Self-Debias (bias-bench's debiasing prefixes,
@@ -92,6 +98,7 @@ impl Args {
             becpro_limit: self.becpro_limit,
             becpro_masking: self.becpro_masking,
             self_debias: self.self_debias,
+            aul_direction: self.aul_direction,
         };
         cfg.validate()?;
         Ok(cfg)

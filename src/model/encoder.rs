@@ -1,6 +1,7 @@
 //! BERT, RoBERTa and DistilBERT: the same post-LayerNorm encoder with an MLM head, differing
 //! only in weight names, position ids and token-type embeddings.
 
+use super::attention_received::attention_with_received;
 use super::batch::Batch;
 use super::config::{Activation, Family, ModelConfig};
 use super::layers::{Dropout, Exec, MASKED, activate, layer_norm, linear, self_attention};
@@ -156,6 +157,44 @@ impl Encoder {
 
     /// Last-layer hidden states from the batch's word-embedding rows `[B, T, D]`.
     pub fn hidden_from_words(&self, batch: &Batch, words: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+        let (mut x, mask) = self.embed(batch, words, dropout, exec)?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, &mask, dropout, exec)?;
+        }
+        Ok(x)
+    }
+
+    /// Last-layer hidden states `[B, T, D]` (inference) and the attention each position
+    /// received, `[B, T]`: the mean over layers, heads and the row's real query positions,
+    /// from explicit attention probabilities (AULA, mlm-bias's CRRA / ΔPA).
+    pub fn hidden_with_received(&self, batch: &Batch, dropout: &Dropout) -> Result<(Tensor, Tensor)> {
+        let exec = Exec::INFER;
+        let (mut x, mask) = self.embed(batch, &self.word_embeddings(batch)?, dropout, exec)?;
+        let mut total: Option<Tensor> = None;
+        for layer in &self.layers {
+            let mut got = None;
+            x = self.layer_around(layer, &x, dropout, exec, |qkv| {
+                let (ctx, r) = attention_with_received(qkv, &mask, &batch.attention_mask, self.cfg.num_heads)?;
+                got = Some(r);
+                Ok(ctx)
+            })?;
+            let r = got.expect("the attention ran");
+            total = Some(match total {
+                Some(t) => (t + r)?,
+                None => r,
+            });
+        }
+        let (b, t) = batch.input_ids.dims2()?;
+        let total = match total {
+            Some(t) => t,
+            None => Tensor::zeros((b, t), candle_core::DType::F32, batch.input_ids.device())?,
+        };
+        Ok((x, (total / self.layers.len().max(1) as f64)?))
+    }
+
+    /// The embedding sum after its LayerNorm `[B, T, D]`, and the additive padding mask
+    /// `[B, 1, 1, T]` in the activations' dtype.
+    fn embed(&self, batch: &Batch, words: &Tensor, dropout: &Dropout, exec: Exec) -> Result<(Tensor, Tensor)> {
         let cfg = &self.cfg;
         let (b, t) = batch.input_ids.dims2()?;
         let d = cfg.hidden_size;
@@ -170,22 +209,34 @@ impl Encoder {
             };
         }
         let x = x.reshape((b, t, d))?;
-        let mut x = dropout.apply(&self.ln.forward(&x, cfg.layer_norm_eps, exec)?, cfg.hidden_dropout, exec)?;
+        let x = dropout.apply(&self.ln.forward(&x, cfg.layer_norm_eps, exec)?, cfg.hidden_dropout, exec)?;
         // In the activations' dtype: candle adds only equal dtypes (f16 holds −1e9 as −inf, still exp 0).
         let mask = ((1.0 - &batch.attention_mask)? * MASKED as f64)?.to_dtype(x.dtype())?.reshape((b, 1, 1, t))?;
-        for layer in &self.layers {
-            x = self.layer(layer, &x, &mask, dropout, exec)?;
-        }
-        Ok(x)
+        Ok((x, mask))
     }
 
     fn layer(&self, l: &Layer, x: &Tensor, mask: &Tensor, dropout: &Dropout, exec: Exec) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        self.layer_around(l, x, dropout, exec, |qkv| {
+            self_attention(qkv, mask, cfg.num_heads, dropout, cfg.attention_dropout, exec)
+        })
+    }
+
+    /// One layer around an attention `qkv [B, T, 3D]` → context `[B, T, D]`.
+    fn layer_around(
+        &self,
+        l: &Layer,
+        x: &Tensor,
+        dropout: &Dropout,
+        exec: Exec,
+        attend: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let cfg = &self.cfg;
         // One matmul for Q, K and V; the concatenation is differentiable, so each keeps its gradient.
         let w = Tensor::cat(&[l.q.w.as_tensor(), l.k.w.as_tensor(), l.v.w.as_tensor()], 0)?;
         let bias = Tensor::cat(&[l.q.b.as_tensor(), l.k.b.as_tensor(), l.v.b.as_tensor()], 0)?;
         let qkv = linear(x, &w, &bias, exec)?;
-        let ctx = self_attention(&qkv, mask, cfg.num_heads, dropout, cfg.attention_dropout, exec)?;
+        let ctx = attend(&qkv)?;
         let a = dropout.apply(&l.o.forward(&ctx, exec)?, cfg.hidden_dropout, exec)?;
         let x = l.ln_attn.forward(&(x + a)?, cfg.layer_norm_eps, exec)?;
         let f = activate(&l.ff_in.forward(&x, exec)?, cfg.activation, exec)?;

@@ -5,6 +5,7 @@
 //! Only this module knows how a family lays out its weights; everything else sees
 //! [`LanguageModel`].
 
+pub(crate) mod attention_received;
 pub(crate) mod batch;
 pub mod config;
 pub mod decoder_config;
@@ -266,6 +267,32 @@ impl LanguageModel {
             }
         }
         Ok(hidden)
+    }
+
+    /// Last-layer hidden states `[B, T, D]` (inference) and, per row, the attention each
+    /// position received `[B, T]`: averaged over layers, heads and the row's real query
+    /// positions, so that padding leaves it unchanged (padding keys receive 0). Computed with
+    /// explicit attention probabilities, batched; [`Self::hidden`]'s fused path is not used,
+    /// so the states agree with it to rounding only. Masked LMs (the encoders) only.
+    pub fn hidden_with_attention(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let Arch::Encoder(m) = &self.arch else {
+            bail!(
+                "{}: received attention is computed for masked LMs (BERT, RoBERTa, DistilBERT) only, not {:?}",
+                self.dir.display(),
+                self.family()
+            );
+        };
+        let (hidden, received) = m.hidden_with_received(batch, &self.dropout)?;
+        let hidden = hidden.to_dtype(DType::F32)?;
+        let total = (hidden.sum_all()?.to_scalar::<f32>()? + received.sum_all()?.to_scalar::<f32>()?).is_finite();
+        if !total {
+            bail!(
+                "{}: hidden states or attention of a batch of {} text(s) are not finite (the weights overflow); the model cannot be measured",
+                self.dir.display(),
+                batch.ids.len()
+            );
+        }
+        Ok((hidden, received))
     }
 
     /// The input path of the tied matrix: word-embedding rows of the batch `[B, T, D]`.

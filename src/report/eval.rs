@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Writes an evaluation into `dir` (created if missing): `crows.csv`, `stereoset.csv`,
-/// `seat.csv`, `stereoset_inter.csv` and `becpro.csv` for the benchmarks that ran, then
-/// `results.json` and `results.md`.
+/// `seat.csv`, `stereoset_inter.csv`, `becpro.csv`, `aul.csv` and `mlm-bias.csv` for the
+/// benchmarks that ran, then `results.json` and `results.md`.
 pub fn write(dir: &Path, ev: &Evaluation) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     if let Some(r) = &ev.crows {
@@ -30,6 +30,12 @@ pub fn write(dir: &Path, ev: &Evaluation) -> Result<()> {
     }
     if let Some(r) = &ev.becpro {
         becpro_csv(&dir.join("becpro.csv"), r)?;
+    }
+    if let Some(r) = &ev.aul {
+        super::peer_measures::aul_csv(&dir.join("aul.csv"), r)?;
+    }
+    if let Some(r) = &ev.mlm_bias {
+        super::peer_measures::mlm_bias_csv(&dir.join("mlm-bias.csv"), r)?;
     }
     crate::util::fs::write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&ev.results)?.as_bytes())?;
     crate::util::fs::write_atomic(&dir.join("results.md"), markdown(&ev.results).as_bytes())
@@ -167,6 +173,12 @@ pub fn markdown(r: &EvalResults) -> String {
     if let Some(b) = &r.becpro {
         let masking = r.settings.get("becpro_masking").and_then(|v| v.as_str()).unwrap_or("subword");
         becpro_tables(&mut out, masking, b);
+    }
+    if let Some(s) = &r.aul {
+        super::peer_measures::aul_markdown(&mut out, s);
+    }
+    if let Some(s) = &r.mlm_bias {
+        super::peer_measures::mlm_bias_markdown(&mut out, s);
     }
     for n in &r.notes {
         let _ = writeln!(out, "\nNote: {n}");

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod experiment;
 pub mod experiment_stats;
 pub mod glue;
+pub(crate) mod peer_measures;
 pub(crate) mod plot;
 pub mod training;
 
