@@ -555,9 +555,30 @@ pub fn save_tensors_with_metadata(
         owned.push((name.clone(), Bytes { dtype, shape: t.dims().to_vec(), data }));
     }
     metadata.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::serialize(owned.iter().map(|(n, b)| (n.as_str(), b)), Some(metadata))
+    let mut bytes = safetensors::serialize(owned.iter().map(|(n, b)| (n.as_str(), b)), Some(metadata))
         .map_err(|e| anyhow::anyhow!("{}: cannot serialise ({e})", path.display()))?;
+    sort_header(&mut bytes).with_context(|| format!("{}: cannot order the safetensors header", path.display()))?;
     crate::util::fs::write_atomic(path, &bytes)
+}
+
+/// Rewrites a serialised safetensors header with its keys (tensor names, metadata keys) in
+/// sorted order. `safetensors::serialize` takes the metadata as a `HashMap`, whose order changes
+/// from process to process; without this the same run would write different bytes each time.
+/// Same keys and values in compact JSON have the same length, so the padding and every data
+/// offset stay as they are.
+fn sort_header(bytes: &mut [u8]) -> Result<()> {
+    let n = u64::from_le_bytes(bytes.get(..8).context("no header length")?.try_into()?) as usize;
+    let header = bytes.get(8..8 + n).context("header shorter than its length")?;
+    let mut parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)?;
+    if let Some(meta) = parsed.remove("__metadata__") {
+        let meta: BTreeMap<String, String> = serde_json::from_value(meta)?;
+        parsed.insert("__metadata__".to_string(), serde_json::to_value(meta)?);
+    }
+    let mut sorted = serde_json::to_vec(&parsed)?;
+    anyhow::ensure!(sorted.len() <= n, "the sorted header is longer than the original");
+    sorted.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&sorted);
+    Ok(())
 }
 
 /// Reads a small safetensors file fully into named f32/i64 tensors (fixtures, `hidden` output).
@@ -602,5 +623,27 @@ mod tests {
         for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "C:x", "a\0b"] {
             assert!(check_shard_name(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// The same tensors and metadata give the same bytes however the metadata map iterates, and
+    /// the file still reads back whole.
+    #[test]
+    fn saved_files_are_byte_identical_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tensor::arange(0f32, 6., &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
+        let tensors = vec![("zeta".to_string(), t.clone()), ("alpha".to_string(), t.to_dtype(DType::I64).unwrap())];
+        let mut files = Vec::new();
+        for i in 0..4 {
+            let meta: HashMap<String, String> = (0..12).map(|k| (format!("key{k}"), format!("v{k}"))).collect();
+            let path = dir.path().join(format!("{i}.safetensors"));
+            save_tensors_with_metadata(&tensors, &path, meta).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+        }
+        assert!(files.windows(2).all(|w| w[0] == w[1]), "the bytes differ between saves");
+        let (back, meta) = load_tensors_with_metadata(&dir.path().join("0.safetensors"), &Device::Cpu).unwrap();
+        assert_eq!(meta.len(), 13);
+        assert_eq!(meta["format"], "pt");
+        assert_eq!(back["zeta"].to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
+        assert_eq!(back["alpha"].dims(), &[2, 3]);
     }
 }
