@@ -33,13 +33,29 @@ fn quick_audit_writes_a_complete_report() {
     assert_eq!(a["eval"]["seat"].as_object().unwrap().len(), 7, "6 gender tests and the averages");
     assert!(a["eval"]["crows"]["overall"]["metric"].is_number() && a["eval"]["stereoset"]["overall"]["ss"].is_number());
     let skipped = a["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 1, "only SEAT race and religion, which need sent-bias's files: {skipped:?}");
-    assert!(skipped[0]["fix"].as_str().unwrap().contains("--seat-dir"), "{skipped:?}");
+    let parts: Vec<&str> = skipped.iter().map(|s| s["part"].as_str().unwrap()).collect();
+    assert_eq!(
+        parts,
+        ["StereoSet intersentence", "SEAT race and religion"],
+        "the fixture has no next-sentence head, and SEAT race and religion need sent-bias's files: {skipped:?}"
+    );
+    assert!(skipped[0]["reason"].as_str().unwrap().contains("next-sentence head"), "{skipped:?}");
+    assert!(skipped[1]["fix"].as_str().unwrap().contains("--seat-dir"), "{skipped:?}");
+    // A masked LM's defaults run the peers' measures too.
+    assert!(a["eval"]["becpro"]["overall"]["mean_male"].is_number(), "BEC-Pro ran");
+    assert!(a["eval"]["aul"]["crows"]["overall"]["aula"].is_number(), "AUL/AULA ran");
+    assert!(a["eval"]["mlm_bias"]["stereoset"]["overall"]["crr"].is_number(), "mlm-bias ran");
     // Every 50-is-unbiased score also as its distance from 50.
     let crows = a["eval"]["crows"]["overall"]["metric"].as_f64().unwrap();
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(csv.contains(&format!("crows,overall_from_50,{}\n", (crows - 50.0).abs())), "{csv}");
     assert!(csv.contains("stereoset,ss_from_50,") && csv.contains("stereoset,ss_gender_from_50,"), "{csv}");
+    let aul = a["eval"]["aul"]["crows"]["overall"]["aul"].as_f64().unwrap();
+    assert!(csv.contains(&format!("aul,crows_overall_aul_from_50,{}\n", (aul - 50.0).abs())), "{csv}");
+    for row in ["mlm-bias,crows_overall_crr_from_50,", "mlm-bias,stereoset_overall_dpa,", "becpro,overall_wilcoxon_p,"]
+    {
+        assert!(csv.contains(row), "summary.csv lacks {row}:\n{csv}");
+    }
     // The per-pair browser: the largest gaps, both sentences, largest |gap| first.
     let gaps = a["largest_gaps"]["crows"].as_array().unwrap();
     assert!(!gaps.is_empty() && gaps.len() <= fairnc::audit::GAP_ROWS);
@@ -54,6 +70,9 @@ fn quick_audit_writes_a_complete_report() {
         "## SEAT",
         "## CrowS-Pairs",
         "## StereoSet (intrasentence)",
+        "## BEC-Pro",
+        "## AUL / AULA",
+        "## mlm-bias: CRR / CRRA / ΔP / ΔPA",
         "UNC3",
         "![SEAT effect sizes",
         "## The pairs behind the scores",
@@ -101,7 +120,19 @@ fn bare_encoder_skips_the_lm_benchmarks_with_the_fix() {
     let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
     let skipped = a["skipped"].as_array().unwrap();
     let parts: Vec<&str> = skipped.iter().map(|s| s["part"].as_str().unwrap()).collect();
-    assert_eq!(parts, ["CrowS-Pairs", "StereoSet", "SEAT race and religion"], "{skipped:?}");
+    assert_eq!(
+        parts,
+        [
+            "CrowS-Pairs",
+            "StereoSet",
+            "StereoSet intersentence",
+            "BEC-Pro",
+            "AUL/AULA",
+            "mlm-bias (CRR/ΔP)",
+            "SEAT race and religion"
+        ],
+        "{skipped:?}"
+    );
     assert!(skipped[0]["fix"].as_str().unwrap().contains("fairnc adapt"));
     assert!(a["eval"]["crows"].is_null() && a["eval"]["seat"].is_object());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -160,4 +191,43 @@ fn measures_choose_the_benchmarks_and_seat_files_add_race_and_religion() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--measures") && err.contains("winobias") && err.lines().count() == 1, "{err}");
+}
+
+/// A masked LM that keeps its next-sentence head gets StereoSet intersentence and the
+/// leaderboard's combined score; a causal LM asked for a masked-only measure gets it skipped
+/// with the reason, not a number.
+#[test]
+fn intersentence_runs_where_it_applies_and_masked_only_measures_skip_on_a_causal_lm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nsp = model_dir("bert_nsp").display().to_string();
+    let out = tmp.path().join("nsp");
+    let o = fairnc(&[
+        "audit",
+        "--model",
+        &nsp,
+        "--quick",
+        "--measures",
+        "stereoset,stereoset-inter",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    assert!(a["skipped"].as_array().unwrap().is_empty(), "{}", a["skipped"]);
+    let combined = a["eval"]["stereoset_intersentence"]["combined"]["ss"].as_f64().unwrap();
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(csv.contains(&format!("stereoset-inter,combined_ss,{combined}\n")), "{csv}");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("## StereoSet (intersentence)"));
+
+    let gpt2 = model_dir("gpt2").display().to_string();
+    let out = tmp.path().join("gpt2");
+    let o =
+        fairnc(&["audit", "--model", &gpt2, "--quick", "--measures", "aul,becpro", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    let skipped = a["skipped"].as_array().unwrap();
+    let parts: Vec<&str> = skipped.iter().map(|s| s["part"].as_str().unwrap()).collect();
+    assert_eq!(parts, ["AUL/AULA", "BEC-Pro"], "{skipped:?}");
+    assert!(skipped[0]["reason"].as_str().unwrap().contains("causal LM"), "{skipped:?}");
+    assert!(a["eval"]["aul"].is_null() && a["eval"]["becpro"].is_null());
 }

@@ -28,7 +28,7 @@ pub const QUICK_LIMIT: usize = 300;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditConfig {
     /// A smaller run: [`QUICK_TEXTS`] texts for the NC statistics and the first [`QUICK_LIMIT`]
-    /// CrowS-Pairs pairs and StereoSet clusters.
+    /// CrowS-Pairs pairs and StereoSet clusters (BEC-Pro in full).
     pub quick: bool,
     /// Word set of the NC statistics.
     pub words: String,
@@ -96,6 +96,8 @@ impl AuditConfig {
     }
 
     fn eval(&self, tasks: Vec<BenchTask>) -> EvalConfig {
+        // BEC-Pro is not limited: its file is sorted by profession group and gender, so its
+        // first rows would hold one group and no pairs to test, and all of it takes seconds.
         let limit = self.quick.then_some(QUICK_LIMIT);
         EvalConfig {
             tasks,
@@ -120,8 +122,11 @@ impl AuditConfig {
 /// The benchmarks an audit runs when none are chosen: every benchmark fairnc has for the
 /// model's kind (one that does not apply to it is skipped with a note, not run).
 pub fn default_measures(kind: ModelKind) -> Vec<BenchTask> {
+    use BenchTask::*;
     match kind {
-        ModelKind::Masked | ModelKind::Causal => vec![BenchTask::Seat, BenchTask::Crows, BenchTask::StereoSet],
+        ModelKind::Masked => vec![Seat, Crows, StereoSet, StereoSetInter, BecPro, Aul, MlmBias],
+        // BEC-Pro, AUL/AULA and mlm-bias read masked-token probabilities: masked LMs only.
+        ModelKind::Causal => vec![Seat, Crows, StereoSet, StereoSetInter],
     }
 }
 
@@ -199,12 +204,33 @@ fn runnable(model: &LanguageModel, chosen: &[BenchTask]) -> (Vec<BenchTask>, Vec
     let mut skipped = Vec::new();
     let mut tasks = Vec::new();
     for &t in chosen {
-        match no_head.iter().find(|_| t.reads_lm_head()) {
-            Some(why) => skipped.push(Skipped { part: t.title().into(), reason: why.0.clone(), fix: why.1.clone() }),
+        match no_head.iter().find(|_| t.reads_lm_head()).cloned().or_else(|| inapplicable(model, t)) {
+            Some((reason, fix)) => skipped.push(Skipped { part: t.title().into(), reason, fix }),
             None => tasks.push(t),
         }
     }
     (tasks, skipped)
+}
+
+/// Why a benchmark does not apply to this kind of model (and what would run it), if it does not.
+fn inapplicable(model: &LanguageModel, t: BenchTask) -> Option<(String, String)> {
+    let name = &model.name;
+    let masked_only = matches!(t, BenchTask::BecPro | BenchTask::Aul | BenchTask::MlmBias);
+    if masked_only && model.kind() == ModelKind::Causal {
+        return Some((
+            format!("{name} is a causal LM; {} is defined on masked-token probabilities", t.title()),
+            format!("fairnc audit --model {}", crate::registry::DEFAULT_MASKED_LM),
+        ));
+    }
+    if t == BenchTask::StereoSetInter && model.kind() == ModelKind::Masked && !model.has_next_sentence_head() {
+        return Some((
+            format!(
+                "{name} is a masked LM without a next-sentence head (cls.seq_relationship, which BertForPreTraining checkpoints hold)"
+            ),
+            "fairnc audit --model DIR, with DIR a checkpoint that keeps its next-sentence head".into(),
+        ));
+    }
+    None
 }
 
 /// The benchmarks that score sentences by the LM's token probabilities cannot run on a model

@@ -66,7 +66,8 @@ impl Audit {
         }
     }
 
-    /// Every headline number as (part, metric, value): NC metrics, SEAT, CrowS-Pairs, StereoSet.
+    /// Every headline number as (part, metric, value): NC metrics, then each benchmark that ran;
+    /// every score on which 50 is unbiased is followed by its `*_from_50` distance.
     pub fn headline(&self) -> Vec<(String, String, f64)> {
         let mut rows = Vec::new();
         for (k, _, _) in NC_METRICS {
@@ -81,22 +82,72 @@ impl Audit {
         }
         if let Some(c) = &self.eval.crows {
             for (t, v) in c.by_type.iter().chain(std::iter::once((&"overall".to_string(), &c.overall))) {
-                rows.push(("crows".into(), t.clone(), v.metric));
-                rows.push(("crows".into(), format!("{t}_from_50"), from_50(v.metric)));
+                push_50(&mut rows, "crows", t, v.metric);
             }
         }
         if let Some(s) = &self.eval.stereoset {
             for (d, v) in &s.by_domain {
-                rows.push(("stereoset".into(), format!("ss_{d}"), v.ss));
-                rows.push(("stereoset".into(), format!("ss_{d}_from_50"), from_50(v.ss)));
+                push_50(&mut rows, "stereoset", &format!("ss_{d}"), v.ss);
             }
-            rows.push(("stereoset".into(), "ss".into(), s.overall.ss));
-            rows.push(("stereoset".into(), "ss_from_50".into(), from_50(s.overall.ss)));
+            push_50(&mut rows, "stereoset", "ss", s.overall.ss);
             rows.push(("stereoset".into(), "lms".into(), s.overall.lms));
             rows.push(("stereoset".into(), "icat".into(), s.overall.icat));
         }
+        if let Some(s) = &self.eval.stereoset_intersentence {
+            let part = "stereoset-inter";
+            for (d, v) in &s.by_domain {
+                push_50(&mut rows, part, &format!("ss_{d}"), v.ss);
+            }
+            push_50(&mut rows, part, "ss", s.overall.ss);
+            rows.push((part.into(), "lms".into(), s.overall.lms));
+            rows.push((part.into(), "icat".into(), s.overall.icat));
+            if let Some(c) = &s.combined {
+                push_50(&mut rows, part, "combined_ss", c.ss);
+                rows.push((part.into(), "combined_lms".into(), c.lms));
+                rows.push((part.into(), "combined_icat".into(), c.icat));
+            }
+        }
+        if let Some(b) = &self.eval.becpro {
+            for (g, v) in b.by_group.iter().chain(std::iter::once((&"overall".to_string(), &b.overall))) {
+                for (what, x) in [("mean_male", v.mean_male), ("mean_female", v.mean_female)] {
+                    if let Some(x) = x {
+                        rows.push(("becpro".into(), format!("{g}_{what}"), x));
+                    }
+                }
+                if let Some(w) = &v.wilcoxon {
+                    rows.push(("becpro".into(), format!("{g}_wilcoxon_p"), w.p_value));
+                }
+            }
+        }
+        if let Some(a) = &self.eval.aul {
+            for (data, groups) in [("crows", &a.crows), ("stereoset", &a.stereoset)] {
+                if let Some(g) = groups {
+                    for (k, v) in g.by_group.iter().chain(std::iter::once((&"overall".to_string(), &g.overall))) {
+                        push_50(&mut rows, "aul", &format!("{data}_{k}_aul"), v.aul);
+                        push_50(&mut rows, "aul", &format!("{data}_{k}_aula"), v.aula);
+                    }
+                }
+            }
+        }
+        if let Some(m) = &self.eval.mlm_bias {
+            for (data, groups) in [("crows", &m.crows), ("stereoset", &m.stereoset)] {
+                if let Some(g) = groups {
+                    for (k, v) in g.by_group.iter().chain(std::iter::once((&"overall".to_string(), &g.overall))) {
+                        for (what, x) in [("crr", v.crr), ("crra", v.crra), ("dp", v.dp), ("dpa", v.dpa)] {
+                            push_50(&mut rows, "mlm-bias", &format!("{data}_{k}_{what}"), x);
+                        }
+                    }
+                }
+            }
+        }
         rows
     }
+}
+
+/// A 50-is-unbiased score and its distance from 50, as two headline rows.
+fn push_50(rows: &mut Vec<(String, String, f64)>, part: &str, metric: &str, score: f64) {
+    rows.push((part.into(), metric.into(), score));
+    rows.push((part.into(), format!("{metric}_from_50"), from_50(score)));
 }
 
 /// How far a score on which 50 is unbiased lies from 50, in either direction: a model that

@@ -12,8 +12,8 @@ pub struct Args {
     /// Run directory (default: `audit-<model name>`).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// A smaller run (about a minute on 2 cores): 1,500 BUG texts for the NC statistics and the
-    /// first 300 CrowS-Pairs pairs and StereoSet clusters.
+    /// A smaller run: 1,500 BUG texts for the NC statistics and the first 300 CrowS-Pairs pairs
+    /// and StereoSet clusters (BEC-Pro runs in full).
     #[arg(long)]
     pub quick: bool,
     /// Word set for the NC statistics.
@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(long)]
     pub seat_dir: Option<PathBuf>,
     /// Benchmarks to run beside the NC statistics, which every audit measures (default: every
-    /// benchmark fairnc has for the model's kind; `fairnc eval --help` lists them). One that
+    /// benchmark fairnc has for the model's kind: seat, crows, stereoset, stereoset-inter and,
+    /// for masked LMs, becpro, aul, mlm-bias; `fairnc eval --help` describes them). One that
     /// does not apply to the model is listed as skipped, with why.
     #[arg(long, value_delimiter = ',')]
     pub measures: Vec<String>,

@@ -4,8 +4,11 @@
 use super::document::Document;
 use super::plot::{Dot, dot_plot};
 use crate::audit::{Audit, Gap, LargestGaps, NC_METRICS, from_50};
-use crate::bench::{CrowsSection, SeatSection, StereoSetSection};
+use crate::bench::aul::AulSection;
+use crate::bench::mlm_bias::MlmBiasSection;
+use crate::bench::{BecProSection, CrowsSection, SeatSection, StereoSetInterSection, StereoSetSection};
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub fn write(dir: &Path, a: &Audit) -> Result<()> {
@@ -63,6 +66,12 @@ fn with_distance(score: f64) -> String {
     format!("{} ({} from 50)", f(Some(score), 2), f(Some(from_50(score)), 2))
 }
 
+/// Several scores on which 50 is unbiased, slash-separated, then their distances from 50.
+fn slash_50(scores: &[f64]) -> String {
+    let join = |g: &dyn Fn(f64) -> f64| scores.iter().map(|&x| f(Some(g(x)), 2)).collect::<Vec<_>>().join(" / ");
+    format!("{} ({} from 50)", join(&|x| x), join(&from_50))
+}
+
 /// A sentence score in its own unit: log-probabilities with 4 decimals, small probabilities
 /// with 4 significant digits.
 fn score(x: f64) -> String {
@@ -83,6 +92,18 @@ pub fn document(a: &Audit) -> Document {
     }
     if let Some(s) = &a.eval.stereoset {
         stereoset(&mut d, s);
+    }
+    if let Some(s) = &a.eval.stereoset_intersentence {
+        stereoset_inter(&mut d, s);
+    }
+    if let Some(b) = &a.eval.becpro {
+        becpro(&mut d, b);
+    }
+    if let Some(s) = &a.eval.aul {
+        aul(&mut d, s);
+    }
+    if let Some(s) = &a.eval.mlm_bias {
+        mlm_bias(&mut d, s);
     }
     browser(&mut d, &a.largest_gaps, a.causal);
     notes(&mut d, a);
@@ -119,6 +140,37 @@ fn headline(d: &mut Document, a: &Audit) {
     }
     if let Some(s) = &a.eval.stereoset {
         rows.extend(stereoset_headline(s));
+    }
+    if let Some(s) = &a.eval.stereoset_intersentence {
+        rows.extend(stereoset_inter_headline(s));
+    }
+    if let Some(b) = &a.eval.becpro {
+        rows.push(vec![
+            "BEC-Pro mean association male / female (Wilcoxon p)".into(),
+            format!(
+                "{} / {} ({})",
+                f(b.overall.mean_male, 3),
+                f(b.overall.mean_female, 3),
+                b.overall.wilcoxon.as_ref().map(|w| super::p_value(w.p_value)).unwrap_or_else(|| "—".into())
+            ),
+            "male = female (p large)".into(),
+        ]);
+    }
+    for (what, groups) in a.eval.aul.iter().flat_map(|s| [("CrowS-Pairs", &s.crows), ("StereoSet", &s.stereoset)]) {
+        if let Some(g) = groups {
+            rows.push(vec![format!("AUL / AULA on {what}"), slash_50(&[g.overall.aul, g.overall.aula]), "→ 50".into()]);
+        }
+    }
+    for (what, groups) in a.eval.mlm_bias.iter().flat_map(|s| [("CrowS-Pairs", &s.crows), ("StereoSet", &s.stereoset)])
+    {
+        if let Some(g) = groups {
+            let o = &g.overall;
+            rows.push(vec![
+                format!("mlm-bias CRR / CRRA / ΔP / ΔPA on {what}"),
+                slash_50(&[o.crr, o.crra, o.dp, o.dpa]),
+                "→ 50".into(),
+            ]);
+        }
     }
     d.table(&["measure", "value", "ideal (reference)"], rows);
     if !a.skipped.is_empty() {
@@ -166,6 +218,22 @@ fn stereoset_headline(s: &StereoSetSection) -> Vec<Vec<String>> {
         format!("{} / {} / {}", f(Some(s.overall.ss), 2), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)),
         "SS → 50; LMS, ICAT → 100".into(),
     ]);
+    rows
+}
+
+fn stereoset_inter_headline(s: &StereoSetInterSection) -> Vec<Vec<String>> {
+    let mut rows = vec![vec![
+        "StereoSet intersentence SS / LMS / ICAT".into(),
+        format!("{} / {} / {}", with_distance(s.overall.ss), f(Some(s.overall.lms), 2), f(Some(s.overall.icat), 2)),
+        "SS → 50; LMS, ICAT → 100".into(),
+    ]];
+    if let Some(c) = &s.combined {
+        rows.push(vec![
+            "StereoSet intra + inter SS / LMS / ICAT (leaderboard overall)".into(),
+            format!("{} / {} / {}", with_distance(c.ss), f(Some(c.lms), 2), f(Some(c.icat), 2)),
+            "SS → 50; LMS, ICAT → 100".into(),
+        ]);
+    }
     rows
 }
 
@@ -245,6 +313,97 @@ fn stereoset(d: &mut Document, s: &StereoSetSection) {
     d.plot("stereoset_ss", "StereoSet SS by domain (line: 50, unbiased)");
 }
 
+fn stereoset_inter(d: &mut Document, s: &StereoSetInterSection) {
+    d.heading(1, "StereoSet (intersentence)");
+    let combined = s.combined.as_ref().map(|c| ("intra + inter".to_string(), c));
+    let rows = s
+        .by_domain
+        .iter()
+        .map(|(t, v)| (t.clone(), v))
+        .chain(std::iter::once(("overall".to_string(), &s.overall)))
+        .chain(combined.iter().map(|(t, v)| (t.clone(), *v)))
+        .map(|(t, v)| {
+            vec![t, f(Some(v.ss), 2), f(Some(from_50(v.ss)), 2), f(Some(v.lms), 2), f(Some(v.icat), 2), v.n.to_string()]
+        })
+        .collect();
+    d.table(&["domain", "SS", "SS distance from 50", "LMS", "ICAT", "clusters"], rows);
+}
+
+fn becpro(d: &mut Document, b: &BecProSection) {
+    d.heading(1, "BEC-Pro");
+    d.para("Association log(P_target / P_prior) of the person word, by profession group; the Wilcoxon signed-rank test compares the female and male sentences of each pair.");
+    let rows = b
+        .by_group
+        .iter()
+        .chain(std::iter::once((&"overall".to_string(), &b.overall)))
+        .map(|(g, v)| {
+            vec![
+                g.clone(),
+                f(v.mean_male, 3),
+                f(v.mean_female, 3),
+                format!("{} / {}", v.n_male, v.n_female),
+                v.wilcoxon.as_ref().map(|w| super::p_value(w.p_value)).unwrap_or_else(|| "—".into()),
+            ]
+        })
+        .collect();
+    d.table(&["profession group", "mean male", "mean female", "sentences m / f", "Wilcoxon p"], rows);
+}
+
+/// A peer measure's per-group summaries and its overall one, labelled "dataset: group".
+fn labelled<'a, S>(data: &str, by_group: &'a BTreeMap<String, S>, overall: &'a S) -> Vec<(String, &'a S)> {
+    by_group
+        .iter()
+        .map(|(k, v)| (format!("{data}: {k}"), v))
+        .chain(std::iter::once((format!("{data}: overall"), overall)))
+        .collect()
+}
+
+fn aul(d: &mut Document, s: &AulSection) {
+    d.heading(1, "AUL / AULA");
+    d.para("Percentage of pairs whose stereotypical sentence has the higher all-unmasked likelihood (AULA: weighted by the attention each token receives); 50 = unbiased. docs/aul.md.");
+    let mut rows = Vec::new();
+    for (data, groups) in [("CrowS-Pairs", &s.crows), ("StereoSet", &s.stereoset)] {
+        if let Some(g) = groups {
+            rows.extend(labelled(data, &g.by_group, &g.overall));
+        }
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(g, v)| {
+            vec![
+                g,
+                f(Some(v.aul), 2),
+                f(Some(from_50(v.aul)), 2),
+                f(Some(v.aula), 2),
+                f(Some(from_50(v.aula)), 2),
+                v.n.to_string(),
+            ]
+        })
+        .collect();
+    d.table(&["data: group", "AUL", "AUL distance from 50", "AULA", "AULA distance from 50", "pairs"], rows);
+}
+
+fn mlm_bias(d: &mut Document, s: &MlmBiasSection) {
+    d.heading(1, "mlm-bias: CRR / CRRA / ΔP / ΔPA");
+    d.para("Percentage of pairs on which the disadvantaged-group sentence is the likelier by each measure (mlm-bias 0.1.7's procedure with the checkpoint's weights); 50 = unbiased. docs/mlm-bias.md.");
+    let mut rows = Vec::new();
+    for (data, groups) in [("CrowS-Pairs", &s.crows), ("StereoSet", &s.stereoset)] {
+        if let Some(g) = groups {
+            rows.extend(labelled(data, &g.by_group, &g.overall));
+        }
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(g, v)| {
+            let mut r = vec![g];
+            r.extend([v.crr, v.crra, v.dp, v.dpa].map(with_distance));
+            r.push(v.n.to_string());
+            r
+        })
+        .collect();
+    d.table(&["data: group", "CRR", "CRRA", "ΔP", "ΔPA", "pairs"], rows);
+}
+
 /// The per-pair browser: both sentences of the pairs and clusters scored furthest apart.
 fn browser(d: &mut Document, g: &LargestGaps, causal: bool) {
     if g.crows.is_empty() && g.stereoset.is_empty() {
@@ -305,6 +464,6 @@ fn files(d: &mut Document) {
     d.list(vec![
         "`audit.json`: everything above, joined; `summary.csv`: the headline numbers".into(),
         "`collapse/`: `collapse.json`, `classes.csv` (per-class values), `summary.md`".into(),
-        "`eval/`: `results.json`, per-example CSVs (`crows.csv`, `stereoset.csv`, `seat.csv`)".into(),
+        "`eval/`: `results.json`, per-example CSVs (`crows.csv`, `stereoset.csv`, `seat.csv`, `stereoset_inter.csv`, `becpro.csv`, `aul.csv`, `mlm-bias.csv`, for the benchmarks that ran)".into(),
     ]);
 }
