@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from . import _fairnc, errors, nc3
 from ._model import HiddenStates, Model, load
-from ._results import Audit, CollapseResult, DebiasResult, EvalResult, GlueResult
-from ._stages import audit, collapse, debias, evaluate, glue, options
+from ._results import Audit, CollapseResult, DebiasResult, EvalResult, GlueResult, ProjectionResult
+from ._stages import audit, collapse, debias, evaluate, glue, options, project
 from .errors import Error, FileNotFound, InputError, PermissionDenied
 
 __version__: str = _fairnc.__version__
@@ -29,6 +29,7 @@ __all__ = [
     "InputError",
     "Model",
     "PermissionDenied",
+    "ProjectionResult",
     "audit",
     "collapse",
     "debias",
@@ -38,4 +39,5 @@ __all__ = [
     "load",
     "nc3",
     "options",
+    "project",
 ]

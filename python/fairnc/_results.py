@@ -235,6 +235,34 @@ class DebiasResult(_Result):
         return f"DebiasResult(steps={self.steps}, model_dir={str(self.model_dir)!r})"
 
 
+class ProjectionResult(_Result):
+    """A finished post-hoc projection (``projection.json``): SentenceDebias or INLP."""
+
+    @property
+    def method(self) -> str:
+        return self._data["method"]
+
+    @property
+    def rank(self) -> int:
+        """Directions removed from the last hidden states."""
+        return self._data["rank"]
+
+    @property
+    def model_dir(self) -> Path:
+        """The projected model: the base checkpoint with ``projection.safetensors`` beside it,
+        which every stage applies when it loads the directory."""
+        return Path(self._data["model_dir"])
+
+    def load(self, seed: int = 0, *, progress: bool = True) -> Any:
+        """The projected model, loaded."""
+        from ._model import load
+
+        return load(self.model_dir, seed, progress=progress)
+
+    def __repr__(self) -> str:
+        return f"ProjectionResult({self.method!r}, rank={self.rank}, model_dir={str(self.model_dir)!r})"
+
+
 class GlueResult(_Result):
     """GLUE fine-tuning runs of one model (``glue.json``), with the base model's when compared."""
 

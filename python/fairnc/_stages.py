@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 from . import _fairnc
 from ._model import Model, PathLike, load
-from ._results import Audit, CollapseResult, DebiasResult, EvalResult, GlueResult
+from ._results import Audit, CollapseResult, DebiasResult, EvalResult, GlueResult, ProjectionResult
 
 ModelLike = Union[Model, PathLike]
 
@@ -53,7 +53,7 @@ def _path(p: Optional[PathLike]) -> Optional[str]:
 
 
 def options(stage: str) -> Dict[str, Any]:
-    """The options of a stage (``"collapse"``, ``"evaluate"``, ``"audit"``, ``"debias"``,
+    """The options of a stage (``"collapse"``, ``"evaluate"``, ``"audit"``, ``"debias"``, ``"project"``,
     ``"glue"``) with their defaults."""
     return json.loads(_fairnc.defaults(stage))
 
@@ -87,10 +87,14 @@ def evaluate(
     progress: bool = True,
     **options: Any,
 ) -> EvalResult:
-    """The bias benchmarks (CrowS-Pairs, StereoSet intrasentence, SEAT): ``fairnc eval``.
+    """The bias benchmarks: ``fairnc eval``. ``tasks``: any of ``crows``, ``stereoset``
+    (intrasentence), ``seat``, ``stereoset-inter``, ``becpro``, ``aul``, ``mlm-bias``.
     Options: ``bias``, ``crows_variant``, ``crows_file``, ``crows_limit``, ``stereoset_split``,
-    ``stereoset_file``, ``stereoset_limit``, ``seat_dir``, ``seat_tests``, ``batch_size``,
-    ``seed`` (default: the model's). With ``output``, the command's files are written there."""
+    ``stereoset_file``, ``stereoset_limit``, ``seat_dir``, ``seat_tests``, ``becpro_file``,
+    ``becpro_limit``, ``becpro_masking``, ``aul_direction``, ``self_debias`` (``gender``,
+    ``race``, ``religion``, ``auto`` or ``all``: Self-Debias scoring of CrowS-Pairs and
+    StereoSet), ``batch_size``, ``seed`` (default: the model's). With ``output``, the command's
+    files are written there."""
     m = _model(model, progress)
     raw = _fairnc.evaluate(m._native, _options(dict(tasks=list(tasks), **options)), _path(output), progress)
     return EvalResult._from_json(raw)
@@ -107,8 +111,9 @@ def audit(
     """Neural collapse and the bias benchmarks in one report: ``fairnc audit``. ``quick``: a
     smaller run (1,500 texts, the first 300 CrowS-Pairs pairs and StereoSet clusters). Options:
     ``words``, ``max_texts``, ``seat_dir``, ``measures`` (benchmark names, as ``fairnc audit
-    --measures``; default: every benchmark for the model's kind). With ``output``, the report (Markdown, HTML, JSON,
-    CSV, plots) is written there."""
+    --measures``; default: every benchmark for the model's kind), ``self_debias``,
+    ``projection`` (a ``projection.safetensors`` to apply to a model loaded without it). With
+    ``output``, the report (Markdown, HTML, JSON, CSV, plots) is written there."""
     m = _model(model, progress)
     raw = _fairnc.audit(m._native, _options(dict(quick=quick, **options)), _path(output), progress)
     return Audit._from_json(raw)
@@ -134,6 +139,26 @@ def debias(
     ``checkpoint_every``."""
     raw = _fairnc.debias(_name(model), _options(dict(method=method, nc3=nc3, **options)), os.fspath(output), mode, progress)
     return DebiasResult._from_json(raw)
+
+
+def project(
+    model: ModelLike,
+    method: str = "sentence-debias",
+    *,
+    output: PathLike,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> ProjectionResult:
+    """Post-hoc debiasing by projection, as bias-bench implements it: ``fairnc debias --method
+    sentence-debias|inlp``. ``method``: ``sentence-debias`` (the bias subspace of counterfactual
+    sentence pairs) or ``inlp`` (iterative nullspace projection). ``output``: the run directory
+    (the projected model is ``output/model``; every stage applies its projection on loading);
+    ``overwrite``: replace an earlier projection run there. Options: ``bias``, ``words``,
+    ``corpus``, ``max_texts``, ``components``, ``iterations``, ``per_class``, ``max_len``,
+    ``batch_size``, ``seed`` (default: the model's), ``drop_last_batch``."""
+    raw = _fairnc.project(_name(model), _options(dict(method=method, **options)), os.fspath(output), overwrite, progress)
+    return ProjectionResult._from_json(raw)
 
 
 def glue(

@@ -23,6 +23,7 @@ fn _fairnc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stages::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(stages::audit, m)?)?;
     m.add_function(wrap_pyfunction!(stages::debias, m)?)?;
+    m.add_function(wrap_pyfunction!(stages::project, m)?)?;
     m.add_function(wrap_pyfunction!(stages::glue, m)?)?;
     m.add_function(wrap_pyfunction!(stages::defaults, m)?)?;
     nc3::register(m)?;

@@ -12,6 +12,7 @@ use fairnc::audit::AuditConfig;
 use fairnc::bench::EvalConfig;
 use fairnc::bench::glue::GlueConfig;
 use fairnc::collapse::CollapseConfig;
+use fairnc::project::ProjectConfig;
 use fairnc::report;
 use fairnc::train::{DebiasConfig, OutputMode};
 use pyo3::prelude::*;
@@ -60,6 +61,7 @@ pub fn defaults(stage: &str) -> PyResult<String> {
         "evaluate" => serde_json::to_value(EvalConfig::default()),
         "audit" => serde_json::to_value(AuditConfig::default()),
         "debias" => serde_json::to_value(DebiasConfig::default()),
+        "project" => serde_json::to_value(ProjectConfig::default()),
         "glue" => serde_json::to_value(GlueConfig::default()),
         other => return Err(anyhow::anyhow!("no stage called {other:?}")).py_err(),
     };
@@ -185,6 +187,29 @@ pub fn debias(
         let cfg: DebiasConfig = overlay("debias", &defaults, options)?;
         let result = fairnc::train::debias(&name, &cfg, &output, mode, p)?;
         Ok(json!({"result": result}))
+    })?;
+    to_json(out)
+}
+
+/// A post-hoc projection (SentenceDebias or INLP) of the model into `output`, as `fairnc debias
+/// --method sentence-debias|inlp` writes it.
+#[pyfunction]
+#[pyo3(signature = (model, options, output, overwrite = false, progress = true))]
+pub fn project(
+    py: Python<'_>,
+    model: &Bound<'_, PyAny>,
+    options: &str,
+    output: PathBuf,
+    overwrite: bool,
+    progress: bool,
+) -> PyResult<String> {
+    let (name, seed) = model_name(model)?;
+    let defaults = ProjectConfig { seed, ..ProjectConfig::default() };
+    let out = long(py, progress, |p| {
+        let cfg: ProjectConfig = overlay("project", &defaults, options)?;
+        fairnc::project::prepare_output(&output, overwrite)?;
+        let result = fairnc::project::project(&name, &cfg, &output, p)?;
+        Ok(json!({"result": result, "markdown": fairnc::project::markdown(&result)}))
     })?;
     to_json(out)
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import fairnc
-from conftest import BERT, CORPUS, read_json, run_cli, write_lines
+from conftest import BERT, CORPUS, FIXTURES, read_json, run_cli, write_lines
 
 
 def without(d, *keys):
@@ -88,6 +88,45 @@ def test_audit_measures_equal_the_cli(tmp_path, bert):
     assert not a.to_dict()["largest_gaps"]["crows"], "CrowS-Pairs was not chosen"
     with pytest.raises(fairnc.InputError, match="winobias"):
         fairnc.audit(bert, quick=True, measures=["winobias"], progress=False)
+
+
+def test_evaluate_self_debias_and_peer_measures_equal_the_cli(tmp_path, bert):
+    # Self-Debias prepends a prompt: the short sentences of its fixture fit the tiny model's positions.
+    crows, stereoset = FIXTURES / "self_debias" / "crows.csv", FIXTURES / "self_debias" / "stereoset.json"
+    flags = ["--tasks", "crows,aul,mlm-bias", "--crows-file", str(crows), "--stereoset-file", str(stereoset), "--self-debias", "gender"]
+    run_cli("eval", "--model", str(BERT), "--output", str(tmp_path / "cli"), *flags)
+    e = fairnc.evaluate(
+        bert, tasks=["crows", "aul", "mlm-bias"], crows_file=crows, stereoset_file=stereoset, self_debias="gender",
+        output=tmp_path / "py", progress=False,
+    )
+    assert e.results == read_json(tmp_path / "cli" / "results.json")
+    assert e.results["settings"]["self_debias"] == "gender"
+    assert {"crows", "aul", "mlm_bias"} <= set(e.results)
+    for name in ("crows.csv", "aul.csv", "mlm-bias.csv"):
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    with pytest.raises(fairnc.InputError, match="self_debias"):
+        fairnc.evaluate(bert, tasks=["crows"], self_debias="sexism", progress=False)
+
+
+def test_project_equals_the_cli_and_every_stage_reads_the_projected_model(tmp_path):
+    flags = ["--corpus", str(CORPUS), "--components", "2"]
+    run_cli("debias", "--model", str(BERT), "--method", "sentence-debias", *flags, "--output", str(tmp_path / "cli"))
+    r = fairnc.project(BERT, "sentence-debias", corpus=CORPUS, components=2, output=tmp_path / "py", progress=False)
+    paths = ("model_dir", "projection_file")
+    assert without(r.to_dict(), *paths) == without(read_json(tmp_path / "cli" / "projection.json"), *paths)
+    name = "projection.safetensors"
+    assert (r.model_dir / name).read_bytes() == (tmp_path / "cli" / "model" / name).read_bytes()
+    assert r.method == "sentence-debias" and r.rank == 2 and r.markdown
+    projected = r.load(progress=False)
+    c = fairnc.collapse(projected, corpus=CORPUS, progress=False)
+    assert c.to_dict()["settings"]["projection"]["method"] == "sentence-debias"
+    # A second run into the same directory is refused unless asked to overwrite it.
+    with pytest.raises(fairnc.InputError, match="overwrite"):
+        fairnc.project(BERT, "sentence-debias", corpus=CORPUS, output=tmp_path / "py", progress=False)
+    again = fairnc.project(BERT, "inlp", corpus=CORPUS, iterations=2, output=tmp_path / "py", overwrite=True, progress=False)
+    assert again.method == "inlp" and again.rank >= 1
+    with pytest.raises(fairnc.InputError, match="method"):
+        fairnc.project(BERT, "lasso", output=tmp_path / "z", progress=False)
 
 
 def test_audit_refuses_a_seed_other_than_the_models(bert):

@@ -196,7 +196,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     if let Some(method) = projection {
         let cfg = a.projection_config(method)?;
-        prepare_projection_output(&a.output, a.overwrite)?;
+        crate::project::prepare_output(&a.output, a.overwrite)?;
         let r = crate::project::project(&a.model.model, &cfg, &a.output, &crate::util::bars::Bars::new())?;
         println!(
             "wrote {} (base checkpoint + projection.safetensors: {} direction(s) removed), projection.json, projection.md",
@@ -208,33 +208,6 @@ pub fn run(a: Args) -> Result<()> {
     let cfg = a.config()?;
     let r = debias(&a.model.model, &cfg, &a.output, a.output_mode(), &crate::util::bars::Bars::new())?;
     println!("wrote {} (Hugging Face checkpoint), log.jsonl, loss.png, nc3.png", r.model_dir.display());
-    Ok(())
-}
-
-/// A projection run's output directory: new or empty, or one holding a projection run that
-/// `--overwrite` replaces.
-fn prepare_projection_output(out: &std::path::Path, overwrite: bool) -> Result<()> {
-    let busy = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false);
-    if !busy {
-        return Ok(());
-    }
-    if !out.join("projection.json").is_file() {
-        anyhow::bail!(
-            "--output {}: holds files that are not a projection run; choose an empty or new directory",
-            out.display()
-        );
-    }
-    if !overwrite {
-        anyhow::bail!("--output {}: holds a projection run; pass --overwrite to replace it", out.display());
-    }
-    for name in ["model", "projection.json", "projection.md"] {
-        let p = out.join(name);
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p)?;
-        } else if p.exists() {
-            std::fs::remove_file(&p)?;
-        }
-    }
     Ok(())
 }
 

@@ -227,6 +227,33 @@ fn copy_checkpoint(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A projection run's output directory: new or empty, or one holding a projection run that
+/// `--overwrite` replaces.
+pub fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
+    let busy = std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if !busy {
+        return Ok(());
+    }
+    if !out.join("projection.json").is_file() {
+        anyhow::bail!(
+            "--output {}: holds files that are not a projection run; choose an empty or new directory",
+            out.display()
+        );
+    }
+    if !overwrite {
+        anyhow::bail!("--output {}: holds a projection run; pass --overwrite to replace it", out.display());
+    }
+    for name in ["model", "projection.json", "projection.md"] {
+        let p = out.join(name);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)?;
+        } else if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
 /// Computes the projection of `cfg` for `model_name` (a registry name or checkpoint directory)
 /// and writes `out/model/` (base files + `projection.safetensors`), `out/projection.json` and
 /// `out/projection.md`.
