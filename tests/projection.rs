@@ -184,6 +184,22 @@ fn projected_hidden_states_match_the_forward_hook() {
             }
         }
         assert!(worst < 1e-5, "{family}: projected hidden states differ by {worst:e}");
+        // The explicit-attention path (AUL/AULA, mlm-bias) reads the same projected states.
+        if family == "bert" {
+            let (explicit, _) = m.hidden_with_attention(&batch).unwrap();
+            let explicit = explicit.to_vec3::<f32>().unwrap();
+            let mut apart = 0f32;
+            for (b, row) in mask.iter().enumerate() {
+                for (p, &on) in row.iter().enumerate() {
+                    if on > 0.0 {
+                        for (x, y) in explicit[b][p].iter().zip(&want[b][p]) {
+                            apart = apart.max((x - y).abs());
+                        }
+                    }
+                }
+            }
+            assert!(apart < 1e-4, "{family}: the attention path's hidden states are {apart:e} from the projected ones");
+        }
         // The base model differs: the projection did something.
         let base = load(&model_dir(family)).hidden(&batch, Exec::INFER).unwrap();
         let moved = (base - h).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();

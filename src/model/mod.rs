@@ -283,7 +283,7 @@ impl LanguageModel {
             );
         };
         let (hidden, received) = m.hidden_with_received(batch, &self.dropout)?;
-        let hidden = hidden.to_dtype(DType::F32)?;
+        let hidden = self.project(hidden)?;
         let total = (hidden.sum_all()?.to_scalar::<f32>()? + received.sum_all()?.to_scalar::<f32>()?).is_finite();
         if !total {
             bail!(
@@ -320,6 +320,13 @@ impl LanguageModel {
             Arch::NeoX(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
             Arch::Opt(m) => m.hidden_from_words(batch, words, &self.dropout, exec),
         }?;
+        self.project(hidden)
+    }
+
+    /// Last-layer hidden states as every reader sees them: f32, through the model's projection
+    /// (SentenceDebias, INLP) when it has one. Every path to the last hidden states ends here,
+    /// so no measure scores the unprojected model by taking another route.
+    fn project(&self, hidden: Tensor) -> Result<Tensor> {
         match &self.projection {
             Some(p) => p.apply(&hidden),
             None => Ok(hidden.to_dtype(DType::F32)?),
