@@ -280,7 +280,7 @@ fn settings(model: &LanguageModel, cfg: &EvalConfig, crows_scoring: Option<&str>
 fn self_debias_note(cfg: &EvalConfig) -> Option<String> {
     let sd = cfg.self_debias?;
     Some(format!(
-        "Self-Debias ({}): CrowS-Pairs and StereoSet are scored from the self-debiased output distribution (decay {}, epsilon {}); it changes no feature, so SEAT and NC statistics are the base model's",
+        "Self-Debias ({}): CrowS-Pairs and StereoSet are scored from the self-debiased output distribution (decay {}, epsilon {}); it changes no feature, so SEAT and NC statistics are the base model's, and so are BEC-Pro, AUL/AULA, mlm-bias and StereoSet intersentence, which bias-bench's Self-Debias does not cover",
         sd.name(),
         super::self_debias::DECAY,
         super::self_debias::EPSILON

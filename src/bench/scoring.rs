@@ -92,6 +92,15 @@ pub fn masked_log_probs(
     Ok(out)
 }
 
+/// A causal LM's BOS token and the sequences without a BOS the tokenizer put first: the first
+/// scored token is read after a pass over the BOS alone, so the BOS is context, not a token.
+pub(crate) fn without_bos(model: &LanguageModel, seqs: &[Vec<u32>]) -> Result<(u32, Vec<Vec<u32>>)> {
+    let Some(bos) = model.tokenizer.bos_id else {
+        bail!("the model has no BOS or EOS token to score a sentence's first token after")
+    };
+    Ok((bos, seqs.iter().map(|s| s.strip_prefix(&[bos][..]).unwrap_or(s).to_vec()).collect()))
+}
+
 /// For each sequence, the log-probability of every token: the first from a forward pass
 /// over the BOS token alone, the others from one pass over the sequence without BOS
 /// (bias-bench's GPT-2 scoring; not the same numbers as prepending BOS). A BOS the tokenizer
@@ -103,10 +112,7 @@ pub fn causal_token_log_probs(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f64>>> {
-    let Some(bos) = model.tokenizer.bos_id else {
-        bail!("the model has no BOS or EOS token to score a sentence's first token after")
-    };
-    let seqs: Vec<Vec<u32>> = seqs.iter().map(|s| s.strip_prefix(&[bos][..]).unwrap_or(s).to_vec()).collect();
+    let (bos, seqs) = without_bos(model, seqs)?;
     let seqs = seqs.as_slice();
     let max = model.max_len();
     if let Some(s) = seqs.iter().find(|s| s.len() > max) {

@@ -305,10 +305,7 @@ pub fn causal_token_log_probs(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f64>>> {
-    let Some(bos) = model.tokenizer.bos_id else {
-        bail!("the model has no BOS or EOS token to score a sentence's first token after")
-    };
-    let seqs: Vec<Vec<u32>> = seqs.iter().map(|s| s.strip_prefix(&[bos][..]).unwrap_or(s).to_vec()).collect();
+    let (bos, seqs) = super::scoring::without_bos(model, seqs)?;
     // First tokens: one unit per distinct prefix set, read once per sentence.
     let mut first_of: HashMap<&[Vec<u32>], usize> = HashMap::new();
     let mut first_units: Vec<Variants> = Vec::new();
