@@ -7,6 +7,7 @@
 //! to the same unique minimiser, more exactly.
 
 use super::linalg::{Rows, dot};
+use rayon::prelude::*;
 
 /// The objective's constant C (sklearn's default).
 pub const C: f64 = 1.0;
@@ -18,21 +19,36 @@ pub struct LinearSvc {
     pub rows: Vec<Vec<f64>>,
 }
 
+/// Rows per parallel task in the sums over the data. Fixed, and the partial sums are added in
+/// task order, so a fit gives the same bits on any number of threads.
+const ROWS_PER_TASK: usize = 1024;
+
+/// `base += Σ_{i ∈ rows} coef(i) · xᵢ`, in parallel over fixed blocks of rows.
+fn add_weighted_rows(x: &Rows, rows: &[usize], base: &mut [f64], coef: impl Fn(usize) -> f64 + Sync) {
+    let parts: Vec<Vec<f64>> = rows
+        .par_chunks(ROWS_PER_TASK)
+        .map(|block| {
+            let mut part = vec![0f64; x.d];
+            for &i in block {
+                let s = coef(i);
+                part.iter_mut().zip(x.row(i)).for_each(|(o, xj)| *o += s * xj);
+            }
+            part
+        })
+        .collect();
+    for part in parts {
+        base.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+    }
+}
+
 /// f(w) = ½‖w‖² + C Σ max(0, 1 − yᵢ⟨w, xᵢ⟩)², its gradient, and the rows where the loss is active.
 fn objective(x: &Rows, y: &[f64], w: &[f64]) -> (f64, Vec<f64>, Vec<usize>) {
-    let mut f = 0.5 * dot(w, w);
+    let n = x.n().min(y.len());
+    let margins: Vec<f64> = (0..n).into_par_iter().map(|i| 1.0 - y[i] * dot(x.row(i), w)).collect();
+    let active: Vec<usize> = (0..n).filter(|&i| margins[i] > 0.0).collect();
+    let f = 0.5 * dot(w, w) + active.iter().map(|&i| C * margins[i] * margins[i]).sum::<f64>();
     let mut g = w.to_vec();
-    let mut active = Vec::new();
-    for (i, &yi) in y.iter().enumerate().take(x.n()) {
-        let r = x.row(i);
-        let margin = 1.0 - yi * dot(r, w);
-        if margin > 0.0 {
-            f += C * margin * margin;
-            let s = -2.0 * C * yi * margin;
-            g.iter_mut().zip(r).for_each(|(gj, xj)| *gj += s * xj);
-            active.push(i);
-        }
-    }
+    add_weighted_rows(x, &active, &mut g, |i| -2.0 * C * y[i] * margins[i]);
     (f, g, active)
 }
 
@@ -50,11 +66,7 @@ fn binary(x: &Rows, y: &[f64]) -> Vec<f64> {
         // Newton step: (I + 2C Σ_active xxᵀ) s = −g, by conjugate gradients.
         let hess = |v: &[f64]| {
             let mut out = v.to_vec();
-            for &i in &active {
-                let r = x.row(i);
-                let s = 2.0 * C * dot(r, v);
-                out.iter_mut().zip(r).for_each(|(o, xj)| *o += s * xj);
-            }
+            add_weighted_rows(x, &active, &mut out, |i| 2.0 * C * dot(x.row(i), v));
             out
         };
         let mut s = vec![0f64; d];
