@@ -165,9 +165,9 @@ pub fn run(model: &LanguageModel, cfg: &AuditConfig, dir: &Path, progress: &dyn 
     if cfg.seat_dir.is_none() && tasks.contains(&BenchTask::Seat) {
         skipped.push(Skipped {
             part: "SEAT race and religion".into(),
-            reason: "their tests are sent-bias's files; only the gender tests can be rebuilt from WEAT word lists"
+            reason: "their tests are sent-bias's files (tests/*.jsonl, given by --seat-dir DIR); only the gender tests can be rebuilt from WEAT word lists"
                 .into(),
-            fix: format!("fairnc audit --model {} --seat-dir DIR (DIR: sent-bias's tests/*.jsonl)", model.name),
+            fix: format!("fairnc audit --model {} --seat-dir DIR", model.name),
         });
     }
     let t = Instant::now();
@@ -225,9 +225,9 @@ fn inapplicable(model: &LanguageModel, t: BenchTask) -> Option<(String, String)>
     if t == BenchTask::StereoSetInter && model.kind() == ModelKind::Masked && !model.has_next_sentence_head() {
         return Some((
             format!(
-                "{name} is a masked LM without a next-sentence head (cls.seq_relationship, which BertForPreTraining checkpoints hold)"
+                "{name} is a masked LM without a next-sentence head (cls.seq_relationship, which BertForPreTraining checkpoints hold; DIR below is such a checkpoint)"
             ),
-            "fairnc audit --model DIR, with DIR a checkpoint that keeps its next-sentence head".into(),
+            "fairnc audit --model DIR".into(),
         ));
     }
     None
