@@ -136,7 +136,7 @@ fn inlp_features_classifier_and_projection_against_sklearn() {
         let (xdv, ydv) = pick(&dv);
         // The first classifier on the same rows: sklearn's liblinear stops at tol 1e-4, ours
         // converges further, so the weights agree to the solver tolerance.
-        let svc = svm::LinearSvc::fit(&linalg::Rows { data: &xtr, d }, &ytr);
+        let svc = svm::LinearSvc::fit(&linalg::Rows { data: &xtr, d }, &ytr).unwrap();
         let w0 = rows(&t["inlp_w0"]);
         let num: f64 =
             svc.rows.iter().zip(&w0).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>()).sum();
@@ -144,7 +144,7 @@ fn inlp_features_classifier_and_projection_against_sklearn() {
         let rel = (num / den).sqrt();
         eprintln!("{family}: first classifier ‖W − W_sklearn‖/‖W_sklearn‖ = {rel:e}");
         assert!(rel < 1e-2, "{family}: {rel:e}");
-        let run = inlp::run((&xtr, &ytr), (&xdv, &ydv), d, 4, &fairnc::util::progress::Silent);
+        let run = inlp::run((&xtr, &ytr), (&xdv, &ydv), d, 4, &fairnc::util::progress::Silent).unwrap();
         let want: Vec<f64> =
             json["inlp_dev_accuracy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         eprintln!("{family}: dev accuracy ours {:?}, sklearn {want:?}", run.dev_accuracy);

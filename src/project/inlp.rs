@@ -45,13 +45,13 @@ pub fn run(
     d: usize,
     iterations: usize,
     progress: &dyn Progress,
-) -> InlpRun {
+) -> anyhow::Result<InlpRun> {
     let mut xt = train.0.to_vec();
     let mut xd = dev.0.to_vec();
     let mut out = InlpRun { basis: Vec::new(), weights: Vec::new(), dev_accuracy: Vec::new() };
     let phase = progress.phase("INLP classifiers", iterations as u64, Unit::Items);
     for i in 0..iterations {
-        let svc = LinearSvc::fit(&Rows { data: &xt, d }, train.1);
+        let svc = LinearSvc::fit(&Rows { data: &xt, d }, train.1)?;
         let acc = svc.accuracy(&Rows { data: &xd, d }, dev.1);
         progress.message(&format!("INLP iteration {}: dev accuracy {acc:.4}", i + 1));
         out.dev_accuracy.push(acc);
@@ -66,5 +66,5 @@ pub fn run(
         project_rows(&mut xt, d, new);
         project_rows(&mut xd, d, new);
     }
-    out
+    Ok(out)
 }

@@ -33,6 +33,30 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// Solves `A x = b` for a symmetric positive-definite `A [d, d]` (row-major) by Cholesky.
+/// A pivot that rounding drives to zero or below is clamped, so the result stays finite.
+pub fn solve_spd(a: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
+    let mut l = vec![0f64; d * d];
+    for j in 0..d {
+        let pivot = (a[j * d + j] - dot(&l[j * d..j * d + j], &l[j * d..j * d + j])).max(1e-300).sqrt();
+        l[j * d + j] = pivot;
+        for i in j + 1..d {
+            let v = (a[i * d + j] - dot(&l[i * d..i * d + j], &l[j * d..j * d + j])) / pivot;
+            l[i * d + j] = v;
+        }
+    }
+    let mut y = vec![0f64; d];
+    for i in 0..d {
+        y[i] = (b[i] - dot(&l[i * d..i * d + i], &y[..i])) / l[i * d + i];
+    }
+    let mut x = vec![0f64; d];
+    for i in (0..d).rev() {
+        let s: f64 = (i + 1..d).map(|k| l[k * d + i] * x[k]).sum();
+        x[i] = (y[i] - s) / l[i * d + i];
+    }
+    x
+}
+
 fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
@@ -147,6 +171,29 @@ pub fn principal_components(x: &Rows, k: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A = MᵀM + I for a random M: the solution satisfies A x = b to rounding, and the dot
+    /// product's eight partial sums give the plain sum's value on a length that leaves a tail.
+    #[test]
+    fn spd_solve_and_dot_agree_with_direct_computation() {
+        let mut rng = crate::util::rng::SplitMix::new(7);
+        let d = 37;
+        let m: Vec<f64> = (0..d * d).map(|_| rng.normal()).collect();
+        let mut a = vec![0f64; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                a[i * d + j] = (0..d).map(|k| m[k * d + i] * m[k * d + j]).sum::<f64>() + f64::from(i == j);
+            }
+        }
+        let b: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+        let x = solve_spd(&a, d, &b);
+        for i in 0..d {
+            let ax: f64 = (0..d).map(|j| a[i * d + j] * x[j]).sum();
+            assert!((ax - b[i]).abs() < 1e-9, "row {i}: {ax} vs {}", b[i]);
+        }
+        let plain: f64 = m[..d].iter().zip(&b).map(|(p, q)| p * q).sum();
+        assert!((dot(&m[..d], &b) - plain).abs() < 1e-12);
+    }
 
     #[test]
     fn the_projection_removes_the_span_and_keeps_its_complement() {

@@ -346,7 +346,7 @@ pub fn project(model_name: &str, cfg: &ProjectConfig, out: &Path, progress: &dyn
             let (xtr, ytr) = (gather(&x, d, &tr), pick(&tr));
             let (xdv, ydv) = (gather(&x, d, &dv), pick(&dv));
             let (xte, yte) = (gather(&x, d, &te), pick(&te));
-            let run = inlp::run((&xtr, &ytr), (&xdv, &ydv), d, cfg.iterations, progress);
+            let run = inlp::run((&xtr, &ytr), (&xdv, &ydv), d, cfg.iterations, progress).context("INLP classifiers")?;
             result.dev_accuracy = run.dev_accuracy.clone();
             // A fresh classifier on the test split, before and after: what the projection hid.
             let p = linalg::removing(&run.basis, d);
@@ -355,10 +355,10 @@ pub fn project(model_name: &str, cfg: &ProjectConfig, out: &Path, progress: &dyn
                     .flat_map(|r| (0..d).map(|i| linalg::dot(&p[i * d..(i + 1) * d], r)).collect::<Vec<_>>())
                     .collect()
             };
-            let before = svm::LinearSvc::fit(&linalg::Rows { data: &xtr, d }, &ytr)
+            let before = svm::LinearSvc::fit(&linalg::Rows { data: &xtr, d }, &ytr)?
                 .accuracy(&linalg::Rows { data: &xte, d }, &yte);
             let (ptr, pte) = (proj(&xtr), proj(&xte));
-            let after = svm::LinearSvc::fit(&linalg::Rows { data: &ptr, d }, &ytr)
+            let after = svm::LinearSvc::fit(&linalg::Rows { data: &ptr, d }, &ytr)?
                 .accuracy(&linalg::Rows { data: &pte, d }, &yte);
             result.test_accuracy = Some((before, after));
             run.basis
