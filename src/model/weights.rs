@@ -561,23 +561,31 @@ pub fn save_tensors_with_metadata(
     crate::util::fs::write_atomic(path, &bytes)
 }
 
-/// Rewrites a serialised safetensors header with its keys (tensor names, metadata keys) in
-/// sorted order. `safetensors::serialize` takes the metadata as a `HashMap`, whose order changes
-/// from process to process; without this the same run would write different bytes each time.
-/// Same keys and values in compact JSON have the same length, so the padding and every data
-/// offset stay as they are.
+/// Rewrites the metadata of a serialised safetensors header with its keys in sorted order.
+/// `safetensors::serialize` takes the metadata as a `HashMap`, whose order changes from process
+/// to process; without this the same run would write different bytes each time. The tensor
+/// entries keep safetensors' own order (so a checkpoint whose metadata is only `format` keeps
+/// the exact bytes transformers was shown), and the same keys and values in compact JSON have
+/// the same length, so the padding and every data offset stay as they are.
 fn sort_header(bytes: &mut [u8]) -> Result<()> {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
     let n = u64::from_le_bytes(bytes.get(..8).context("no header length")?.try_into()?) as usize;
     let header = bytes.get(8..8 + n).context("header shorter than its length")?;
-    let mut parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)?;
-    if let Some(meta) = parsed.remove("__metadata__") {
-        let meta: BTreeMap<String, String> = serde_json::from_value(meta)?;
-        parsed.insert("__metadata__".to_string(), serde_json::to_value(meta)?);
+    if !header.starts_with(PREFIX) {
+        return Ok(());
     }
-    let mut sorted = serde_json::to_vec(&parsed)?;
-    anyhow::ensure!(sorted.len() <= n, "the sorted header is longer than the original");
-    sorted.resize(n, b' ');
-    bytes[8..8 + n].copy_from_slice(&sorted);
+    let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)?;
+    let meta: BTreeMap<String, String> =
+        serde_json::from_value(parsed.get("__metadata__").cloned().context("no metadata")?)?;
+    let sorted = serde_json::to_vec(&meta)?;
+    let at = 8 + PREFIX.len();
+    let span = bytes.get(at..at + sorted.len()).context("metadata longer than the header")?;
+    // The original object occupies exactly these bytes: the same map, in another order.
+    anyhow::ensure!(
+        serde_json::from_slice::<BTreeMap<String, String>>(span).ok().as_ref() == Some(&meta),
+        "the metadata is not where the header starts"
+    );
+    bytes[at..at + sorted.len()].copy_from_slice(&sorted);
     Ok(())
 }
 
