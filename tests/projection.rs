@@ -40,6 +40,19 @@ fn tsv(name: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Largest |a − b| over the positions the mask keeps (`[B, T, D]` states, `[B, T]` mask).
+fn masked_max_diff(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>], mask: &[Vec<f32>]) -> f32 {
+    let mut worst = 0f32;
+    for (i, row) in mask.iter().enumerate() {
+        for (p, _) in row.iter().enumerate().filter(|(_, on)| **on > 0.0) {
+            for (x, y) in a[i][p].iter().zip(&b[i][p]) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    worst
+}
+
 /// A copy of a fixture model with the generator's INLP projection beside it.
 fn projected(family: &str) -> tempfile::TempDir {
     let tmp = copy_dir(&model_dir(family));
@@ -173,31 +186,12 @@ fn projected_hidden_states_match_the_forward_hook() {
         let want = &t["probe_projected"];
         let mask: Vec<Vec<f32>> = t["probe_mask"].to_vec2().unwrap();
         let (got, want) = (h.to_vec3::<f32>().unwrap(), want.to_vec3::<f32>().unwrap());
-        let mut worst = 0f32;
-        for (b, row) in mask.iter().enumerate() {
-            for (p, &on) in row.iter().enumerate() {
-                if on > 0.0 {
-                    for (x, y) in got[b][p].iter().zip(&want[b][p]) {
-                        worst = worst.max((x - y).abs());
-                    }
-                }
-            }
-        }
+        let worst = masked_max_diff(&got, &want, &mask);
         assert!(worst < 1e-5, "{family}: projected hidden states differ by {worst:e}");
         // The explicit-attention path (AUL/AULA, mlm-bias) reads the same projected states.
         if family == "bert" {
             let (explicit, _) = m.hidden_with_attention(&batch).unwrap();
-            let explicit = explicit.to_vec3::<f32>().unwrap();
-            let mut apart = 0f32;
-            for (b, row) in mask.iter().enumerate() {
-                for (p, &on) in row.iter().enumerate() {
-                    if on > 0.0 {
-                        for (x, y) in explicit[b][p].iter().zip(&want[b][p]) {
-                            apart = apart.max((x - y).abs());
-                        }
-                    }
-                }
-            }
+            let apart = masked_max_diff(&explicit.to_vec3::<f32>().unwrap(), &want, &mask);
             assert!(apart < 1e-4, "{family}: the attention path's hidden states are {apart:e} from the projected ones");
         }
         // The base model differs: the projection did something.
