@@ -349,6 +349,18 @@ fn becpro(d: &mut Document, b: &BecProSection) {
     d.table(&["profession group", "mean male", "mean female", "sentences m / f", "Wilcoxon p"], rows);
 }
 
+/// The CrowS-Pairs and StereoSet rows of a peer measure (each dataset where it ran).
+fn both_datasets<'a, S>(
+    crows: Option<(&'a BTreeMap<String, S>, &'a S)>,
+    stereoset: Option<(&'a BTreeMap<String, S>, &'a S)>,
+) -> Vec<(String, &'a S)> {
+    [("CrowS-Pairs", crows), ("StereoSet", stereoset)]
+        .into_iter()
+        .filter_map(|(data, g)| g.map(|(by_group, overall)| labelled(data, by_group, overall)))
+        .flatten()
+        .collect()
+}
+
 /// A peer measure's per-group summaries and its overall one, labelled "dataset: group".
 fn labelled<'a, S>(data: &str, by_group: &'a BTreeMap<String, S>, overall: &'a S) -> Vec<(String, &'a S)> {
     by_group
@@ -361,13 +373,9 @@ fn labelled<'a, S>(data: &str, by_group: &'a BTreeMap<String, S>, overall: &'a S
 fn aul(d: &mut Document, s: &AulSection) {
     d.heading(1, "AUL / AULA");
     d.para("Percentage of pairs whose stereotypical sentence has the higher all-unmasked likelihood (AULA: weighted by the attention each token receives); 50 = unbiased. docs/aul.md.");
-    let mut rows = Vec::new();
-    for (data, groups) in [("CrowS-Pairs", &s.crows), ("StereoSet", &s.stereoset)] {
-        if let Some(g) = groups {
-            rows.extend(labelled(data, &g.by_group, &g.overall));
-        }
-    }
-    let rows = rows
+    let crows = s.crows.as_ref().map(|g| (&g.by_group, &g.overall));
+    let stereoset = s.stereoset.as_ref().map(|g| (&g.by_group, &g.overall));
+    let rows = both_datasets(crows, stereoset)
         .into_iter()
         .map(|(g, v)| {
             vec![
@@ -386,13 +394,9 @@ fn aul(d: &mut Document, s: &AulSection) {
 fn mlm_bias(d: &mut Document, s: &MlmBiasSection) {
     d.heading(1, "mlm-bias: CRR / CRRA / ΔP / ΔPA");
     d.para("Percentage of pairs on which the disadvantaged-group sentence is the likelier by each measure (mlm-bias 0.1.7's procedure with the checkpoint's weights); 50 = unbiased. docs/mlm-bias.md.");
-    let mut rows = Vec::new();
-    for (data, groups) in [("CrowS-Pairs", &s.crows), ("StereoSet", &s.stereoset)] {
-        if let Some(g) = groups {
-            rows.extend(labelled(data, &g.by_group, &g.overall));
-        }
-    }
-    let rows = rows
+    let crows = s.crows.as_ref().map(|g| (&g.by_group, &g.overall));
+    let stereoset = s.stereoset.as_ref().map(|g| (&g.by_group, &g.overall));
+    let rows = both_datasets(crows, stereoset)
         .into_iter()
         .map(|(g, v)| {
             let mut r = vec![g];
