@@ -16,7 +16,7 @@ pub fn write(dir: &Path, a: &Audit) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["part", "metric", "value"])?;
     for (p, m, v) in a.headline() {
-        w.write_record([p, m, v.to_string()])?;
+        w.write_record([p, m, csv_number(v)])?;
     }
     crate::util::fs::write_atomic(&dir.join("summary.csv"), &w.into_inner()?)?;
     if let Some(s) = &a.eval.stereoset {
@@ -55,6 +55,12 @@ pub fn write(dir: &Path, a: &Audit) -> Result<()> {
         )?;
     }
     document(a).write(dir, "report")
+}
+
+/// A headline number exactly (shortest round-trip form), with an exponent when it is tiny:
+/// a p-value of 1.8e-9 would otherwise be written as 0.0000000018.
+fn csv_number(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-4 { format!("{v:e}") } else { v.to_string() }
 }
 
 fn f(v: Option<f64>, digits: usize) -> String {
@@ -470,4 +476,19 @@ fn files(d: &mut Document) {
         "`collapse/`: `collapse.json`, `classes.csv` (per-class values), `summary.md`".into(),
         "`eval/`: `results.json`, per-example CSVs (`crows.csv`, `stereoset.csv`, `seat.csv`, `stereoset_inter.csv`, `becpro.csv`, `aul.csv`, `mlm-bias.csv`, for the benchmarks that ran)".into(),
     ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_number;
+
+    #[test]
+    fn csv_numbers_round_trip_and_tiny_ones_use_an_exponent() {
+        assert_eq!(csv_number(1.8e-9), "1.8e-9");
+        assert_eq!(csv_number(0.5374), "0.5374");
+        assert_eq!(csv_number(0.0), "0");
+        for v in [1.8e-9, -3.25e-7, 0.123456789012345, 58.41, 1e-4, 9.99e-5] {
+            assert_eq!(csv_number(v).parse::<f64>().unwrap(), v);
+        }
+    }
 }
