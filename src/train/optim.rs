@@ -2,9 +2,11 @@
 //! schedule with optional warm-up (`transformers.get_linear_schedule_with_warmup`), and
 //! global-norm gradient clipping (`torch.nn.utils.clip_grad_norm_`).
 
+use crate::model::kernels::{AdamWScalars, AdamWUpdate};
 use anyhow::Result;
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -40,8 +42,57 @@ struct Slot {
     decay: bool,
     /// Multiplier of the learning rate for this parameter (parameter groups).
     lr_scale: f64,
-    m: Tensor,
-    v: Tensor,
+    moments: Moments,
+}
+
+/// The first and second moment estimates of one parameter.
+enum Moments {
+    /// For a contiguous f32 parameter on the CPU: host vectors that the fused in-place update
+    /// ([`AdamWUpdate`]) reads and writes with the parameter, no temporaries.
+    Host { m: Vec<f32>, v: Vec<f32> },
+    /// Anything else (GPU, f16/bf16): tensors, updated by composed tensor operations.
+    Tensors { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    fn zeros(t: &Tensor) -> Result<Self> {
+        Ok(if fusable(t) {
+            Moments::Host { m: vec![0f32; t.elem_count()], v: vec![0f32; t.elem_count()] }
+        } else {
+            Moments::Tensors { m: t.zeros_like()?, v: t.zeros_like()? }
+        })
+    }
+
+    fn tensors(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Moments::Host { m, v } => {
+                let t = |x: &Vec<f32>| Tensor::from_slice(x, like.shape(), like.device());
+                (t(m)?, t(v)?)
+            }
+            Moments::Tensors { m, v } => (m.clone(), v.clone()),
+        })
+    }
+
+    fn set(&mut self, m: &Tensor, v: &Tensor) -> Result<()> {
+        match self {
+            Moments::Host { m: hm, v: hv } => {
+                for (dst, src) in [(hm, m), (hv, v)] {
+                    let got = src.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                    if got.len() != dst.len() {
+                        anyhow::bail!("optimizer state: {} elements where the parameter has {}", got.len(), dst.len());
+                    }
+                    *dst = got;
+                }
+            }
+            Moments::Tensors { m: tm, v: tv } => (*tm, *tv) = (m.clone(), v.clone()),
+        }
+        Ok(())
+    }
+}
+
+/// Whether the fused in-place update applies to a parameter.
+fn fusable(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()
 }
 
 pub struct AdamW {
@@ -52,12 +103,19 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(vars: Vec<(String, Var)>, config: AdamWConfig) -> Result<Self> {
+        Self::with_moments(vars, config, true)
+    }
+
+    /// `fuse`: the fused in-place update where it applies (false: composed tensor operations
+    /// everywhere, the reference the fused kernel is tested against).
+    fn with_moments(vars: Vec<(String, Var)>, config: AdamWConfig, fuse: bool) -> Result<Self> {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let m = var.as_tensor().zeros_like()?;
-                let v = var.as_tensor().zeros_like()?;
-                Ok((name.clone(), Slot { decay: decays(&name), lr_scale: 1.0, var, m, v }))
+                let t = var.as_tensor();
+                let moments =
+                    if fuse { Moments::zeros(t)? } else { Moments::Tensors { m: t.zeros_like()?, v: t.zeros_like()? } };
+                Ok((name.clone(), Slot { decay: decays(&name), lr_scale: 1.0, var, moments }))
             })
             .collect::<Result<_>>()?;
         Ok(AdamW { config, slots, step: 0 })
@@ -87,33 +145,58 @@ impl AdamW {
             // moments and keep them all alive.
             let g = &g.detach();
             let lr = lr * slot.lr_scale;
-            let mut p = slot.var.as_tensor().clone();
-            if slot.decay && c.weight_decay != 0.0 {
-                p = (p * (1.0 - lr * c.weight_decay))?;
+            let decay = if slot.decay && c.weight_decay != 0.0 { Some(1.0 - lr * c.weight_decay) } else { None };
+            match &mut slot.moments {
+                Moments::Host { m, v } if g.dtype() == DType::F32 && g.device().is_cpu() => {
+                    let scalars = AdamWScalars {
+                        decay: decay.unwrap_or(1.0) as f32,
+                        beta1: c.beta1 as f32,
+                        one_minus_beta1: (1.0 - c.beta1) as f32,
+                        beta2: c.beta2 as f32,
+                        one_minus_beta2: (1.0 - c.beta2) as f32,
+                        inv_bc2_sqrt: (1.0 / bc2_sqrt) as f32,
+                        eps: c.eps as f32,
+                        step_size: (lr / bc1) as f32,
+                    };
+                    let op = AdamWUpdate { m: RefCell::new(m), v: RefCell::new(v), scalars };
+                    slot.var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                }
+                Moments::Host { .. } => {
+                    anyhow::bail!("AdamW: a {:?} gradient on {:?} for an f32 CPU parameter", g.dtype(), g.device())
+                }
+                Moments::Tensors { m, v } => {
+                    let mut p = slot.var.as_tensor().clone();
+                    if let Some(d) = decay {
+                        p = (p * d)?;
+                    }
+                    *m = ((&*m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
+                    let update = (m.div(&denom)? * (lr / bc1))?;
+                    slot.var.set(&(p - update)?)?;
+                }
             }
-            slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((slot.v.sqrt()? / bc2_sqrt)? + c.eps)?;
-            let update = (slot.m.div(&denom)? * (lr / bc1))?;
-            slot.var.set(&(p - update)?)?;
         }
         Ok(())
     }
 
     /// Moment estimates by parameter name, for checkpoints.
-    pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.slots
-            .iter()
-            .flat_map(|(n, s)| [(format!("{n}.exp_avg"), s.m.clone()), (format!("{n}.exp_avg_sq"), s.v.clone())])
-            .collect()
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(2 * self.slots.len());
+        for (n, s) in &self.slots {
+            let (m, v) = s.moments.tensors(s.var.as_tensor())?;
+            out.push((format!("{n}.exp_avg"), m));
+            out.push((format!("{n}.exp_avg_sq"), v));
+        }
+        Ok(out)
     }
 
     /// Restores [`Self::state`] and the step count.
     pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, step: u64) -> Result<()> {
         for (n, s) in self.slots.iter_mut() {
             let get = |k: String| state.get(&k).cloned().ok_or_else(|| anyhow::anyhow!("optimizer state has no {k}"));
-            s.m = get(format!("{n}.exp_avg"))?;
-            s.v = get(format!("{n}.exp_avg_sq"))?;
+            let (m, v) = (get(format!("{n}.exp_avg"))?, get(format!("{n}.exp_avg_sq"))?);
+            s.moments.set(&m, &v)?;
         }
         self.step = step;
         Ok(())
@@ -179,6 +262,55 @@ mod tests {
         let got: Vec<f32> = var.as_tensor().to_vec1().unwrap();
         for (a, b) in got.iter().zip(&p) {
             assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    /// The fused in-place kernel against the composed tensor operations: three steps on a
+    /// decayed matrix and an undecayed bias (one at a scaled learning rate), equal values, and the
+    /// optimizer state saved by one restores the other.
+    #[test]
+    fn fused_update_is_bit_identical_to_the_composed_one() {
+        use crate::model::kernels::test_util::randn;
+        let cfg = AdamWConfig { lr: 1e-3, weight_decay: 0.01, ..AdamWConfig::default() };
+        let make = |fuse: bool| {
+            let w = Var::from_tensor(&randn(&[70_001], 1)).unwrap();
+            let b = Var::from_tensor(&randn(&[37], 2)).unwrap();
+            let mut opt =
+                AdamW::with_moments(vec![("l.weight".into(), w.clone()), ("l.bias".into(), b.clone())], cfg, fuse)
+                    .unwrap();
+            opt.scale_lr(|n| n.ends_with("bias"), 20.0);
+            (opt, w, b)
+        };
+        let ((mut fused, fw, fb), (mut composed, cw, cb)) = (make(true), make(false));
+        assert!(matches!(fused.slots["l.weight"].moments, Moments::Host { .. }));
+        for t in 0..3u64 {
+            let gw = randn(&[70_001], 10 + t);
+            let gb = randn(&[37], 20 + t);
+            for (opt, w, b) in [(&mut fused, &fw, &fb), (&mut composed, &cw, &cb)] {
+                let loss = ((w.as_tensor() * &gw).unwrap().sum_all().unwrap()
+                    + (b.as_tensor() * &gb).unwrap().sum_all().unwrap())
+                .unwrap();
+                opt.step(&loss.backward().unwrap(), linear_schedule(cfg.lr, t, 1, 10)).unwrap();
+            }
+        }
+        // The first element where two tensors differ (values, so −0 equals +0), if any.
+        let first_difference = |a: &Tensor, b: &Tensor| {
+            let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+            assert_eq!(a.len(), b.len());
+            a.iter().zip(&b).position(|(x, y)| x != y).map(|i| (i, a[i], b[i]))
+        };
+        assert_eq!(first_difference(fw.as_tensor(), cw.as_tensor()), None);
+        assert_eq!(first_difference(fb.as_tensor(), cb.as_tensor()), None);
+        let (fs, cs) = (fused.state().unwrap(), composed.state().unwrap());
+        assert_eq!(fs.len(), 4);
+        for ((nf, tf), (nc, tc)) in fs.iter().zip(&cs) {
+            assert_eq!(nf, nc);
+            assert_eq!(first_difference(tf, tc), None, "{nf}");
+        }
+        let (mut restored, _, _) = make(true);
+        restored.load_state(&cs.into_iter().collect(), 3).unwrap();
+        for ((n, back), (_, saved)) in restored.state().unwrap().iter().zip(&fs) {
+            assert_eq!(first_difference(back, saved), None, "{n} after load_state");
         }
     }
 

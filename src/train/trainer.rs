@@ -137,7 +137,7 @@ impl Trainer<'_> {
                 extra.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
             crate::model::weights::save_tensors(&tensors, &dir.join("head.safetensors"))?;
         }
-        let mut state = opt.state();
+        let mut state = opt.state()?;
         if let Some(r) = &self.nc3 {
             state.extend(r.state("nc3.")?);
         }

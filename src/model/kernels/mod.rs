@@ -79,12 +79,14 @@ macro_rules! multiversion {
     };
 }
 
+mod adamw;
 mod attention;
 mod gelu;
 mod layer_norm;
 mod linear;
 mod softmax;
 
+pub use adamw::{AdamWScalars, AdamWUpdate};
 pub use attention::FusedAttention;
 pub use gelu::GeluErf;
 pub use layer_norm::LayerNorm;
