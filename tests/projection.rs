@@ -357,4 +357,6 @@ fn eval_and_quick_audit_run_on_a_projected_model() {
     let a: Value = serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
     assert_eq!(a["projection"]["method"], "inlp");
     assert_eq!(a["collapse"]["settings"]["projection"]["bias"], "gender");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("last-layer states projected by inlp (gender bias,"), "{md}");
 }

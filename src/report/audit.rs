@@ -120,15 +120,30 @@ pub fn document(a: &Audit) -> Document {
 /// What was audited, on what, by which version, and how long it took.
 fn intro(a: &Audit) -> String {
     format!(
-        "{} model, LM head {}; NC statistics on `{}` words over {} BUG texts{}. fairnc {}; {:.0} s.",
+        "{} model, LM head {}{}; NC statistics on `{}` words over {} BUG texts{}. fairnc {}; {:.0} s.",
         a.family,
         a.lm_head,
+        projected(a),
         a.words,
         a.corpus_texts,
         if a.quick { " (--quick: CrowS-Pairs and StereoSet limited to their first 300 items)" } else { "" },
         a.version,
         a.seconds.get("total").copied().unwrap_or(f64::NAN)
     )
+}
+
+/// The projection every measure saw, if the model carries one: without it a report of an INLP
+/// model would read like the base model's.
+fn projected(a: &Audit) -> String {
+    a.projection
+        .as_ref()
+        .map(|p| {
+            format!(
+                "; last-layer states projected by {} ({} bias, {} directions removed, `{}`)",
+                p.method, p.bias, p.rank, p.file
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// One number per measure with its ideal, then the parts that were skipped and how to run them.
