@@ -55,8 +55,9 @@ enum Moments {
 }
 
 impl Moments {
-    fn zeros(t: &Tensor) -> Result<Self> {
-        Ok(if fusable(t) {
+    /// Zero moments for parameter `t`: host vectors where `fuse` and the fused update applies.
+    fn zeros(t: &Tensor, fuse: bool) -> Result<Self> {
+        Ok(if fuse && fusable(t) {
             Moments::Host { m: vec![0f32; t.elem_count()], v: vec![0f32; t.elem_count()] }
         } else {
             Moments::Tensors { m: t.zeros_like()?, v: t.zeros_like()? }
@@ -112,9 +113,7 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let t = var.as_tensor();
-                let moments =
-                    if fuse { Moments::zeros(t)? } else { Moments::Tensors { m: t.zeros_like()?, v: t.zeros_like()? } };
+                let moments = Moments::zeros(var.as_tensor(), fuse)?;
                 Ok((name.clone(), Slot { decay: decays(&name), lr_scale: 1.0, var, moments }))
             })
             .collect::<Result<_>>()?;
